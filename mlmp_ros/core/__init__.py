@@ -1,0 +1,37 @@
+"""The science core: a dense CLIP segmenter and test-time adaptation (no ROS imports)."""
+
+from .backbone import LoadedCLIP, ModelNameError, WeightsError, load_clip, read_state_dict
+from .config import AdaptationConfig, Config, ConfigError
+from .dense import DenseCLIP, DenseFeatures, entropy, neighbourhood_prior
+from .methods import METHODS, Method, MethodOutput, get_method
+from .segmenter import BatchResult, FrameResult, Segmenter
+from .text import ClassList, TextBank, resolve_templates
+from .windows import average_windows, target_size, window_grid
+
+__all__ = [
+    "METHODS",
+    "AdaptationConfig",
+    "BatchResult",
+    "ClassList",
+    "Config",
+    "ConfigError",
+    "DenseCLIP",
+    "DenseFeatures",
+    "FrameResult",
+    "LoadedCLIP",
+    "Method",
+    "MethodOutput",
+    "ModelNameError",
+    "Segmenter",
+    "TextBank",
+    "WeightsError",
+    "average_windows",
+    "entropy",
+    "get_method",
+    "load_clip",
+    "neighbourhood_prior",
+    "read_state_dict",
+    "resolve_templates",
+    "target_size",
+    "window_grid",
+]

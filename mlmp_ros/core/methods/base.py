@@ -1,0 +1,317 @@
+"""The small interface every test-time adaptation method implements.
+
+A method owns the parameters it adapts and their optimiser.  The base class handles
+what is common: which parameters train, the optimiser, the episodic / continual /
+off settings, resets, and the safeguard that puts the last good parameters back when
+an adaptation fails (NaN or inf loss or weights, out of memory).  Subclasses define
+the loss of one step (:meth:`Method.step_loss`) and, where they differ from the
+default, how a batch is prepared and predicted.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fnmatch
+import logging
+from dataclasses import dataclass, field
+from typing import ClassVar, Iterator
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from ..config import Config, ConfigError
+from ..dense import DenseCLIP, DenseFeatures, entropy, patch_logits, to_grid
+from ..text import TextBank
+
+LOG = logging.getLogger("mlmp_ros.methods")
+
+
+def is_out_of_memory(exc: BaseException) -> bool:
+    if isinstance(exc, torch.OutOfMemoryError):
+        return True
+    text = str(exc).lower()
+    return isinstance(exc, RuntimeError) and ("out of memory" in text or "can't allocate memory" in text)
+
+
+class Precision:
+    """Autocast for the matrix products; LayerNorm, softmax, entropy and Adam stay float32."""
+
+    def __init__(self, name: str, device: torch.device):
+        self.name = name
+        self.device = device
+        self.dtype = {"fp32": None, "bf16": torch.bfloat16, "fp16": torch.float16}[name]
+        if self.dtype is torch.float16 and device.type != "cuda":
+            raise ConfigError("precision fp16 needs a CUDA device; use bf16 or fp32 on the CPU")
+        self.scaler = torch.amp.GradScaler("cuda") if self.dtype is torch.float16 else None
+
+    def autocast(self) -> contextlib.AbstractContextManager:
+        if self.dtype is None:
+            return contextlib.nullcontext()
+        return torch.autocast(self.device.type, dtype=self.dtype)
+
+    def backward_and_step(self, loss: torch.Tensor, optimizer: torch.optim.Optimizer) -> None:
+        if self.scaler is None:
+            loss.backward()
+            optimizer.step()
+        else:
+            self.scaler.scale(loss).backward()
+            self.scaler.step(optimizer)
+            self.scaler.update()
+        optimizer.zero_grad(set_to_none=True)
+
+
+@dataclass
+class Batch:
+    """One adaptation batch: all windows of the batch's images, normalised."""
+
+    x: torch.Tensor  # (N, 3, wh, ww)
+    z_pre: torch.Tensor | None = None  # cached tokens before ln_pre, when they cannot change
+    grid: tuple[int, int] = (0, 0)
+    extras: dict = field(default_factory=dict)
+
+
+@dataclass
+class MethodOutput:
+    window_logits: torch.Tensor  # (N, Q, wh, ww) over queries
+    losses: list[float]
+    layer_weights: torch.Tensor | None  # (S, N) entropy weights, when fused that way
+    status: str = "ok"  # "ok", "skipped" (mode off), or "restored: <reason>"
+
+
+def visual_layernorm_names(visual: nn.Module) -> list[str]:
+    names = []
+    for mod_name, mod in visual.named_modules():
+        if isinstance(mod, nn.LayerNorm):
+            names += [f"{mod_name}.{p}" for p, _ in mod.named_parameters(recurse=False) if p in ("weight", "bias")]
+    return names
+
+
+class Method:
+    """Base of every adaptation method (see module docs)."""
+
+    name: ClassVar[str] = "base"
+    default_templates: ClassVar[str] = "single"
+    default_layers: ClassVar[str] = "last"  # "last" or "mlmp" (the last 75% of the blocks)
+    default_fusion: ClassVar[str] = "mean"
+    adapts: ClassVar[bool] = True  # False for methods that never change weights
+
+    def __init__(self, encoder: DenseCLIP, text: TextBank, config: Config, layers: tuple[int, ...], precision: Precision):
+        self.encoder = encoder
+        self.text = text
+        self.config = config
+        self.adaptation = config.adaptation
+        self.layers = layers
+        self.fusion = self.default_fusion if config.fusion == "auto" else config.fusion
+        self.precision = precision
+        self.mode = self.adaptation.mode
+        self.steps = self.adaptation.steps
+        self.frames = 0
+        self.failures = 0
+        self.resets = 0
+        self.last_failure = ""
+        self.named_params = self.trainable_parameters() if self.adapts else []
+        self.configure()
+        params = [p for _, p in self.named_params]
+        self.optimizer = self.make_optimizer(params) if params else None
+        self._source = self.snapshot()
+
+    # ---------------------------------------------------------------- set-up
+    def trainable_parameters(self) -> list[tuple[str, nn.Parameter]]:
+        """The image encoder's parameters matched by ``adaptation.params`` (paper: every LayerNorm)."""
+        visual = self.encoder.visual
+        named = dict(visual.named_parameters())
+        ln_names = visual_layernorm_names(visual)
+        chosen: list[str] = []
+        for pattern in self.adaptation.params:
+            hits = ln_names if pattern == "layernorm" else [n for n in named if fnmatch.fnmatchcase(n, pattern)]
+            if not hits:
+                raise ConfigError(f"adaptation.params pattern '{pattern}' matches no image-encoder parameter")
+            chosen += [n for n in hits if n not in chosen]
+        return [(f"visual.{n}", named[n]) for n in chosen]
+
+    def configure(self) -> None:
+        """Freeze everything, then let the adapted parameters train."""
+        self.encoder.clip.requires_grad_(False)
+        for _, p in self.named_params:
+            p.requires_grad_(True)
+
+    @property
+    def embeddings_frozen(self) -> bool:
+        """True when the patch embedding and positional embedding never change."""
+        frozen = ("visual.conv1.", "visual.class_embedding", "visual.positional_embedding")
+        return not any(n.startswith(frozen) for n, _ in self.named_params)
+
+    def make_optimizer(self, params: list[torch.Tensor]) -> torch.optim.Optimizer:
+        a = self.adaptation
+        if a.optimizer == "adam":
+            return torch.optim.Adam(params, lr=a.lr, betas=tuple(a.betas), weight_decay=a.weight_decay)
+        if a.optimizer == "adamw":
+            return torch.optim.AdamW(params, lr=a.lr, betas=tuple(a.betas), weight_decay=a.weight_decay)
+        return torch.optim.SGD(params, lr=a.lr, momentum=a.momentum, weight_decay=a.weight_decay)
+
+    def set_text(self, text: TextBank) -> None:
+        """Use another class list (the adapted weights are class-agnostic and stay)."""
+        self.text = text
+
+    def set_lr(self, lr: float) -> None:
+        if self.optimizer is not None:
+            for group in self.optimizer.param_groups:
+                group["lr"] = lr
+
+    # --------------------------------------------------------------- state
+    def snapshot(self) -> dict:
+        """Adapted parameters and optimiser state, copied."""
+        state = {}
+        if self.optimizer is not None:
+            state = {
+                p: {k: (v.clone() if torch.is_tensor(v) else v) for k, v in s.items()}
+                for p, s in self.optimizer.state.items()
+            }
+        return {
+            "params": [p.detach().clone() for _, p in self.named_params],
+            "optim": state,
+        }
+
+    @torch.no_grad()
+    def restore(self, snap: dict) -> None:
+        for (_, p), saved in zip(self.named_params, snap["params"]):
+            p.copy_(saved)
+        if self.optimizer is not None:
+            self.optimizer.state.clear()
+            for p, s in snap["optim"].items():
+                self.optimizer.state[p] = {k: (v.clone() if torch.is_tensor(v) else v) for k, v in s.items()}
+            self.optimizer.zero_grad(set_to_none=True)
+
+    def reset(self) -> None:
+        """Back to the source weights and a fresh optimiser."""
+        self.restore(self._source)
+        self.frames = 0
+        self.resets += 1
+
+    def parameters_finite(self) -> bool:
+        if not self.named_params:
+            return True
+        return bool(torch.stack([p.detach().isfinite().all() for _, p in self.named_params]).all())
+
+    # ------------------------------------------------------------ running
+    def prepare(self, x: torch.Tensor) -> Batch:
+        batch = Batch(x=x)
+        if self.embeddings_frozen:
+            with torch.no_grad(), self.precision.autocast():
+                batch.z_pre, batch.grid = self.encoder.tokens(x)
+        return batch
+
+    def features(self, batch: Batch, layers: tuple[int, ...] | None = None, vanilla_cls: bool = False) -> DenseFeatures:
+        if batch.z_pre is not None:
+            z_pre, grid = batch.z_pre, batch.grid
+        else:
+            z_pre, grid = self.encoder.tokens(batch.x)
+        return self.encoder.encode(z_pre, grid, layers or self.layers, vanilla_cls)
+
+    def step_loss(self, batch: Batch) -> torch.Tensor:
+        """The loss of one adaptation step on ``batch`` (with gradients)."""
+        raise NotImplementedError
+
+    def adapt(self, batch: Batch) -> list[torch.Tensor]:
+        """Run the configured steps; the losses are returned as detached tensors."""
+        losses = []
+        for _ in range(self.steps):
+            with self.precision.autocast():
+                loss = self.step_loss(batch)
+            losses.append(loss.detach())
+            self.precision.backward_and_step(loss, self.optimizer)
+        return losses
+
+    @torch.no_grad()
+    def predict(self, batch: Batch) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """Window logits over queries (N, Q, wh, ww) and, if used, the layer weights (S, N)."""
+        with self.precision.autocast():
+            feats = self.features(batch)
+            logits, weights = fuse_and_score(self.encoder, feats, self.text.ensemble, self.fusion)
+        window = batch.x.shape[-2:]
+        return F.interpolate(logits, size=window, mode="bilinear", align_corners=False), weights
+
+    def run(self, x: torch.Tensor) -> MethodOutput:
+        """Adapt on a batch of windows per the mode, then predict."""
+        batch = self.prepare(x)
+        losses: list[float] = []
+        status = "skipped"
+        if self.mode != "off" and self.steps > 0 and self.adapts:
+            if self.mode == "episodic":
+                self.restore(self._source)
+            elif self.adaptation.reset_every and self.frames >= self.adaptation.reset_every:
+                self.reset()
+            before = self.snapshot() if self.mode == "continual" else self._source
+            status, losses = self._guarded_adapt(batch, before)
+            self.frames += 1
+        window_logits, weights = self.predict(batch)
+        return MethodOutput(window_logits=window_logits, losses=losses, layer_weights=weights, status=status)
+
+    def _guarded_adapt(self, batch: Batch, before: dict) -> tuple[str, list[float]]:
+        reason = ""
+        losses: list[float] = []
+        try:
+            loss_tensors = self.adapt(batch)
+            if loss_tensors:
+                losses = torch.stack([t.float() for t in loss_tensors]).tolist()
+            if not all(map(_finite, losses)):
+                reason = "non-finite loss"
+            elif not self.parameters_finite():
+                reason = "non-finite weights"
+        except Exception as exc:  # noqa: BLE001 - only out-of-memory is recovered
+            if not is_out_of_memory(exc):
+                raise
+            reason = "out of memory"
+            if self.encoder.visual.conv1.weight.is_cuda:
+                torch.cuda.empty_cache()
+        if not reason:
+            return "ok", losses
+        self.restore(before)
+        self.failures += 1
+        self.last_failure = reason
+        LOG.warning("adaptation failed (%s); the last good weights are back", reason)
+        return f"restored: {reason}", losses
+
+    def parameter_count(self) -> int:
+        return sum(p.numel() for _, p in self.named_params)
+
+
+def _finite(value: float) -> bool:
+    return value == value and value not in (float("inf"), float("-inf"))
+
+
+def fuse_and_score(
+    encoder: DenseCLIP, feats: DenseFeatures, text: torch.Tensor, fusion: str
+) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """Patch logits (N, Q, h, w) against ``text`` (Q, D) after fusing the layers.
+
+    ``mean``: the mean of the raw layer features.  ``entropy_weighted``: each layer's
+    mean patch entropy H_b gives the weight softmax_b(-H_b) per image; the raw features
+    are summed with these weights.  One encoder pass serves both.
+    """
+    scale = encoder.logit_scale
+    raw = torch.stack(feats.raw, 0)  # (S, N, L, D)
+    weights = None
+    if fusion == "entropy_weighted" and raw.shape[0] > 1:
+        per_layer = patch_logits(encoder.project(raw[:, :, 1:]), text, scale)  # (S, N, P, Q)
+        weights = torch.softmax(-entropy(per_layer, -1).mean(-1), dim=0)  # (S, N)
+        fused = (raw * weights[:, :, None, None].to(raw.dtype)).sum(0)
+    else:
+        fused = raw.mean(0) if raw.shape[0] > 1 else raw[0]
+    logits = patch_logits(encoder.project(fused[:, 1:]), text, scale)
+    return to_grid(logits, feats.grid), weights
+
+
+def token_entropy_loss(encoder: DenseCLIP, feats: DenseFeatures, per_template: torch.Tensor) -> torch.Tensor:
+    """Mean over templates, images and patches of the entropy of the fused features' logits."""
+    fused = torch.stack(feats.raw, 0).mean(0) if len(feats.raw) > 1 else feats.raw[0]
+    emb = encoder.project(fused[:, 1:])  # (N, P, D)
+    logits = encoder.logit_scale * torch.einsum("npd,tqd->tnpq", emb, per_template)
+    return entropy(logits, -1).mean()
+
+
+def iter_chunks(total: int, size: int) -> Iterator[tuple[int, int]]:
+    for start in range(0, total, size):
+        yield start, min(total, start + size)
+

@@ -1,0 +1,158 @@
+"""The text side: class lists with synonyms, prompt templates and their embeddings.
+
+A class may have several names ("person", "person in shirt", ...).  Every name is a
+query; after the softmax over all queries a class's probability is the maximum over
+its names.  :class:`TextBank` holds the normalised embedding of every template x query
+and the ensemble embedding (normalised mean over templates), computed once per class
+list and kept on the model's device.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Sequence
+
+import torch
+import yaml
+
+from ..resources import config_path
+from .config import ConfigError
+
+
+@dataclass(frozen=True)
+class ClassList:
+    """Display names and the query names (synonyms) of each class."""
+
+    names: tuple[str, ...]
+    synonyms: tuple[tuple[str, ...], ...]
+
+    def __post_init__(self) -> None:
+        if not self.names:
+            raise ConfigError("the class list is empty")
+        if len(self.names) != len(self.synonyms):
+            raise ConfigError("every class needs its list of names")
+        for name, syn in zip(self.names, self.synonyms):
+            if not name or not syn or any(not s for s in syn):
+                raise ConfigError(f"class '{name}' has an empty name")
+
+    def __len__(self) -> int:
+        return len(self.names)
+
+    @property
+    def queries(self) -> list[str]:
+        return [q for syn in self.synonyms for q in syn]
+
+    @property
+    def query_to_class(self) -> list[int]:
+        return [c for c, syn in enumerate(self.synonyms) for _ in syn]
+
+    @classmethod
+    def from_lines(cls, lines: Sequence[str], names: Sequence[str] | None = None) -> "ClassList":
+        """One class per entry, synonyms separated by commas; display = ``names`` or first synonym."""
+        synonyms = tuple(tuple(s.strip() for s in str(line).split(",")) for line in lines)
+        display = tuple(str(n).strip() for n in names) if names is not None else tuple(s[0] for s in synonyms)
+        return cls(display, synonyms)
+
+    @classmethod
+    def resolve(cls, spec: Sequence[str] | str) -> "ClassList":
+        """A data set key (``voc20``), a class file, or a list of class entries."""
+        if isinstance(spec, str):
+            spec = [spec]
+        spec = [str(s) for s in spec]
+        if len(spec) == 1 and "," not in spec[0]:
+            key = spec[0].strip()
+            builtin = config_path("class_names", f"{key}.names.txt")
+            if builtin.is_file():
+                return cls.from_file(builtin)
+            path = Path(key).expanduser()
+            if key.endswith(".txt"):
+                if not path.is_file():
+                    raise ConfigError(f"class file not found: {path}")
+                return cls.from_file(path)
+        return cls.from_lines(spec)
+
+    @classmethod
+    def from_file(cls, path: Path) -> "ClassList":
+        """Read ``X.names.txt`` (synonyms per line); display names from ``X.classes.txt`` if present."""
+        lines = [ln.rstrip("\n") for ln in path.read_text().splitlines() if ln.strip()]
+        names = None
+        if path.name.endswith(".names.txt"):
+            display = path.with_name(path.name[: -len(".names.txt")] + ".classes.txt")
+            if display.is_file():
+                names = [ln.strip() for ln in display.read_text().splitlines() if ln.strip()]
+                if len(names) != len(lines):
+                    raise ConfigError(f"{display} has {len(names)} classes but {path} has {len(lines)}")
+        if not lines:
+            raise ConfigError(f"class file {path} is empty")
+        return cls.from_lines(lines, names)
+
+
+def resolve_templates(spec: Sequence[str] | str) -> list[str]:
+    """Templates from a prompt-file name (``templates_7``), a YAML/text file, or literals."""
+    if isinstance(spec, str):
+        spec = [spec]
+    spec = list(spec)
+    if len(spec) == 1 and "{}" not in spec[0]:
+        key = spec[0]
+        path = config_path("prompts", f"{key}.yaml")
+        if not path.is_file():
+            path = Path(key).expanduser()
+        if not path.is_file():
+            raise ConfigError(f"prompt templates '{key}' are neither a file nor a name in config/prompts")
+        data = yaml.safe_load(path.read_text()) if path.suffix in (".yaml", ".yml") else path.read_text().splitlines()
+        spec = data.get("templates", []) if isinstance(data, dict) else list(data or [])
+        if not spec:
+            raise ConfigError(f"prompt file {path} holds no templates")
+    bad = [t for t in spec if not isinstance(t, str) or t.count("{}") != 1]
+    if bad:
+        raise ConfigError(f"every prompt template needs exactly one '{{}}' for the class name: {bad}")
+    return [str(t) for t in spec]
+
+
+@torch.no_grad()
+def encode_texts(clip_model: torch.nn.Module, tokenizer, texts: Sequence[str], batch: int = 256) -> torch.Tensor:
+    """Normalised text embeddings (N, D) in float32 on the model's device."""
+    device = next(clip_model.parameters()).device
+    out = []
+    for i in range(0, len(texts), batch):
+        tokens = tokenizer(list(texts[i : i + batch])).to(device)
+        emb = clip_model.encode_text(tokens).float()
+        out.append(emb / emb.norm(dim=-1, keepdim=True))
+    return torch.cat(out, 0)
+
+
+class TextBank:
+    """Embeddings of every template x query, and their per-query ensemble.
+
+    ``per_template`` is (T, Q, D), ``ensemble`` is (Q, D); both normalised, float32.
+    """
+
+    def __init__(self, clip_model: torch.nn.Module, tokenizer, classes: ClassList, templates: Sequence[str]):
+        self.classes = classes
+        self.templates = list(templates)
+        queries = classes.queries
+        texts = [t.format(q) for t in self.templates for q in queries]
+        emb = encode_texts(clip_model, tokenizer, texts)
+        self.per_template = emb.view(len(self.templates), len(queries), -1)
+        mean = self.per_template.mean(dim=0)
+        self.ensemble = mean / mean.norm(dim=-1, keepdim=True)
+        self.query_to_class = torch.tensor(classes.query_to_class, device=emb.device)
+
+    @property
+    def num_classes(self) -> int:
+        return len(self.classes)
+
+    @property
+    def num_queries(self) -> int:
+        return self.ensemble.shape[0]
+
+    def class_probabilities(self, query_probs: torch.Tensor, dim: int = 1) -> torch.Tensor:
+        """Per-class probability = max over the class's names (``query_probs`` softmaxed over ``dim``)."""
+        if self.num_queries == self.num_classes:
+            return query_probs
+        moved = query_probs.movedim(dim, 0)
+        out = moved.new_zeros((self.num_classes,) + moved.shape[1:])
+        index = self.query_to_class.view(-1, *([1] * (moved.dim() - 1))).expand_as(moved)
+        out.scatter_reduce_(0, index, moved, reduce="amax", include_self=False)
+        return out.movedim(0, dim)

@@ -1,0 +1,62 @@
+"""ament_python package that also installs with plain pip (no system ROS needed)."""
+
+from glob import glob
+
+from setuptools import find_packages, setup
+
+PACKAGE = "mlmp_ros"
+
+setup(
+    name=PACKAGE,
+    version="0.1.0",
+    description="Test-time adaptation of CLIP open-vocabulary segmentation (MLMP) as a ROS 2 node",
+    long_description=open("README.md", encoding="utf-8").read(),
+    long_description_content_type="text/markdown",
+    license="Apache-2.0",
+    python_requires=">=3.10",
+    packages=find_packages(exclude=["test", "test.*"]),
+    package_data={PACKAGE: ["model_configs/*.json", "data/sample_stream/*"]},
+    data_files=[
+        ("share/ament_index/resource_index/packages", [f"resource/{PACKAGE}"]),
+        (f"share/{PACKAGE}", ["package.xml"]),
+        (f"share/{PACKAGE}/launch", glob("launch/*.launch.py")),
+        (f"share/{PACKAGE}/config", glob("config/*.yaml")),
+        (f"share/{PACKAGE}/config/prompts", glob("config/prompts/*.yaml")),
+        (f"share/{PACKAGE}/config/class_names", glob("config/class_names/*.txt")),
+        (f"share/{PACKAGE}/config/suites", glob("config/suites/*.yaml")),
+    ],
+    install_requires=[
+        "setuptools",
+        "numpy",
+        "torch>=2.1",
+        "open_clip_torch>=2.24",
+        "safetensors",
+        "opencv-python",
+        "pyyaml",
+        "pillow",
+        "rosbags>=0.10",
+    ],
+    extras_require={
+        # ROS 2 Kilted from the PyPI wheels, for machines without a system ROS.
+        "ros": [
+            "ros-rclpy",
+            "ros-sensor-msgs",
+            "ros-std-msgs",
+            "ros-std-srvs",
+            "ros-diagnostic-msgs",
+            "ros-rmw-fastrtps-cpp",
+        ],
+        "bench": ["imagecorruptions-imaug>=1.1.5", "matplotlib", "tqdm"],
+        "test": ["pytest", "pytest-timeout", "torchmetrics", "mcap", "mcap-ros2-support"],
+    },
+    zip_safe=False,
+    maintainer="mlmp_ros maintainers",
+    maintainer_email="maintainers@mlmp-ros.dev",
+    entry_points={
+        "console_scripts": [
+            "mlmp-segment = mlmp_ros.ros.node:main",
+            "mlmp-bench = mlmp_ros.bench.cli:main",
+            "mlmp-demo = mlmp_ros.demo:main",
+        ],
+    },
+)
