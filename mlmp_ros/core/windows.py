@@ -77,7 +77,7 @@ def fit_to_window(size: tuple[int, int], window: tuple[int, int]) -> tuple[int, 
     scale = max(window[0] / h, window[1] / w, 1.0)
     if scale == 1.0:
         return size
-    return max(window[0], int(np.ceil(h * scale))), max(window[1], int(np.ceil(w * scale)))
+    return max(window[0], int(np.ceil(h * scale - 1e-6))), max(window[1], int(np.ceil(w * scale - 1e-6)))
 
 
 def extract_windows(image: torch.Tensor, corners: list[tuple[int, int]], window: tuple[int, int]) -> torch.Tensor:
