@@ -131,13 +131,18 @@ class TextBank:
     def __init__(self, clip_model: torch.nn.Module, tokenizer, classes: ClassList, templates: Sequence[str]):
         self.classes = classes
         self.templates = list(templates)
+        self.clip = clip_model
+        self.tokenizer = tokenizer
         queries = classes.queries
-        texts = [t.format(q) for t in self.templates for q in queries]
-        emb = encode_texts(clip_model, tokenizer, texts)
+        emb = self.encode([t.format(q) for t in self.templates for q in queries])
         self.per_template = emb.view(len(self.templates), len(queries), -1)
         mean = self.per_template.mean(dim=0)
         self.ensemble = mean / mean.norm(dim=-1, keepdim=True)
         self.query_to_class = torch.tensor(classes.query_to_class, device=emb.device)
+
+    def encode(self, texts: Sequence[str]) -> torch.Tensor:
+        """Normalised embeddings of arbitrary texts with the same (frozen) text encoder."""
+        return encode_texts(self.clip, self.tokenizer, texts)
 
     @property
     def num_classes(self) -> int:

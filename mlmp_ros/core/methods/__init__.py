@@ -1,6 +1,6 @@
 """Test-time adaptation methods behind one interface, registered by name."""
 
-from . import entropy  # noqa: F401  (registers noadapt, tent, mlmp)
+from . import entropy, prompt, pseudo  # noqa: F401  (register the methods)
 from .base import Batch, Method, MethodOutput, Precision
 from .registry import METHODS, get_method, register
 

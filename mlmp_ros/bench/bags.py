@@ -1,0 +1,400 @@
+"""rosbag2 bags that carry a benchmark split: images, ground truth and a self-description.
+
+A bench bag holds three topics:
+
+* ``/camera/image_raw`` — ``sensor_msgs/msg/Image`` ``rgb8``, frame ``camera``;
+* ``/ground_truth/labels`` — ``sensor_msgs/msg/Image`` ``mono8`` (``mono16`` when an id
+  exceeds 255) with the same header stamp as its image;
+* ``/mlmp/dataset_info`` — one ``std_msgs/msg/String`` of JSON at the first stamp
+  (data set, corruption, classes, protocol, image ids, frame period), also stored as
+  ``custom_data['mlmp.dataset_info']`` in ``metadata.yaml``.
+
+Frame ``i`` is stamped ``START_NS + i * period``, so a bag written twice is the same bag.
+Bags are written and read with the pure-Python ``rosbags`` library (no ROS install),
+in MCAP (zstd-compressed chunks) or SQLite3 storage, and play with ``ros2 bag play``.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass
+from functools import lru_cache
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+from rosbags.interfaces import (
+    Qos,
+    QosDurability,
+    QosHistory,
+    QosLiveliness,
+    QosReliability,
+    QosTime,
+)
+from rosbags.rosbag2 import (
+    CompressionFormat,
+    CompressionMode,
+    Reader,
+    StoragePlugin,
+    Writer,
+    WriterError,
+)
+from rosbags.typesys import Stores, get_typestore
+
+if TYPE_CHECKING:
+    from typing import Self
+
+IMAGE_TOPIC = "/camera/image_raw"
+LABEL_TOPIC = "/ground_truth/labels"
+INFO_TOPIC = "/mlmp/dataset_info"
+INFO_KEY = "mlmp.dataset_info"
+FRAME_ID = "camera"
+IMAGE_TYPE = "sensor_msgs/msg/Image"
+STRING_TYPE = "std_msgs/msg/String"
+FORMAT = "mlmp-bench-bag/1"
+START_NS = 1_700_000_000 * 10**9
+DEFAULT_RATE_HZ = 10.0
+STORAGES = {"mcap": StoragePlugin.MCAP, "sqlite3": StoragePlugin.SQLITE3}
+
+_NOT_OURS = "was not written by mlmp-bench make-bags"
+
+# Depth-1 transient-local for the description, so a late subscriber still gets it;
+# reliable images, which every subscriber (reliable or best effort) accepts.
+_ZERO = QosTime(0, 0)
+_INFO_QOS = Qos(
+    QosHistory.KEEP_LAST, 1, QosReliability.RELIABLE, QosDurability.TRANSIENT_LOCAL,
+    _ZERO, _ZERO, QosLiveliness.AUTOMATIC, _ZERO, False,
+)  # fmt: skip
+_FRAME_QOS = Qos(
+    QosHistory.KEEP_LAST, 10, QosReliability.RELIABLE, QosDurability.VOLATILE,
+    _ZERO, _ZERO, QosLiveliness.AUTOMATIC, _ZERO, False,
+)  # fmt: skip
+
+# encoding -> (channels, numpy dtype)
+_ENCODINGS: dict[str, tuple[int, np.dtype]] = {
+    "rgb8": (3, np.dtype(np.uint8)),
+    "bgr8": (3, np.dtype(np.uint8)),
+    "mono8": (1, np.dtype(np.uint8)),
+    "8UC1": (1, np.dtype(np.uint8)),
+    "mono16": (1, np.dtype(np.uint16)),
+    "16UC1": (1, np.dtype(np.uint16)),
+}
+
+
+class BagError(Exception):
+    """A bench bag cannot be written or read; the message says why and what to do."""
+
+
+@lru_cache(maxsize=1)
+def typestore():
+    """The ROS 2 Kilted message definitions (the distribution the node targets)."""
+    return get_typestore(Stores.ROS2_KILTED)
+
+
+def _stamp(stamp_ns: int):
+    time_type = typestore().types["builtin_interfaces/msg/Time"]
+    return time_type(sec=int(stamp_ns // 10**9), nanosec=int(stamp_ns % 10**9))
+
+
+def image_to_msg(image: np.ndarray, stamp_ns: int, frame_id: str = FRAME_ID, encoding: str | None = None):
+    """A rosbags ``sensor_msgs/msg/Image`` from an array.
+
+    (H, W, 3) uint8 -> ``rgb8``; (H, W) uint8 -> ``mono8``; (H, W) uint16 -> ``mono16``
+    (little endian).  ``encoding`` may name ``bgr8`` for BGR data, or force another
+    one of the same layout.
+    """
+    array = np.asarray(image)
+    if encoding is None:
+        if array.ndim == 3 and array.shape[2] == 3 and array.dtype == np.uint8:
+            encoding = "rgb8"
+        elif array.ndim == 2 and array.dtype == np.uint8:
+            encoding = "mono8"
+        elif array.ndim == 2 and array.dtype == np.uint16:
+            encoding = "mono16"
+        else:
+            raise ValueError(
+                f"cannot pick an image encoding for shape {array.shape} and dtype {array.dtype}; "
+                "expected (H, W, 3) uint8, (H, W) uint8 or (H, W) uint16"
+            )
+    if encoding not in _ENCODINGS:
+        raise ValueError(f"unsupported encoding '{encoding}'; supported: {', '.join(_ENCODINGS)}")
+    channels, dtype = _ENCODINGS[encoding]
+    expected_ndim = 3 if channels == 3 else 2
+    if array.ndim != expected_ndim or (channels == 3 and array.shape[2] != 3) or array.dtype != dtype:
+        raise ValueError(f"a {encoding} image must be {dtype} of {expected_ndim} dims, got {array.dtype} {array.shape}")
+    height, width = array.shape[:2]
+    data = np.ascontiguousarray(array, dtype=dtype.newbyteorder("<")).view(np.uint8).reshape(-1)
+    types = typestore().types
+    header = types["std_msgs/msg/Header"](stamp=_stamp(stamp_ns), frame_id=frame_id)
+    return types[IMAGE_TYPE](
+        header=header,
+        height=height,
+        width=width,
+        encoding=encoding,
+        is_bigendian=0,
+        step=width * channels * dtype.itemsize,
+        data=data,
+    )
+
+
+def msg_to_image(msg: Any) -> np.ndarray:
+    """The pixels of a ``sensor_msgs/msg/Image`` as a fresh array (colour returned RGB).
+
+    Handles row padding (``step`` larger than a row) and big-endian 16-bit data.
+    """
+    encoding = msg.encoding
+    if encoding not in _ENCODINGS:
+        raise ValueError(f"unsupported image encoding '{encoding}'; supported: {', '.join(_ENCODINGS)}")
+    channels, dtype = _ENCODINGS[encoding]
+    height, width, step = int(msg.height), int(msg.width), int(msg.step)
+    row_bytes = width * channels * dtype.itemsize
+    raw = np.frombuffer(msg.data, dtype=np.uint8) if not isinstance(msg.data, np.ndarray) else msg.data
+    if step < row_bytes or raw.size < step * height:
+        raise ValueError(
+            f"{encoding} image of {width}x{height} needs {row_bytes} bytes per row and {step * height} in all; "
+            f"got step {step} and {raw.size} bytes"
+        )
+    rows = raw[: step * height].reshape(height, step)[:, :row_bytes]
+    wire = dtype.newbyteorder(">" if msg.is_bigendian else "<")
+    pixels = np.ascontiguousarray(rows).view(wire).astype(dtype)  # astype copies to native order
+    pixels = pixels.reshape((height, width, channels) if channels == 3 else (height, width))
+    if encoding == "bgr8":
+        pixels = np.ascontiguousarray(pixels[..., ::-1])
+    return pixels
+
+
+def frame_period_ns(rate_hz: float) -> int:
+    """Nanoseconds between frames at ``rate_hz``."""
+    if not rate_hz > 0:
+        raise ValueError(f"the frame rate must be positive, got {rate_hz}")
+    return round(1e9 / rate_hz)
+
+
+class BagWriter:
+    """Writes a bench bag frame by frame; use it as a context manager.
+
+    ``info`` is the data set description (see :func:`mlmp_ros.bench.make_bags.make_bag`);
+    the writer adds the format, topics, stamps and frame period to it.  On an exception
+    the storage is aborted, leaving no ``metadata.yaml`` behind.
+    """
+
+    def __init__(
+        self,
+        path: str | os.PathLike[str],
+        info: Mapping[str, Any],
+        *,
+        storage: str = "mcap",
+        rate_hz: float = DEFAULT_RATE_HZ,
+        start_ns: int = START_NS,
+    ) -> None:
+        if storage not in STORAGES:
+            raise ValueError(f"unknown bag storage '{storage}'; choose one of: {', '.join(STORAGES)}")
+        self.path = Path(path)
+        self.storage = storage
+        self.start_ns = int(start_ns)
+        self.period_ns = frame_period_ns(rate_hz)
+        self.info = dict(info)
+        self.info.update(
+            format=FORMAT,
+            storage=storage,
+            topics={"image": IMAGE_TOPIC, "labels": LABEL_TOPIC, "info": INFO_TOPIC},
+            frame_id=FRAME_ID,
+            start_stamp_ns=self.start_ns,
+            frame_period_ns=self.period_ns,
+        )
+        self.frames = 0
+        self._writer: Writer | None = None
+
+    def __enter__(self) -> Self:
+        if self.path.exists():
+            raise BagError(f"{self.path} already exists; remove it or choose another output path")
+        writer = Writer(self.path, version=Writer.VERSION_LATEST, storage_plugin=STORAGES[self.storage])
+        if self.storage == "mcap":
+            writer.set_compression(CompressionMode.STORAGE, CompressionFormat.ZSTD)
+        text = json.dumps(self.info, sort_keys=True)
+        writer.set_custom_data(INFO_KEY, text)
+        try:
+            writer.open()
+        except (WriterError, OSError) as err:
+            raise BagError(f"cannot create bag {self.path}: {err}") from err
+        store = typestore()
+        try:
+            info_conn = writer.add_connection(
+                INFO_TOPIC, STRING_TYPE, typestore=store, offered_qos_profiles=[_INFO_QOS]
+            )
+            self._image_conn = writer.add_connection(
+                IMAGE_TOPIC, IMAGE_TYPE, typestore=store, offered_qos_profiles=[_FRAME_QOS]
+            )
+            self._label_conn = writer.add_connection(
+                LABEL_TOPIC, IMAGE_TYPE, typestore=store, offered_qos_profiles=[_FRAME_QOS]
+            )
+            message = store.types[STRING_TYPE](data=text)
+            writer.write(info_conn, self.start_ns, store.serialize_cdr(message, STRING_TYPE))
+        except BaseException:
+            writer.abort()
+            raise
+        self._writer = writer
+        return self
+
+    def write(self, image: np.ndarray, labels: np.ndarray) -> int:
+        """Append one frame (RGB uint8 image, uint8/uint16 labels of the same size); returns its stamp."""
+        if self._writer is None:
+            raise BagError("the bag is not open; use BagWriter as a context manager")
+        if image.shape[:2] != labels.shape[:2]:
+            raise ValueError(f"image {image.shape[:2]} and labels {labels.shape[:2]} differ in size")
+        stamp = self.start_ns + self.frames * self.period_ns
+        if labels.dtype == np.uint16 and labels.size and labels.max() <= 255:
+            labels = labels.astype(np.uint8)
+        store = typestore()
+        image_msg = image_to_msg(image, stamp, encoding="rgb8")
+        label_msg = image_to_msg(labels, stamp)
+        self._writer.write(self._image_conn, stamp, store.serialize_cdr(image_msg, IMAGE_TYPE))
+        self._writer.write(self._label_conn, stamp, store.serialize_cdr(label_msg, IMAGE_TYPE))
+        self.frames += 1
+        return stamp
+
+    def __exit__(self, exc_type, exc, tb) -> None:
+        writer, self._writer = self._writer, None
+        if writer is None:
+            return
+        if exc_type is None:
+            writer.close()
+        else:
+            writer.abort()
+
+
+@dataclass(frozen=True)
+class Frame:
+    """One image of a bench bag with its ground truth."""
+
+    index: int
+    stamp_ns: int
+    image: np.ndarray
+    labels: np.ndarray
+    image_id: str | None = None
+
+
+def _stamp_ns(msg: Any) -> int:
+    return int(msg.header.stamp.sec) * 10**9 + int(msg.header.stamp.nanosec)
+
+
+class BagFile:
+    """A bench bag opened for reading: ``info`` (the description) and its frames in order.
+
+    Iterating opens the storage afresh, so a ``BagFile`` can be iterated several times
+    and holds no file open in between.
+    """
+
+    def __init__(self, path: Path, info: dict[str, Any], frame_count: int, storage: str) -> None:
+        self.path = path
+        self.info = info
+        self.storage = storage
+        self._frame_count = frame_count
+
+    def __len__(self) -> int:
+        return self._frame_count
+
+    def __repr__(self) -> str:
+        return f"BagFile({str(self.path)!r}, {self.info.get('dataset')}/{self.info.get('corruption')}, frames={len(self)})"
+
+    def __iter__(self) -> Iterator[Frame]:
+        ids = self.info.get("image_ids") or []
+        store = typestore()
+        pending_images: dict[int, np.ndarray] = {}
+        pending_labels: dict[int, np.ndarray] = {}
+        index = 0
+        try:
+            with Reader(self.path) as reader:
+                conns = [c for c in reader.connections if c.topic in (IMAGE_TOPIC, LABEL_TOPIC)]
+                for conn, _, raw in reader.messages(connections=conns):
+                    msg = store.deserialize_cdr(raw, conn.msgtype)
+                    stamp = _stamp_ns(msg)
+                    pending, what = (
+                        (pending_images, "image") if conn.topic == IMAGE_TOPIC else (pending_labels, "label")
+                    )
+                    if stamp in pending:
+                        raise BagError(f"bag {self.path} has two {what} messages at stamp {stamp} ns; write it again")
+                    pending[stamp] = msg_to_image(msg)
+                    if stamp in pending_images and stamp in pending_labels:
+                        image_id = ids[index] if index < len(ids) else None
+                        yield Frame(index, stamp, pending_images.pop(stamp), pending_labels.pop(stamp), image_id)
+                        index += 1
+                    self._check_unpaired(pending_images, pending_labels, stamp)
+        except BagError:
+            raise
+        except Exception as err:
+            raise BagError(
+                f"cannot read bag {self.path} ({type(err).__name__}: {err}); "
+                "the storage file looks truncated or corrupt: write it again with make-bags"
+            ) from err
+        self._check_unpaired(pending_images, pending_labels, None)
+
+    def _check_unpaired(self, images: dict[int, Any], labels: dict[int, Any], now: int | None) -> None:
+        """Raise for a frame whose partner can no longer arrive (messages come in stamp order)."""
+        for pending, what, partner in ((images, "image", "label"), (labels, "label", "image")):
+            stale = [s for s in pending if now is None or s < now]
+            if stale:
+                raise BagError(
+                    f"bag {self.path}: the {what} at stamp {min(stale)} ns has no {partner} with the same "
+                    f"stamp on {LABEL_TOPIC if partner == 'label' else IMAGE_TOPIC}; every image needs its "
+                    "ground truth at the same header stamp"
+                )
+
+
+def _resolve_bag_dir(path: Path) -> Path:
+    if not path.exists():
+        raise BagError(f"bag {path} does not exist; create it with make-bags (mlmp_ros.bench.make_bags.make_bag)")
+    if path.is_file():
+        if (path.parent / "metadata.yaml").is_file():
+            return path.parent
+        raise BagError(f"{path} is a file; pass the bag folder, the one that holds metadata.yaml")
+    if not (path / "metadata.yaml").is_file():
+        raise BagError(
+            f"{path} has no metadata.yaml, so it is not a rosbag2 bag folder "
+            "(an interrupted make-bags run leaves no bag; write it again)"
+        )
+    return path
+
+
+def open_bag(path: str | os.PathLike[str]) -> BagFile:
+    """Open a bench bag and check it: readable, ours, and with as many labels as images."""
+    bag_dir = _resolve_bag_dir(Path(path))
+    store = typestore()
+    text: str | None = None
+    try:
+        with Reader(bag_dir) as reader:
+            topics = {c.topic: c for c in reader.connections}
+            info_conn = topics.get(INFO_TOPIC)
+            if info_conn is not None and info_conn.msgtype == STRING_TYPE:
+                raw = next((raw for _, _, raw in reader.messages(connections=[info_conn])), None)
+                text = store.deserialize_cdr(raw, STRING_TYPE).data if raw is not None else None
+    except Exception as err:
+        raise BagError(
+            f"cannot open bag {bag_dir} ({type(err).__name__}: {err}); the storage file looks truncated or "
+            "corrupt: write it again with make-bags"
+        ) from err
+
+    advice = "write a bench bag with make-bags, or play a foreign bag to the node directly"
+    for topic in (INFO_TOPIC, IMAGE_TOPIC):
+        if topic not in topics:
+            listed = ", ".join(sorted(topics)) or "none"
+            raise BagError(f"bag {bag_dir} {_NOT_OURS}: it has no {topic} topic (topics: {listed}); {advice}")
+    if text is None:
+        raise BagError(f"bag {bag_dir} {_NOT_OURS}: {INFO_TOPIC} holds no {STRING_TYPE} message; {advice}")
+    try:
+        info = json.loads(text)
+    except json.JSONDecodeError as err:
+        raise BagError(f"bag {bag_dir} {_NOT_OURS}: {INFO_TOPIC} is not JSON ({err}); {advice}") from err
+    if not isinstance(info, dict) or info.get("format") != FORMAT:
+        raise BagError(f"bag {bag_dir} {_NOT_OURS}: its {INFO_TOPIC} does not declare format '{FORMAT}'; {advice}")
+    if LABEL_TOPIC not in topics:
+        raise BagError(f"bag {bag_dir} has no ground truth on {LABEL_TOPIC}, so it cannot be scored")
+    images, labels = topics[IMAGE_TOPIC].msgcount, topics[LABEL_TOPIC].msgcount
+    if images != labels:
+        raise BagError(
+            f"bag {bag_dir} has {images} images but {labels} ground-truth label images; "
+            "every image needs its label at the same stamp: write the bag again"
+        )
+    return BagFile(bag_dir, info, images, str(info.get("storage", "")))

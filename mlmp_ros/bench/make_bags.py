@@ -1,0 +1,111 @@
+"""Turn a data set split and one corruption into a bench bag.
+
+Per sample, in the split's order: corrupt at the original size seeded by the sample's
+index, then (``presize``) resize to the protocol size — image bilinear, labels nearest —
+and write.  The bag is written under a hidden temporary folder beside the target and
+renamed into place only when complete, so an interrupted run never leaves a bag that
+looks finished.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import tempfile
+from pathlib import Path
+from typing import Any
+
+from .. import __version__
+from ..core.windows import resize_image, resize_labels, target_size
+from .bags import DEFAULT_RATE_HZ, STORAGES, BagError, BagWriter
+from .corruptions import CHANNEL_ORDERS, ORIGINAL, check_corruption, corrupt_image
+from .datasets import SegmentationDataset
+
+
+def dataset_info(
+    dataset: SegmentationDataset,
+    corruption: str,
+    *,
+    severity: int,
+    channel_order: str,
+    presize: bool,
+    count: int,
+) -> dict[str, Any]:
+    """The self-description a bag carries, so scoring needs nothing but the bag."""
+    corrupted = corruption != ORIGINAL
+    return {
+        "dataset": dataset.name,
+        "base_dataset": dataset.base_name,
+        "condition": dataset.condition,
+        "split": dataset.split,
+        "corruption": corruption,
+        "severity": severity if corrupted else None,
+        "channel_order": channel_order if corrupted else None,
+        "corruption_seed": "image index" if corrupted else None,
+        "class_key": dataset.class_key,
+        "class_names": list(dataset.class_names),
+        "num_classes": dataset.num_classes,
+        "ignore_index": dataset.ignore_index,
+        "protocol": {"resize": list(dataset.protocol_resize), "window": dataset.window, "stride": dataset.stride},
+        "presized": presize,
+        "frame_count": count,
+        "image_ids": dataset.ids[:count],
+        "created_by": f"mlmp_ros {__version__}",
+    }
+
+
+def make_bag(
+    dataset: SegmentationDataset,
+    corruption: str,
+    out_path: str | os.PathLike[str],
+    *,
+    storage: str = "mcap",
+    severity: int = 5,
+    channel_order: str = "bgr",
+    presize: bool = True,
+    limit: int | None = None,
+    progress: bool = True,
+    rate_hz: float = DEFAULT_RATE_HZ,
+) -> Path:
+    """Write ``dataset`` under ``corruption`` as a bag folder at ``out_path``; returns it.
+
+    ``presize=False`` keeps the original sizes (the consumer then resizes with the
+    protocol in the bag's description).  ``limit`` writes only the first images.
+    """
+    check_corruption(corruption, severity)
+    if channel_order not in CHANNEL_ORDERS:
+        raise ValueError(f"channel_order must be one of {', '.join(CHANNEL_ORDERS)}, got {channel_order!r}")
+    if storage not in STORAGES:
+        raise ValueError(f"unknown bag storage '{storage}'; choose one of: {', '.join(STORAGES)}")
+    if limit is not None and limit < 1:
+        raise ValueError(f"limit must be a positive number of images, got {limit}")
+    out = Path(out_path)
+    if out.exists():
+        raise BagError(f"{out} already exists; remove it or choose another output path")
+    out.parent.mkdir(parents=True, exist_ok=True)
+    count = len(dataset) if limit is None else min(limit, len(dataset))
+    info = dataset_info(
+        dataset, corruption, severity=severity, channel_order=channel_order, presize=presize, count=count
+    )
+
+    from tqdm import tqdm
+
+    staging = Path(tempfile.mkdtemp(prefix=f".{out.name}.partial-", dir=out.parent))
+    try:
+        partial = staging / out.name  # rosbags names the storage file after the folder
+        with BagWriter(partial, info, storage=storage, rate_hz=rate_hz) as writer:
+            desc = f"{dataset.name}/{corruption}"
+            for i in tqdm(range(count), desc=desc, unit="img", disable=not progress):
+                sample = dataset[i]
+                image = corrupt_image(sample.image, corruption, severity, seed=sample.index, channel_order=channel_order)
+                height, width = image.shape[:2]
+                size = target_size(height, width, dataset.protocol_resize) if presize else (height, width)
+                # Labels follow the image's size even where a data set ships a mismatched pair.
+                writer.write(resize_image(image, size), resize_labels(sample.labels, size))
+        try:
+            partial.rename(out)
+        except OSError as err:
+            raise BagError(f"cannot move the finished bag to {out}: {err}") from err
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+    return out

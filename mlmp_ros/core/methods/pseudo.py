@@ -1,0 +1,187 @@
+"""CLIPArTT and WATT: token-level pseudo-label distillation on the visual LayerNorms.
+
+Both build, for every patch token of the batch, a text embedding that serves as its
+pseudo-label (CLIPArTT: the prompt "a photo of a c1 or c2 or c3" of the token's top-K
+classes; WATT: the token's top-1 class under one template).  With F the tokens'
+normalised features and T their pseudo-label embeddings, the soft targets are
+``softmax_rows(((F F^T + T T^T) / 2) / temperature)``, the logits are every token's
+scores against every token's pseudo-label, and the loss is the cross-entropy of the
+logits against the targets, averaged over tokens.
+
+The similarity matrices have one row and one column per token of the batch, so their
+memory grows with the square of the tokens (the reference ran out of GPU memory on
+Cityscapes with CLIPArTT).  Here they are computed ``chunk_rows`` rows at a time with
+activation checkpointing, so memory grows with ``chunk_rows x tokens`` instead.
+"""
+
+from __future__ import annotations
+
+from collections import OrderedDict
+
+import torch
+import torch.nn.functional as F
+from torch.utils.checkpoint import checkpoint
+
+from .base import Batch, Method, iter_chunks
+from .registry import register
+
+
+def _row_block(feats: torch.Tensor, labels: torch.Tensor, r0: int, r1: int, scale: torch.Tensor, temperature: float):
+    f_rows, t_rows = feats[r0:r1], labels[r0:r1]
+    targets = torch.softmax(((f_rows @ feats.t()) + (t_rows @ labels.t())) / 2 / temperature, dim=-1)
+    log_probs = torch.log_softmax(scale * (f_rows @ labels.t()), dim=-1)
+    return -(targets * log_probs).sum()
+
+
+def token_distillation_loss(
+    feats: torch.Tensor,
+    labels: torch.Tensor,
+    scale: torch.Tensor,
+    temperature: float,
+    chunk_rows: int,
+    layout: str = "token",
+    windows: int = 1,
+) -> torch.Tensor:
+    """Mean token cross-entropy against the soft targets (see module docs).
+
+    ``feats`` (M, D) normalised token features with gradients, ``labels`` (M, D)
+    normalised pseudo-label embeddings.  ``layout="reference"`` reproduces the
+    reference port, which reshapes its (windows, M, h, w) logits to (-1, M) so a row
+    is not one token's scores; it needs the full M x M matrices.
+    """
+    feats, labels = feats.float(), labels.float()
+    m = feats.shape[0]
+    if layout == "reference":
+        per_window = feats.view(windows, m // windows, -1)
+        logits = (scale * torch.einsum("npd,md->nmp", per_window, labels)).reshape(-1, m)
+        targets = torch.softmax(((feats @ feats.t()) + (labels @ labels.t())) / 2 / temperature, dim=-1)
+        return (-(targets * torch.log_softmax(logits, dim=-1)).sum(1)).mean()
+    if m <= chunk_rows:
+        return _row_block(feats, labels, 0, m, scale, temperature) / m
+    total = feats.new_zeros(())
+    for r0, r1 in iter_chunks(m, chunk_rows):
+        total = total + checkpoint(_row_block, feats, labels, r0, r1, scale, temperature, use_reentrant=False)
+    return total / m
+
+
+class _TokenDistillation(Method):
+    """Shared machinery: patch features with gradients and the token loss."""
+
+    def _patch_features(self, batch: Batch) -> torch.Tensor:
+        feats = self.features(batch)
+        fused = torch.stack(feats.raw, 0).mean(0) if len(feats.raw) > 1 else feats.raw[0]
+        return self.encoder.project(fused[:, 1:])  # (N, P, D)
+
+    def _loss(self, patches: torch.Tensor, labels: torch.Tensor, temperature: float, chunk_rows: int, layout: str):
+        n, p, d = patches.shape
+        return token_distillation_loss(
+            patches.reshape(n * p, d), labels, self.encoder.logit_scale, temperature, chunk_rows, layout, windows=n
+        )
+
+    def describe(self) -> dict:
+        cfg = self._settings()
+        if cfg.layout == "reference":
+            return {"token_loss": "full token x token matrices (reference layout); memory grows with tokens^2"}
+        return {"token_loss": f"chunked: {cfg.chunk_rows} rows of the token x token matrices at a time"}
+
+    def _settings(self):
+        raise NotImplementedError
+
+
+@register
+class CLIPArTT(_TokenDistillation):
+    """CLIPArTT with K classes per token-level prompt."""
+
+    name = "clipartt"
+    cache_size = 20000
+
+    def trainable_parameters(self):
+        self._prompt_cache: OrderedDict[tuple[int, ...], torch.Tensor] = OrderedDict()
+        return super().trainable_parameters()
+
+    def _settings(self):
+        return self.adaptation.clipartt
+
+    def set_text(self, text) -> None:
+        super().set_text(text)
+        self._prompt_cache.clear()
+
+    def prompt_texts(self, combos: list[tuple[int, ...]]) -> list[str]:
+        """"a photo of a c1 or c2 or c3" for each combination of query indices."""
+        queries = self.text.classes.queries
+        template = self.text.templates[0]
+        return [template.format(" or ".join(queries[i] for i in combo)) for combo in combos]
+
+    @torch.no_grad()
+    def prompt_embeddings(self, top: torch.Tensor) -> torch.Tensor:
+        """Embeddings (M, D) of the prompts of each row of ``top`` (M, K), cached by combination."""
+        uniq, inverse = torch.unique(top, dim=0, return_inverse=True)
+        keys = [tuple(r) for r in uniq.tolist()]
+        missing = [k for k in keys if k not in self._prompt_cache]
+        if missing:
+            for key, emb in zip(missing, self.text.encode(self.prompt_texts(missing))):
+                self._prompt_cache[key] = emb
+        for key in keys:
+            self._prompt_cache.move_to_end(key)
+        table = torch.stack([self._prompt_cache[k] for k in keys])
+        while len(self._prompt_cache) > self.cache_size:
+            self._prompt_cache.popitem(last=False)
+        return table[inverse]
+
+    def step_loss(self, batch: Batch) -> torch.Tensor:
+        cfg = self.adaptation.clipartt
+        patches = self._patch_features(batch)
+        with torch.no_grad():
+            scores = self.encoder.logit_scale * (patches.detach().float() @ self.text.per_template[0].t())
+            k = min(cfg.k, scores.shape[-1])
+            top = scores.topk(k, dim=-1).indices.reshape(-1, k)
+            labels = self.prompt_embeddings(top)
+        return self._loss(patches, labels, cfg.temperature, cfg.chunk_rows, cfg.layout)
+
+
+@register
+class WATT(_TokenDistillation):
+    """WATT-S: L steps per template from the current average, averaged, M times."""
+
+    name = "watt"
+    default_templates = "templates_7"
+
+    def _settings(self):
+        return self.adaptation.watt
+
+    def step_loss(self, batch: Batch, template: int = 0) -> torch.Tensor:
+        cfg = self.adaptation.watt
+        text = self.text.per_template[template]
+        patches = self._patch_features(batch)
+        with torch.no_grad():
+            top1 = (patches.detach().float() @ text.t()).argmax(-1).reshape(-1)
+        return self._loss(patches, text[top1], cfg.temperature, cfg.chunk_rows, cfg.layout)
+
+    @torch.no_grad()
+    def _set_params(self, values: list[torch.Tensor]) -> None:
+        for (_, p), v in zip(self.named_params, values):
+            p.copy_(v)
+
+    def adapt(self, batch: Batch) -> list[torch.Tensor]:
+        cfg = self.adaptation.watt
+        losses: list[torch.Tensor] = []
+        average = [p.detach().clone() for _, p in self.named_params]
+        self.round_losses: list[float] = []
+        for _ in range(cfg.m):
+            runs = []
+            round_loss = []
+            for t in range(self.text.per_template.shape[0]):
+                if not cfg.sequential:
+                    self._set_params(average)
+                    self.optimizer.state.clear()
+                for _ in range(cfg.l):
+                    with self.precision.autocast():
+                        loss = self.step_loss(batch, t)
+                    losses.append(loss.detach())
+                    self.precision.backward_and_step(loss, self.optimizer)
+                round_loss.append(losses[-1])
+                runs.append([p.detach().clone() for _, p in self.named_params])
+            average = [sum(values) / len(values) for values in zip(*runs)]
+            self._set_params(average)
+            self.round_losses.append(float(torch.stack(round_loss).mean()))
+        return losses
