@@ -148,25 +148,22 @@ def _pretrained_file(name: str, tag: str, *, cache_dir: str | None, offline: boo
     errors: list[str] = []
     hub = cfg.get("hf_hub", "")
     if hub:
-        from huggingface_hub import hf_hub_download
-
         parts = hub.strip("/").split("/")
         repo_id, filename = "/".join(parts[:2]), "/".join(parts[2:])
-        candidates = [filename] if filename else ["open_clip_model.safetensors", "open_clip_pytorch_model.bin"]
-        for fname in candidates:
-            try:
-                return Path(
-                    hf_hub_download(repo_id, fname, cache_dir=cache_dir or None, local_files_only=offline)
-                )
-            except Exception as exc:  # noqa: BLE001 - every hub failure is reported below
-                errors.append(f"{repo_id}/{fname}: {type(exc).__name__}: {str(exc).splitlines()[0][:160]}")
+        names = [filename] if filename else ["open_clip_model.safetensors", "open_clip_pytorch_model.bin"]
+        found = _hub_file(repo_id, names, cache_dir=cache_dir, offline=offline, errors=errors)
+        if found is not None:
+            return found
     url = cfg.get("url", "")
-    if url:
+    if url and not hub:  # tags without a hub copy (OpenAI's own URLs serve TorchScript, refused anyway)
         folder = Path(cache_dir or Path.home() / ".cache" / "clip").expanduser()
         target = folder / os.path.basename(url)
         if target.is_file():
             return target
-        if not offline:
+        reason = "" if offline else _reachable(url)
+        if reason:
+            errors.append(reason)
+        elif not offline:
             try:
                 return Path(ocp.download_pretrained_from_url(url, cache_dir=str(folder)))
             except Exception as exc:  # noqa: BLE001
@@ -178,6 +175,48 @@ def _pretrained_file(name: str, tag: str, *, cache_dir: str | None, offline: boo
         "Download them once where there is internet (the same cache_dir), or give a local file "
         "(open_clip checkpoint, .safetensors, or an OpenAI-format state dict). Details: " + " | ".join(errors)
     )
+
+
+def _reachable(url: str, timeout: float = 3.0) -> str:
+    """'' when a TCP connection to ``url``'s host opens within ``timeout``, else the reason."""
+    import socket
+    from urllib.parse import urlparse
+
+    parsed = urlparse(url)
+    try:
+        socket.create_connection((parsed.hostname, parsed.port or 443), timeout=timeout).close()
+        return ""
+    except OSError as exc:
+        return f"cannot reach {parsed.hostname}: {exc}"
+
+
+def _hub_file(repo_id: str, names: list[str], *, cache_dir: str | None, offline: bool, errors: list[str]) -> Path | None:
+    """A file of a Hugging Face hub repository: from the cache, else downloaded once."""
+    from huggingface_hub import constants, hf_hub_download
+    from huggingface_hub.errors import EntryNotFoundError
+
+    for name in names:
+        try:
+            return Path(hf_hub_download(repo_id, name, cache_dir=cache_dir or None, local_files_only=True))
+        except Exception:  # noqa: BLE001 - not cached; try the next name or the network
+            pass
+    if offline:
+        errors.append(f"{repo_id}: not in the cache")
+        return None
+    reason = _reachable(constants.ENDPOINT)
+    if reason:  # fail fast instead of the hub client's minute of retries
+        errors.append(reason)
+        return None
+    for name in names:
+        try:
+            return Path(hf_hub_download(repo_id, name, cache_dir=cache_dir or None))
+        except EntryNotFoundError:
+            continue
+        except Exception as exc:  # noqa: BLE001
+            errors.append(f"{repo_id}/{name}: {type(exc).__name__}: {str(exc).splitlines()[0][:160]}")
+            return None
+    errors.append(f"{repo_id}: none of {names}")
+    return None
 
 
 def _is_torchscript(path: Path) -> bool:

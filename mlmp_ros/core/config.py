@@ -52,9 +52,9 @@ class CLIPArTTConfig:
     # Rows of the token x token similarity computed at once; bounds memory, which
     # otherwise grows with the square of the tokens in a batch.
     chunk_rows: int = 2048
-    # "token": every token's scores against every token's prompt (the method as
-    # described). "reference": the reference port's reshape of the logits, kept to
-    # reproduce its published numbers.
+    # "token": every token's scores against every token's prompt, prompts from each
+    # token's own top-K (the method as described). "reference": the reference port's
+    # reshapes of its top-K map and logits, kept to reproduce its published numbers.
     layout: str = "token"
 
 
@@ -69,7 +69,7 @@ class WATTConfig:
     # False: every template starts from the current average (WATT-S as published).
     # True: templates run one after the other, as the reference port does.
     sequential: bool = False
-    layout: str = "token"
+    layout: str = "token"  # "reference": the reference port's logits reshape (see clipartt)
 
 
 @dataclass

@@ -115,3 +115,20 @@ def test_random_weights_warn_loudly():
     with pytest.warns(UserWarning, match="RANDOM WEIGHTS"):
         loaded = load_clip(TINY_MODEL, "random")
     assert loaded.random_weights and loaded.weights == "random"
+
+
+def test_pretrained_tag_from_the_hub_cache_works_offline(tmp_path, source, monkeypatch):
+    """A tag resolves through the Hugging Face cache layout without any network."""
+    from open_clip import pretrained
+    from safetensors.torch import save_file
+
+    monkeypatch.setitem(pretrained._PRETRAINED, TINY_MODEL, {"cached": {"hf_hub": "mlmp-test/tiny-clip/", "url": ""}})
+    repo = tmp_path / "models--mlmp-test--tiny-clip"
+    snap = repo / "snapshots" / ("a" * 40)
+    snap.mkdir(parents=True)
+    (repo / "refs").mkdir()
+    (repo / "refs" / "main").write_text("a" * 40)
+    save_file({k: v.contiguous() for k, v in source.items()}, str(snap / "open_clip_model.safetensors"))
+    loaded = load_clip(TINY_MODEL, "cached", cache_dir=str(tmp_path), offline=True)
+    _check_same(loaded.model, source)
+    assert loaded.weights == "cached"

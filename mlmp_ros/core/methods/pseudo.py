@@ -134,8 +134,12 @@ class CLIPArTT(_TokenDistillation):
         with torch.no_grad():
             scores = self.encoder.logit_scale * (patches.detach().float() @ self.text.per_template[0].t())
             k = min(cfg.k, scores.shape[-1])
-            top = scores.topk(k, dim=-1).indices.reshape(-1, k)
-            labels = self.prompt_embeddings(top)
+            top = scores.topk(k, dim=-1).indices  # (N, P, K): each token's top-K, best first
+            if cfg.layout == "reference":
+                # the reference views its (N, K, h, w) top-K map as rows of K, so a prompt
+                # holds the rank-r classes of K neighbouring tokens, not one token's top-K
+                top = top.permute(0, 2, 1)
+            labels = self.prompt_embeddings(top.reshape(-1, k))
         return self._loss(patches, labels, cfg.temperature, cfg.chunk_rows, cfg.layout)
 
 
