@@ -1,0 +1,130 @@
+"""The mlmp-bench command line: help for every subcommand, one-line errors, and a
+make-bags -> run -> report round trip with the tiny random CLIP."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from mlmp_ros.bench.cli import build_parser, main
+
+from .test_runner import write_voc
+
+REPO = Path(__file__).resolve().parents[2]
+pytestmark = pytest.mark.filterwarnings("ignore:RANDOM WEIGHTS")
+SUBCOMMANDS = ("make-bags", "run", "suite", "report")
+TINY = ["--set", "model=mlmp-tiny-test", "--set", "weights=random", "--set", "device=cpu"]
+
+
+def run_cli(*args: str) -> subprocess.CompletedProcess:
+    env = {**os.environ, "PYTHONWARNINGS": "ignore"}
+    return subprocess.run(
+        [sys.executable, "-m", "mlmp_ros.bench.cli", *args], cwd=REPO, env=env, capture_output=True, text=True,
+        timeout=300, check=False,
+    )  # fmt: skip
+
+
+def one_error_line(capsys, argv: list[str]) -> str:
+    """Run main() in process; the error must be exactly one line and no traceback."""
+    code = main(argv)
+    captured = capsys.readouterr()
+    lines = captured.err.strip().splitlines()
+    assert code == 2, captured
+    assert len(lines) == 1 and lines[0].startswith("mlmp-bench: error: "), captured.err
+    assert "Traceback" not in captured.err + captured.out
+    return lines[0]
+
+
+def test_help_for_every_subcommand(capsys) -> None:
+    parser = build_parser()
+    assert set(SUBCOMMANDS) <= set(parser._subparsers._group_actions[0].choices)
+    for command in SUBCOMMANDS:
+        with pytest.raises(SystemExit) as exit_:
+            main([command, "--help"])
+        assert exit_.value.code == 0
+        out = capsys.readouterr().out
+        assert out.startswith(f"usage: mlmp-bench {command}") and "--help" in out
+    result = subprocess.run([Path(sys.executable).parent / "mlmp-bench", "--help"], capture_output=True, text=True,
+                            check=False)  # fmt: skip
+    assert result.returncode == 0 and all(c in result.stdout for c in SUBCOMMANDS)
+
+
+def test_suite_list_counts_87_without_loading_a_model() -> None:
+    code = (
+        "import sys; from mlmp_ros.bench.cli import main; rc = main(['suite', 'config/suites/paper87.yaml', '--list']);"
+        "assert 'open_clip' not in sys.modules, 'a model library was imported'; sys.exit(rc)"
+    )
+    result = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, check=False)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip().splitlines()[-1].startswith("87 scenarios, 507 method runs, 1521 trials")
+
+
+def test_user_errors_are_one_clear_line(capsys, tmp_path: Path) -> None:
+    line = one_error_line(capsys, ["make-bags", "voc20", str(tmp_path / "nowhere"), "--out", str(tmp_path)])
+    assert "not a folder" in line and "VOC2012" in line
+    line = one_error_line(capsys, ["make-bags", "voc20", str(tmp_path), "-c", "fgo", "--out", str(tmp_path)])
+    assert "unknown corruption fgo" in line
+    (tmp_path / "notabag").mkdir()
+    line = one_error_line(capsys, ["run", str(tmp_path / "notabag"), "--out", str(tmp_path / "r")])
+    assert "metadata.yaml" in line
+    line = one_error_line(capsys, ["run", str(tmp_path / "notabag"), "--set", "adaptation.steps=-1"])
+    assert "adaptation.steps must be >= 0" in line
+    line = one_error_line(capsys, ["run", str(tmp_path / "notabag"), "--set", "adaptation.stpes=2"])
+    assert "unknown setting 'adaptation.stpes'" in line
+    line = one_error_line(capsys, ["run", str(tmp_path / "notabag"), "--config", str(tmp_path / "missing.yaml")])
+    assert "config file not found" in line
+    (tmp_path / "bad.yaml").write_text("core: [unclosed\n")
+    line = one_error_line(capsys, ["suite", str(tmp_path / "bad.yaml"), "--list"])
+    assert "not valid YAML" in line
+    line = one_error_line(capsys, ["report", str(tmp_path)])
+    assert "holds no results.jsonl" in line
+    # and in a real process, through the installed entry point
+    result = subprocess.run([Path(sys.executable).parent / "mlmp-bench", "run", str(tmp_path / "nothing")],
+                            capture_output=True, text=True, check=False)  # fmt: skip
+    assert result.returncode == 2 and len(result.stderr.strip().splitlines()) == 1
+    assert "does not exist" in result.stderr and "Traceback" not in result.stderr
+
+
+def test_make_bags_run_report_round_trip(capsys, tmp_path: Path) -> None:
+    write_voc(tmp_path / "VOC2012", n=4)
+    bags = tmp_path / "bags"
+    assert main(["make-bags", "voc20", str(tmp_path / "VOC2012"), "-c", "original,fog", "--out", str(bags),
+                 "--no-progress"]) == 0  # fmt: skip
+    out = capsys.readouterr().out
+    assert f"wrote  {bags / 'voc20' / 'original'}" in out and f"wrote  {bags / 'voc20' / 'fog'}" in out
+    assert main(["make-bags", "voc20", str(tmp_path / "VOC2012"), "-c", "fog", "--out", str(bags)]) == 0
+    assert "kept" in capsys.readouterr().out
+    line = one_error_line(capsys, ["make-bags", "voc20", str(tmp_path / "VOC2012"), "-c", "fog", "--severity", "3",
+                                   "--out", str(bags)])  # fmt: skip
+    assert "severity 5 (wanted 3)" in line
+
+    results = tmp_path / "results"
+    argv = ["run", str(bags / "voc20/original"), str(bags / "voc20/fog"), "-m", "noadapt,tent", *TINY,
+            "--set", "adaptation.steps=1", "--seeds", "7", "--out", str(results), "--no-progress"]  # fmt: skip
+    assert main(argv) == 0
+    out = capsys.readouterr().out
+    for name in ("voc20/original noadapt", "voc20/original tent", "voc20/fog noadapt", "voc20/fog tent"):
+        assert f"{name} (mlmp-tiny-test, batch 2, episodic): mIoU " in out
+    assert "4 trials run, 0 already in" in out
+    records = [json.loads(line) for line in (results / "results.jsonl").read_text().splitlines()]
+    assert len(records) == 4 and {r["seed"] for r in records} == {7}
+    assert all(r["status"] == "done" and r["frames"] == 4 for r in records)
+
+    assert main(argv) == 0
+    assert "0 trials run, 4 already in" in capsys.readouterr().out
+    single = ["run", str(bags / "voc20/fog"), "-m", "tent", *argv[5:], "-b", "1", "--no-shuffle", "--mode", "continual"]
+    assert main(single) == 0
+    out = capsys.readouterr().out
+    assert "1 trials run, 0 already in" in out  # a new setting, kept beside the first
+    assert "voc20/fog tent (mlmp-tiny-test, batch 1, continual): mIoU" in out and "batch 2" not in out
+
+    assert main(["report", str(results)]) == 0
+    assert "report: " in capsys.readouterr().out
+    report = (results / "report" / "report.md").read_text()
+    assert "batch 2, episodic" in report and "batch 1, continual" in report
+    assert (results / "report" / "results.csv").is_file()
