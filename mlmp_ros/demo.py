@@ -123,21 +123,13 @@ def overlay(image: np.ndarray, labels: np.ndarray, names: dict[int, str], random
     return np.concatenate([panel, legend], axis=0)
 
 
-def write_outputs_bag(path: Path, outputs: dict[str, dict[int, Any]]) -> int:
-    """Labels and confidence, as received, into an MCAP bag."""
-    from rosbags.rosbag2 import StoragePlugin, Writer
-    from rosbags.typesys import Stores, get_typestore
-
-    store = get_typestore(Stores.ROS2_HUMBLE)
-    written = 0
-    with Writer(path, version=Writer.VERSION_LATEST, storage_plugin=StoragePlugin.MCAP) as writer:
-        for kind, topic in (("labels", "/segmentation/labels"), ("confidence", "/segmentation/confidence")):
-            conn = writer.add_connection(topic, "sensor_msgs/msg/Image", typestore=store)
-            for stamp, out in sorted(outputs.get(kind, {}).items()):
-                if out.serialized is not None:
-                    writer.write(conn, stamp, out.serialized)
-                    written += 1
-    return written
+def recorded(outputs: dict[str, dict[int, Any]]) -> dict[str, dict[int, bytes]]:
+    """The serialized labels and confidence a live session kept, by output topic."""
+    topics = {"labels": "/segmentation/labels", "confidence": "/segmentation/confidence"}
+    return {
+        topic: {stamp: out.serialized for stamp, out in outputs.get(kind, {}).items() if out.serialized is not None}
+        for kind, topic in topics.items()
+    }
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -192,7 +184,9 @@ def main(argv: list[str] | None = None) -> int:
         picture = overlay(image, rec.labels.array, names, random_weights=bool(why_random))
         cv2.imwrite(str(path), cv2.cvtColor(picture, cv2.COLOR_RGB2BGR))
         overlays.append(path)
-    n_msgs = write_outputs_bag(out / "outputs", outputs)
+    from .bench.bags import write_recorded_images
+
+    n_msgs = write_recorded_images(out / "outputs", recorded(outputs))
     summary = {
         "weights": weights,
         "random_weights": bool(why_random),

@@ -398,3 +398,20 @@ def open_bag(path: str | os.PathLike[str]) -> BagFile:
             "every image needs its label at the same stamp: write the bag again"
         )
     return BagFile(bag_dir, info, images, str(info.get("storage", "")))
+
+
+def write_recorded_images(path: str | os.PathLike[str], topics: Mapping[str, Mapping[int, bytes]]) -> int:
+    """Serialized ``sensor_msgs/msg/Image`` messages as received, per topic and stamp, into an MCAP bag.
+
+    Used for what the node published during a live session (labels, confidence).
+    Returns the number of messages written.
+    """
+    store = typestore()
+    written = 0
+    with Writer(Path(path), version=Writer.VERSION_LATEST, storage_plugin=StoragePlugin.MCAP) as writer:
+        for topic, messages in topics.items():
+            conn = writer.add_connection(topic, "sensor_msgs/msg/Image", typestore=store)
+            for stamp, data in sorted(messages.items()):
+                writer.write(conn, stamp, data)
+                written += 1
+    return written

@@ -31,7 +31,7 @@ PROG = "mlmp-bench"
 # The replay-live subcommand (bags played over DDS to the running node, with rclpy) is
 # to be added here as its own module, e.g. "mlmp_ros.bench.replay_live"; this file must
 # stay free of rclpy.  A module that cannot be imported (ROS not installed) is left out.
-SUBCOMMAND_MODULES: list[str] = []
+SUBCOMMAND_MODULES: list[str] = ["mlmp_ros.bench.replay_live"]
 # ---------------------------------------------------------------------------------------
 
 
