@@ -48,6 +48,15 @@ class LoadedCLIP:
     random_weights: bool
 
 
+class _DropMessage(logging.Filter):
+    def __init__(self, prefix: str):
+        super().__init__()
+        self.prefix = prefix
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not str(record.msg).startswith(self.prefix)
+
+
 def _register_bundled_configs() -> None:
     import open_clip
 
@@ -96,7 +105,15 @@ def load_clip(
 
     check_model_name(name)
     weights = weights.strip()
-    model = open_clip.create_model(name, pretrained=None, precision="fp32", device="cpu")
+    # open_clip logs "no pretrained weights loaded" for every pretrained=None build; the
+    # weights are loaded below, so that message would be wrong here.
+    factory_log = logging.getLogger()
+    quiet = _DropMessage("No pretrained weights loaded")
+    factory_log.addFilter(quiet)
+    try:
+        model = open_clip.create_model(name, pretrained=None, precision="fp32", device="cpu")
+    finally:
+        factory_log.removeFilter(quiet)
     random = weights.lower() == "random"
     if random:
         msg = (

@@ -1,0 +1,764 @@
+"""A live session with the segmentation node: play frames in over DDS, record what comes out.
+
+The session can start the node itself (:class:`NodeProcess`, a child process of
+``mlmp-segment``), waits until it is ready (its transient-local ``label_info``
+arrived), publishes frames as a camera would and records every output with its
+receive time, matched to the input by header stamp::
+
+    with LiveSession(NodeProcess(params_file, {"model": "mlmp-tiny-test"})) as live:
+        result = live.play(sample_frames(), rate_hz=10)
+    print(result.summary())
+
+Frames are ``(stamp_ns, image)`` pairs where image is an (H, W, 3) uint8 RGB array, the
+serialized CDR bytes of a sensor_msgs/Image (as read from a bag), or an Image /
+CompressedImage message.  It measures rates, latency, drops and the node's memory; it
+holds no benchmark or metric logic.
+"""
+
+from __future__ import annotations
+
+import array
+import itertools
+import json
+import os
+import shutil
+import signal
+import struct
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import cv2
+import numpy as np
+import rclpy
+from diagnostic_msgs.msg import DiagnosticArray
+from rcl_interfaces.msg import Parameter as ParameterMsg
+from rcl_interfaces.msg import ParameterType, ParameterValue, SetParametersResult
+from rcl_interfaces.srv import GetParameters, SetParameters
+from rclpy.executors import SingleThreadedExecutor
+from rclpy.parameter import parameter_value_to_python
+from rclpy.qos import QoSProfile, ReliabilityPolicy
+from rclpy.serialization import deserialize_message
+from rclpy.time import Time
+from sensor_msgs.msg import CompressedImage, Image
+from std_srvs.srv import Trigger
+
+from . import rss_bytes
+from .conversions import (
+    array_to_image,
+    image_to_array,
+    label_info_type,
+    parse_label_info,
+)
+from .qos import label_info_qos, output_qos
+
+NODE_NAME = "mlmp_segment"
+_session_ids = itertools.count()
+
+
+class NodeDiedError(RuntimeError):
+    """The node process ended while the session needed it; the message holds its log's end."""
+
+
+class SessionTimeout(TimeoutError):
+    """Something the session waited for did not happen in time."""
+
+
+# ------------------------------------------------------------------- the node
+def node_command() -> list[str]:
+    """How to start the node: the ``mlmp-segment`` beside this Python, on PATH, or ``-m``."""
+    beside = Path(sys.executable).parent / "mlmp-segment"
+    if beside.is_file():
+        return [str(beside)]
+    found = shutil.which("mlmp-segment")
+    return [found] if found else [sys.executable, "-m", "mlmp_ros.ros"]
+
+
+def format_parameter(value: Any) -> str:
+    """A value as ``-p name:=VALUE`` wants it (YAML; strings quoted so '-1' stays a string)."""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, int):
+        return str(value)
+    if isinstance(value, float):
+        text = repr(value)
+        return text if any(c in text for c in ".eEn") else text + ".0"
+    if isinstance(value, str):
+        return json.dumps(value)
+    if isinstance(value, (list, tuple)):
+        return "[" + ", ".join(format_parameter(v) for v in value) + "]"
+    raise TypeError(f"cannot pass {type(value).__name__} as a ROS parameter")
+
+
+class NodeProcess:
+    """``mlmp-segment`` as a child process; stdout and stderr go to a log file.
+
+    ``parameters`` become ``-p name:=value`` after the parameter file; ``remaps`` are
+    ``{"image": "/camera/image_raw"}``; ``name`` and ``namespace`` remap the node's own.
+    """
+
+    def __init__(
+        self,
+        params_file: str | Path | None = None,
+        parameters: Mapping[str, Any] | None = None,
+        *,
+        name: str | None = None,
+        namespace: str | None = None,
+        remaps: Mapping[str, str] | None = None,
+        env: Mapping[str, str] | None = None,
+        log_path: str | Path | None = None,
+        command: Sequence[str] | None = None,
+    ):
+        self.params_file = Path(params_file) if params_file else None
+        self.parameters = dict(parameters or {})
+        self.name = name or NODE_NAME
+        self.namespace = "/" + (namespace or "").strip("/")
+        self.remaps = dict(remaps or {})
+        self.env = dict(env or {})
+        self.command = list(command) if command else node_command()
+        self._tmp: tempfile.TemporaryDirectory | None = None
+        self.log_path = Path(log_path) if log_path else None
+        self.process: subprocess.Popen | None = None
+        self._log_file = None
+
+    @property
+    def fully_qualified_name(self) -> str:
+        return self.namespace.rstrip("/") + "/" + self.name
+
+    def argv(self) -> list[str]:
+        args = [*self.command, "--ros-args"]
+        if self.params_file:
+            args += ["--params-file", str(self.params_file)]
+        for key, value in self.parameters.items():
+            args += ["-p", f"{key}:={format_parameter(value)}"]
+        if self.name != NODE_NAME:
+            args += ["-r", f"__node:={self.name}"]
+        if self.namespace != "/":
+            args += ["-r", f"__ns:={self.namespace}"]
+        for src, dst in self.remaps.items():
+            args += ["-r", f"{src}:={dst}"]
+        return args
+
+    def environment(self) -> dict[str, str]:
+        env = dict(os.environ)
+        env.update(
+            RCUTILS_LOGGING_BUFFERED_STREAM="0",  # log lines reach the file as they happen
+            RCUTILS_COLORIZED_OUTPUT="0",
+            PYTHONUNBUFFERED="1",
+        )
+        env.update(self.env)
+        return env
+
+    def start(self) -> NodeProcess:
+        if self.log_path is None:
+            self._tmp = tempfile.TemporaryDirectory(prefix="mlmp_node_")
+            self.log_path = Path(self._tmp.name) / "node.log"
+        self.log_path.parent.mkdir(parents=True, exist_ok=True)
+        self._log_file = open(self.log_path, "wb")  # noqa: SIM115 - closed in stop()
+        self.process = subprocess.Popen(
+            self.argv(),
+            stdin=subprocess.DEVNULL,
+            stdout=self._log_file,
+            stderr=subprocess.STDOUT,
+            env=self.environment(),
+        )
+        return self
+
+    @property
+    def pid(self) -> int | None:
+        return self.process.pid if self.process else None
+
+    @property
+    def returncode(self) -> int | None:
+        return self.process.poll() if self.process else None
+
+    def alive(self) -> bool:
+        return self.process is not None and self.process.poll() is None
+
+    def log(self) -> str:
+        if self.log_path is None or not self.log_path.is_file():
+            return ""
+        return self.log_path.read_text(errors="replace")
+
+    def log_tail(self, lines: int = 40) -> str:
+        return "\n".join(self.log().splitlines()[-lines:])
+
+    def check(self) -> None:
+        """Raise :class:`NodeDiedError` if the process has ended."""
+        if self.process is not None and self.process.poll() is not None:
+            raise NodeDiedError(
+                f"the node exited with code {self.process.returncode}; its output ends with:\n{self.log_tail()}"
+            )
+
+    def stop(self, timeout: float = 15.0) -> int | None:
+        """SIGINT (a clean ROS shutdown), then SIGTERM, then SIGKILL; returns the exit code."""
+        proc = self.process
+        if proc is not None and proc.poll() is None:
+            for sig, wait in ((signal.SIGINT, timeout), (signal.SIGTERM, 5.0), (signal.SIGKILL, 5.0)):
+                proc.send_signal(sig)
+                try:
+                    proc.wait(wait)
+                    break
+                except subprocess.TimeoutExpired:
+                    continue
+        if self._log_file is not None:
+            self._log_file.close()
+            self._log_file = None
+        return proc.returncode if proc is not None else None
+
+    def cleanup(self) -> None:
+        if self._tmp is not None:
+            self._tmp.cleanup()
+            self._tmp = None
+
+
+# ----------------------------------------------------------------- records
+@dataclass
+class Output:
+    """One output message as received."""
+
+    stamp_ns: int
+    frame_id: str
+    encoding: str
+    width: int
+    height: int
+    received: float  # time.monotonic()
+    received_wall: float  # time.time()
+    array: np.ndarray | None = None
+    serialized: bytes | None = None
+
+
+@dataclass
+class Diagnostics:
+    level: int
+    message: str
+    values: dict[str, str]
+    received: float  # time.monotonic()
+
+
+@dataclass
+class FrameRecord:
+    index: int
+    stamp_ns: int  # header stamp sent (outputs carry it)
+    source_stamp_ns: int  # stamp given with the frame
+    published: float  # time.monotonic()
+    published_wall: float
+    labels: Output | None = None
+    confidence: Output | None = None
+
+    @property
+    def latency(self) -> float | None:
+        """Seconds from publishing the frame to receiving its labels."""
+        return None if self.labels is None else self.labels.received - self.published
+
+
+def _percentile(values: Sequence[float], q: float) -> float | None:
+    return float(np.percentile(values, q)) if len(values) else None
+
+
+@dataclass
+class PlayResult:
+    frames: list[FrameRecord]
+    started: float
+    finished: float
+    rss: list[tuple[float, int]] = field(default_factory=list)  # (seconds since start, bytes)
+    diagnostics: Diagnostics | None = None
+
+    @property
+    def published(self) -> int:
+        return len(self.frames)
+
+    @property
+    def processed(self) -> int:
+        return sum(f.labels is not None for f in self.frames)
+
+    @property
+    def dropped(self) -> int:
+        return self.published - self.processed
+
+    @property
+    def latencies(self) -> list[float]:
+        return [f.latency for f in self.frames if f.latency is not None]
+
+    @property
+    def input_rate_hz(self) -> float | None:
+        times = [f.published for f in self.frames]
+        return (len(times) - 1) / (times[-1] - times[0]) if len(times) > 1 and times[-1] > times[0] else None
+
+    @property
+    def output_rate_hz(self) -> float | None:
+        times = sorted(f.labels.received for f in self.frames if f.labels is not None)
+        return (len(times) - 1) / (times[-1] - times[0]) if len(times) > 1 and times[-1] > times[0] else None
+
+    def summary(self) -> dict[str, Any]:
+        """Plain numbers (JSON-ready)."""
+        lat = self.latencies
+        return {
+            "frames_published": self.published,
+            "frames_processed": self.processed,
+            "frames_dropped": self.dropped,
+            "input_rate_hz": self.input_rate_hz,
+            "output_rate_hz": self.output_rate_hz,
+            "latency_median_ms": None if not lat else _percentile(lat, 50) * 1e3,
+            "latency_p95_ms": None if not lat else _percentile(lat, 95) * 1e3,
+            "duration_s": self.finished - self.started,
+            "rss_mb": [(round(t, 2), round(b / 2**20, 1)) for t, b in self.rss],
+        }
+
+
+# ---------------------------------------------------------------- stamps
+def stamp_of(header: Any) -> int:
+    return Time.from_msg(header.stamp).nanoseconds
+
+
+def _set_stamp(header: Any, stamp_ns: int) -> None:
+    header.stamp = Time(nanoseconds=int(stamp_ns)).to_msg()
+
+
+def _cdr_order(data: bytes) -> str:
+    if len(data) < 12 or data[0] != 0 or data[1] not in (0, 1):
+        raise ValueError("not a CDR-serialized message (bad encapsulation header)")
+    return "<" if data[1] == 1 else ">"
+
+
+def cdr_stamp(data: bytes) -> int:
+    """The header stamp of a serialized message that starts with std_msgs/Header."""
+    sec, nanosec = struct.unpack_from(_cdr_order(data) + "iI", data, 4)
+    return sec * 1_000_000_000 + nanosec
+
+
+def cdr_with_stamp(data: bytes, stamp_ns: int) -> bytes:
+    """A copy of a serialized message with its header stamp replaced."""
+    out = bytearray(data)
+    struct.pack_into(_cdr_order(data) + "iI", out, 4, *divmod(int(stamp_ns), 1_000_000_000))
+    return bytes(out)
+
+
+# ------------------------------------------------------------------- session
+class LiveSession:
+    """A camera and a listener for a running (or started) segmentation node.
+
+    ``node``: a :class:`NodeProcess` to start (None: the node runs elsewhere; give its
+    ``namespace`` and ``node_name``).  ``image_topic`` defaults to the node's ``image``
+    (or ``image/compressed`` when ``compressed``).  ``reliability`` and ``depth`` are the
+    camera publisher's QoS.  ``record``: which outputs to keep (labels, confidence,
+    colored), as arrays (``keep_arrays``) and as serialized bytes (``keep_serialized``).
+    """
+
+    def __init__(
+        self,
+        node: NodeProcess | None = None,
+        *,
+        namespace: str | None = None,
+        node_name: str | None = None,
+        image_topic: str | None = None,
+        compressed: bool = False,
+        reliability: str = "reliable",
+        depth: int = 5,
+        frame_id: str = "camera",
+        record: Sequence[str] = ("labels", "confidence"),
+        keep_arrays: bool = True,
+        keep_serialized: bool = False,
+        rss_period: float = 0.5,
+        domain_id: int | None = None,
+    ):
+        self.node = node
+        ns = namespace if namespace is not None else (node.namespace if node else "/")
+        self.namespace = "/" + ns.strip("/")
+        self.node_name = node_name or (node.name if node else NODE_NAME)
+        base = self.namespace.rstrip("/")
+        self.image_topic = image_topic or f"{base}/image" + ("/compressed" if compressed else "")
+        self.topics = {
+            "labels": f"{base}/segmentation/labels",
+            "confidence": f"{base}/segmentation/confidence",
+            "colored": f"{base}/segmentation/colored",
+            "label_info": f"{base}/segmentation/label_info",
+        }
+        unknown = set(record) - {"labels", "confidence", "colored"}
+        if unknown:
+            raise ValueError(f"cannot record {sorted(unknown)}: only labels, confidence and colored")
+        self.node_fqn = f"{base}/{self.node_name}"
+        self.compressed = compressed
+        self.reliability = reliability
+        self.depth = depth
+        self.frame_id = frame_id
+        self.record = tuple(dict.fromkeys(("labels", *record)))
+        self.keep_arrays = keep_arrays
+        self.keep_serialized = keep_serialized
+        self.rss_period = rss_period
+        self.domain_id = domain_id
+        if domain_id is not None and node is not None:
+            node.env.setdefault("ROS_DOMAIN_ID", str(domain_id))
+
+        self._cond = threading.Condition()
+        self.outputs: dict[str, dict[int, Output]] = {kind: {} for kind in self.record}
+        self.label_infos: list[tuple[float, dict[int, str]]] = []
+        self.diagnostics: list[Diagnostics] = []
+        self.rss: list[tuple[float, int]] = []
+        self._published: dict[int, tuple[float, float]] = {}  # stamp -> (monotonic, wall)
+        self._last_stamp = 0
+        self._closing = threading.Event()
+        self._threads: list[threading.Thread] = []
+        self.context: rclpy.Context | None = None
+        self.ros = None  # the session's own rclpy node (camera and listener)
+        self.publisher = None  # the camera
+
+    # ---------------------------------------------------------- lifecycle
+    def __enter__(self) -> LiveSession:  # noqa: PYI034 - typing.Self needs Python 3.11
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def start(self, timeout: float = 180.0) -> LiveSession:
+        """Start the node (if given), open the topics, wait until the node is ready."""
+        try:
+            if self.node is not None and self.node.process is None:
+                self.node.start()
+            self._open_ros()
+            self.wait_until(lambda: bool(self.label_infos), timeout, "the node's label_info")
+            self.wait_until(self._connected, 30.0, "the node to match the camera and output topics")
+        except BaseException:
+            self.close()
+            raise
+        return self
+
+    def _open_ros(self) -> None:
+        from rclpy.signals import SignalHandlerOptions
+
+        self.context = rclpy.Context()
+        rclpy.init(args=[], context=self.context, domain_id=self.domain_id,
+                   signal_handler_options=SignalHandlerOptions.NO)
+        self.ros = rclpy.create_node(f"mlmp_live_{os.getpid()}_{next(_session_ids)}", context=self.context)
+        reliability = ReliabilityPolicy.BEST_EFFORT if self.reliability == "best_effort" else ReliabilityPolicy.RELIABLE
+        self.publisher = self.ros.create_publisher(
+            CompressedImage if self.compressed else Image, self.image_topic,
+            QoSProfile(depth=self.depth, reliability=reliability),
+        )
+        record_qos = output_qos(depth=100)
+        for kind in self.record:
+            self.ros.create_subscription(Image, self.topics[kind], self._recorder(kind), record_qos, raw=True)
+        self.ros.create_subscription(label_info_type(), self.topics["label_info"], self._on_label_info, label_info_qos())
+        self.ros.create_subscription(DiagnosticArray, "/diagnostics", self._on_diagnostics, 10)
+        self._executor = SingleThreadedExecutor(context=self.context)
+        self._executor.add_node(self.ros)
+        self._start_thread(self._spin, "live_spin")
+        if self.node is not None and self.rss_period > 0:
+            self._start_thread(self._sample_rss, "live_rss")
+
+    def _start_thread(self, target: Callable[[], None], name: str) -> None:
+        thread = threading.Thread(target=target, name=name, daemon=True)
+        thread.start()
+        self._threads.append(thread)
+
+    def _spin(self) -> None:
+        while not self._closing.is_set() and self.context.ok():
+            try:
+                self._executor.spin_once(timeout_sec=0.05)
+            except Exception:
+                if self._closing.is_set():
+                    return
+                raise
+
+    def _sample_rss(self) -> None:
+        while not self._closing.is_set():
+            pid = self.node.pid if self.node else None
+            value = rss_bytes(pid) if pid and self.node.alive() else None
+            if value is not None:
+                with self._cond:
+                    self.rss.append((time.monotonic(), value))
+            self._closing.wait(self.rss_period)
+
+    def _connected(self) -> bool:
+        return self.publisher.get_subscription_count() > 0 and self.ros.count_publishers(self.topics["labels"]) > 0
+
+    def close(self) -> int | None:
+        """Stop the node (if this session started it) and the session's ROS context."""
+        code = None
+        if self.node is not None:
+            code = self.node.stop()
+        self._closing.set()
+        for thread in self._threads:
+            thread.join(timeout=5.0)
+        if self.ros is not None:
+            self._executor.shutdown(timeout_sec=1.0)
+            self.ros.destroy_node()
+            self.ros = None
+        if self.context is not None:
+            rclpy.try_shutdown(context=self.context)
+            self.context = None
+        return code
+
+    # ------------------------------------------------------------ waiting
+    def wait_until(self, predicate: Callable[[], bool], timeout: float, what: str = "a condition") -> None:
+        """Wait for ``predicate``; raise :class:`NodeDiedError` if the node dies, :class:`SessionTimeout` at the end."""
+        deadline = time.monotonic() + timeout
+        with self._cond:
+            while not predicate():
+                if self.node is not None:
+                    self.node.check()
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    raise SessionTimeout(f"timed out after {timeout:.1f} s waiting for {what}")
+                self._cond.wait(min(left, 0.2))
+
+    # ---------------------------------------------------------- recording
+    def _recorder(self, kind: str) -> Callable[[bytes], None]:
+        def record(data: bytes) -> None:
+            received, wall = time.monotonic(), time.time()
+            msg = deserialize_message(data, Image)
+            out = Output(
+                stamp_ns=stamp_of(msg.header),
+                frame_id=msg.header.frame_id,
+                encoding=msg.encoding,
+                width=msg.width,
+                height=msg.height,
+                received=received,
+                received_wall=wall,
+                array=image_to_array(msg) if self.keep_arrays else None,
+                serialized=bytes(data) if self.keep_serialized else None,
+            )
+            with self._cond:
+                self.outputs[kind][out.stamp_ns] = out
+                self._cond.notify_all()
+
+        return record
+
+    def _on_label_info(self, msg: Any) -> None:
+        with self._cond:
+            self.label_infos.append((time.monotonic(), parse_label_info(msg)))
+            self._cond.notify_all()
+
+    def _on_diagnostics(self, msg: DiagnosticArray) -> None:
+        wanted = f"{self.node_name}: segmentation"
+        for status in msg.status:
+            if status.name == wanted:
+                level = status.level[0] if isinstance(status.level, bytes) else int(status.level)
+                diag = Diagnostics(level, status.message, {kv.key: kv.value for kv in status.values}, time.monotonic())
+                with self._cond:
+                    self.diagnostics.append(diag)
+                    del self.diagnostics[:-1000]
+                    self._cond.notify_all()
+
+    @property
+    def class_map(self) -> dict[int, str]:
+        """The node's latest class map (index -> name)."""
+        with self._cond:
+            return dict(self.label_infos[-1][1]) if self.label_infos else {}
+
+    def wait_for_label_info(self, predicate: Callable[[dict[int, str]], bool], timeout: float = 30.0) -> dict[int, str]:
+        self.wait_until(lambda: bool(self.label_infos) and predicate(self.label_infos[-1][1]), timeout, "label_info")
+        return self.class_map
+
+    def wait_for_diagnostics(
+        self, predicate: Callable[[Diagnostics], bool] = lambda d: True, timeout: float = 10.0, *, after: float | None = None
+    ) -> Diagnostics:
+        """The first diagnostics (received after ``after``, default now) that satisfy ``predicate``."""
+        since = time.monotonic() if after is None else after
+        found: list[Diagnostics] = []
+
+        def match() -> bool:
+            found[:] = [d for d in self.diagnostics if d.received >= since and predicate(d)]
+            return bool(found)
+
+        self.wait_until(match, timeout, "matching diagnostics")
+        return found[0]
+
+    def output(self, stamp_ns: int, kind: str = "labels") -> Output | None:
+        with self._cond:
+            return self.outputs[kind].get(stamp_ns)
+
+    def wait_for_output(self, stamp_ns: int, timeout: float = 30.0, kind: str = "labels") -> Output:
+        self.wait_until(lambda: stamp_ns in self.outputs[kind], timeout, f"{kind} for stamp {stamp_ns}")
+        return self.outputs[kind][stamp_ns]
+
+    # ----------------------------------------------------------- publishing
+    def _next_stamp(self) -> int:
+        return max(time.time_ns(), self._last_stamp + 1)
+
+    def publish(self, frame: Any, stamp_ns: int | None = None, *, restamp: bool = False) -> int:
+        """Publish one frame; returns the header stamp it carries.
+
+        ``frame``: an RGB uint8 array (sent as rgb8, or jpeg for a compressed session),
+        serialized Image bytes, or an Image / CompressedImage message (sent as it is
+        unless ``restamp``).  Arrays take ``stamp_ns`` (default: now) as their stamp.
+        Outputs are matched to frames by stamp, so a stamp is sent only once per session.
+        """
+        if isinstance(frame, np.ndarray):
+            stamp = self._next_stamp() if restamp or stamp_ns is None else int(stamp_ns)
+            msg = self._array_message(frame, stamp)
+        elif isinstance(frame, (bytes, bytearray, memoryview)):
+            msg = bytes(frame)
+            if restamp:
+                msg = cdr_with_stamp(msg, self._next_stamp())
+            stamp = cdr_stamp(msg)
+        elif hasattr(frame, "header"):
+            msg = frame
+            if restamp:
+                _set_stamp(msg.header, self._next_stamp())
+            stamp = stamp_of(msg.header)
+        else:
+            raise TypeError(f"cannot publish a {type(frame).__name__} as a camera frame")
+        with self._cond:
+            if stamp in self._published:
+                raise ValueError(f"a frame with stamp {stamp} was sent already; outputs are matched by stamp "
+                                 "(play(..., restamp=True) gives every frame a new one)")
+            self._published[stamp] = (time.monotonic(), time.time())
+            self._last_stamp = max(self._last_stamp, stamp)
+        self.publisher.publish(msg)
+        return stamp
+
+    def _array_message(self, rgb: np.ndarray, stamp_ns: int) -> Image | CompressedImage:
+        if self.compressed:
+            ok, data = cv2.imencode(".jpg", cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR))
+            if not ok:
+                raise ValueError("cannot encode the frame as jpeg")
+            msg = CompressedImage(format="jpeg", data=data.tobytes())
+        else:
+            msg = array_to_image(rgb, "rgb8")
+        msg.header.frame_id = self.frame_id
+        _set_stamp(msg.header, stamp_ns)
+        return msg
+
+    def play(
+        self,
+        frames: Iterable[tuple[int, Any]],
+        *,
+        rate_hz: float | None = None,
+        speed: float | None = None,
+        paced: bool = False,
+        timeout: float = 30.0,
+        restamp: bool = False,
+        drain: bool = True,
+    ) -> PlayResult:
+        """Publish ``(stamp_ns, frame)`` items and collect the outputs.
+
+        Exactly one schedule: ``rate_hz`` (fixed rate), ``speed`` (x N the recorded
+        rate, from the stamps) or ``paced`` (send the next frame when the previous
+        one's labels arrived, or after ``timeout`` seconds).  ``restamp`` stamps each
+        frame with the wall clock at sending (the node's latency then reads true).
+        With ``drain``, waits up to ``timeout`` for the last frame's labels.
+        """
+        if sum(x is not None and x is not False for x in (rate_hz, speed, paced)) != 1:
+            raise ValueError("give exactly one of rate_hz, speed or paced")
+        if (rate_hz is not None and rate_hz <= 0) or (speed is not None and speed <= 0):
+            raise ValueError("rate_hz and speed must be positive")
+        records: list[FrameRecord] = []
+        started = time.monotonic()
+        next_at = started
+        previous_source: int | None = None
+        for index, (source_stamp, frame) in enumerate(frames):
+            if speed is not None and previous_source is not None:
+                next_at += max(0, int(source_stamp) - previous_source) * 1e-9 / speed
+            previous_source = int(source_stamp)
+            self._sleep_until(next_at)
+            now = time.monotonic()
+            if rate_hz is not None:
+                # Fixed rate without bursts: a late frame moves the schedule instead of catching up.
+                next_at = max(next_at, now - 1.0 / rate_hz) + 1.0 / rate_hz
+            stamp = self.publish(frame, source_stamp if isinstance(frame, np.ndarray) else None, restamp=restamp)
+            published, wall = self._published[stamp]
+            records.append(FrameRecord(index, stamp, int(source_stamp), published, wall))
+            if paced:
+                try:
+                    self.wait_for_output(stamp, timeout)
+                except SessionTimeout:
+                    pass
+            elif self.node is not None:
+                self.node.check()
+        if drain and records:
+            try:
+                self.wait_for_output(records[-1].stamp_ns, timeout)
+            except SessionTimeout:
+                pass
+        finished = time.monotonic()
+        with self._cond:
+            for rec in records:
+                rec.labels = self.outputs["labels"].get(rec.stamp_ns)
+                rec.confidence = self.outputs.get("confidence", {}).get(rec.stamp_ns)
+            rss = [(t - started, b) for t, b in self.rss if started <= t <= finished]
+            diag = self.diagnostics[-1] if self.diagnostics else None
+        return PlayResult(records, started, finished, rss, diag)
+
+    def _sleep_until(self, when: float) -> None:
+        while True:
+            left = when - time.monotonic()
+            if left <= 0:
+                return
+            if self.node is not None:
+                self.node.check()
+            time.sleep(min(left, 0.1))
+
+    # ---------------------------------------------------- node's services
+    def _call(self, srv_type: type, name: str, request: Any, timeout: float) -> Any:
+        client = self.ros.create_client(srv_type, name)
+        try:
+            deadline = time.monotonic() + timeout
+            while not client.wait_for_service(timeout_sec=0.2):
+                if self.node is not None:
+                    self.node.check()
+                if time.monotonic() > deadline:
+                    raise SessionTimeout(f"service {name} is not available")
+            future = client.call_async(request)
+            done = threading.Event()
+            future.add_done_callback(lambda _: done.set())
+            while not done.wait(0.2):
+                if self.node is not None:
+                    self.node.check()
+                if time.monotonic() > deadline:
+                    raise SessionTimeout(f"service {name} did not answer within {timeout:.0f} s")
+            return future.result()
+        finally:
+            self.ros.destroy_client(client)
+
+    def set_parameters(self, values: Mapping[str, Any], timeout: float = 30.0) -> list[SetParametersResult]:
+        """Set the node's parameters through its parameter service; one result per parameter."""
+        request = SetParameters.Request(parameters=[ParameterMsg(name=k, value=parameter_value(v)) for k, v in values.items()])
+        return list(self._call(SetParameters, f"{self.node_fqn}/set_parameters", request, timeout).results)
+
+    def get_parameters(self, names: Sequence[str], timeout: float = 30.0) -> dict[str, Any]:
+        """The node's current values of ``names`` (plain Python values)."""
+        request = GetParameters.Request(names=list(names))
+        response = self._call(GetParameters, f"{self.node_fqn}/get_parameters", request, timeout)
+        return {name: _python_value(value) for name, value in zip(names, response.values)}
+
+    def reset(self, timeout: float = 120.0) -> Trigger.Response:
+        """Call the node's ``~/reset``: adapted weights back to the source weights."""
+        return self._call(Trigger, f"{self.node_fqn}/reset", Trigger.Request(), timeout)
+
+
+def parameter_value(value: Any) -> ParameterValue:
+    """A ParameterValue message for a Python value (an empty list is a string array)."""
+    if isinstance(value, bool):
+        return ParameterValue(type=ParameterType.PARAMETER_BOOL, bool_value=value)
+    if isinstance(value, int):
+        return ParameterValue(type=ParameterType.PARAMETER_INTEGER, integer_value=value)
+    if isinstance(value, float):
+        return ParameterValue(type=ParameterType.PARAMETER_DOUBLE, double_value=value)
+    if isinstance(value, str):
+        return ParameterValue(type=ParameterType.PARAMETER_STRING, string_value=value)
+    if isinstance(value, (list, tuple)):
+        items = list(value)
+        if all(isinstance(v, bool) for v in items) and items:
+            return ParameterValue(type=ParameterType.PARAMETER_BOOL_ARRAY, bool_array_value=items)
+        if all(isinstance(v, int) and not isinstance(v, bool) for v in items) and items:
+            return ParameterValue(type=ParameterType.PARAMETER_INTEGER_ARRAY, integer_array_value=items)
+        if all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in items) and items:
+            return ParameterValue(type=ParameterType.PARAMETER_DOUBLE_ARRAY, double_array_value=[float(v) for v in items])
+        if all(isinstance(v, str) for v in items):
+            return ParameterValue(type=ParameterType.PARAMETER_STRING_ARRAY, string_array_value=items)
+    raise TypeError(f"cannot send {value!r} as a ROS parameter")
+
+
+
+def _python_value(value: ParameterValue) -> Any:
+    if value.type == ParameterType.PARAMETER_NOT_SET:
+        return None
+    result = parameter_value_to_python(value)
+    return list(result) if isinstance(result, (tuple, array.array)) else result

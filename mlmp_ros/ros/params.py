@@ -1,0 +1,199 @@
+"""The node's parameters: one per core setting (same dotted names) plus the node's own.
+
+A parameter file, ``-p`` overrides and the parameter service all end in the same
+:class:`~mlmp_ros.core.Config`, built by :func:`core_config`; the node's own groups
+(``input.*``, ``output.*``, ``diagnostics.*``) end in :class:`NodeSettings`.
+"""
+
+from __future__ import annotations
+
+import array
+import math
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from rcl_interfaces.msg import FloatingPointRange, IntegerRange, ParameterDescriptor
+
+from ..core.config import Config, ConfigError
+from ..core.segmenter import RUNTIME_SETTINGS
+
+RELIABILITIES = ("auto", "reliable", "best_effort")
+
+# Core settings that are lists in the core but one string as a ROS parameter
+# ("auto" or "-1,-2,-3"; "auto", a prompt-file name or a YAML file).
+STRING_SETTINGS = ("layers", "templates")
+
+DESCRIPTIONS: dict[str, str] = {
+    "model": "open_clip model name (OpenAI weights need the -quickgelu names, e.g. ViT-B-16-quickgelu)",
+    "weights": "open_clip pretrained tag (e.g. openai), a local weights file, or 'random' (tests only)",
+    "cache_dir": "folder where pretrained weights are cached ('' = open_clip's default)",
+    "offline": "never download weights; use the cache or a local file",
+    "device": "auto | cpu | cuda | cuda:N",
+    "precision": "fp32 | bf16 | fp16 (fp16: CUDA only)",
+    "attention": "dense attention of the last block: naclip | sclip | clip",
+    "features": "auto | reduced | vanilla (auto: reduced for naclip)",
+    "gaussian_std": "NACLIP neighbourhood prior's standard deviation (patches)",
+    "layers": "'auto' (the method's layers; MLMP: last 75% of the blocks) or block indices, e.g. '-1,-2,-3'",
+    "templates": "'auto' (the method's prompts), a name in config/prompts, or a YAML file of templates",
+    "classes": "one entry per class, synonyms separated by ', '; or one entry naming a built-in list "
+    "(voc21, cityscapes, ...) or a .txt file [run time]",
+    "fusion": "how layer predictions combine: auto | mean | entropy_weighted",
+    "resize": "[0] keep the input size, [s] short side to s, [W, H] fixed size (swapped for portrait)",
+    "window": "sliding window [s] or [W, H] in pixels, a multiple of the patch size",
+    "stride": "sliding window stride [s] or [W, H] in pixels",
+    "adaptation.method": "noadapt | tent | mlmp | tpt | watt | clipartt",
+    "adaptation.mode": "off | episodic (back to the source weights every frame) | continual [run time]",
+    "adaptation.steps": "optimiser steps per frame (0: no adaptation) [run time]",
+    "adaptation.lr": "adaptation learning rate [run time]",
+    "adaptation.alpha": "weight of the class-token entropy in MLMP's loss",
+    "adaptation.optimizer": "adam | adamw | sgd",
+    "adaptation.betas": "Adam betas [b1, b2]",
+    "adaptation.weight_decay": "optimiser weight decay",
+    "adaptation.momentum": "SGD momentum (sgd only)",
+    "adaptation.params": "what adapts: 'layernorm' or fnmatch patterns over the image encoder's parameter names",
+    "adaptation.reset_every": "continual mode: back to the source weights every N frames (0: never)",
+    "adaptation.tpt.n_ctx": "TPT: learnable context tokens",
+    "adaptation.tpt.init": "TPT: initial context text",
+    "adaptation.clipartt.k": "CLIPArTT: classes per pseudo-label prompt",
+    "adaptation.clipartt.temperature": "CLIPArTT: similarity temperature",
+    "adaptation.clipartt.chunk_rows": "CLIPArTT: token-similarity rows computed at once (bounds memory)",
+    "adaptation.clipartt.layout": "CLIPArTT: token | reference",
+    "adaptation.watt.l": "WATT: adaptation iterations per template",
+    "adaptation.watt.m": "WATT: weight-averaging rounds",
+    "adaptation.watt.temperature": "WATT: similarity temperature",
+    "adaptation.watt.chunk_rows": "WATT: token-similarity rows computed at once (bounds memory)",
+    "adaptation.watt.sequential": "WATT: templates one after the other (the reference port) instead of from the average",
+    "adaptation.watt.layout": "WATT: token | reference",
+    "input.compressed": "subscribe to image/compressed (jpeg/png) instead of image",
+    "input.reliability": "input QoS reliability: auto (match the camera publisher) | reliable | best_effort",
+    "input.depth": "input QoS history depth",
+    "output.confidence": "publish segmentation/confidence (32FC1) [run time]",
+    "output.colored": "publish segmentation/colored (rgb8 palette image) [run time]",
+    "output.blend": "weight of the input image under the palette in segmentation/colored, 0..1 [run time]",
+    "diagnostics.period": "seconds between /diagnostics messages",
+}
+
+NODE_DEFAULTS: dict[str, Any] = {
+    "input.compressed": False,
+    "input.reliability": "auto",
+    "input.depth": 1,
+    "output.confidence": True,
+    "output.colored": False,
+    "output.blend": 0.0,
+    "diagnostics.period": 1.0,
+}
+
+# What may change while the node runs; everything else is read-only.
+RUNTIME_PARAMETERS = (*RUNTIME_SETTINGS, "output.confidence", "output.colored", "output.blend")
+
+
+@dataclass(frozen=True)
+class ParameterSpec:
+    name: str
+    default: Any
+    descriptor: ParameterDescriptor
+
+    @property
+    def core(self) -> bool:
+        return self.name not in NODE_DEFAULTS
+
+
+def _ros_default(name: str, value: Any) -> Any:
+    """A core default in the form its ROS parameter takes (no empty lists: ROS cannot type them)."""
+    if name in STRING_SETTINGS:
+        return ",".join(str(v) for v in value) if value else "auto"
+    if name == "resize" and not value:
+        return [0]
+    return value
+
+
+def parameter_specs() -> list[ParameterSpec]:
+    """Every parameter the node declares, with its default and descriptor."""
+    defaults = {name: _ros_default(name, value) for name, value in Config().flat().items()}
+    defaults.update(NODE_DEFAULTS)
+    specs = []
+    for name, default in defaults.items():
+        desc = ParameterDescriptor(
+            name=name,
+            description=DESCRIPTIONS.get(name, ""),
+            read_only=name not in RUNTIME_PARAMETERS,
+        )
+        if name == "output.blend":
+            desc.floating_point_range = [FloatingPointRange(from_value=0.0, to_value=1.0, step=0.0)]
+        elif name == "input.depth":
+            desc.integer_range = [IntegerRange(from_value=1, to_value=1000, step=1)]
+        elif name == "input.reliability":
+            desc.additional_constraints = "one of: " + ", ".join(RELIABILITIES)
+        specs.append(ParameterSpec(name, default, desc))
+    return specs
+
+
+def plain(value: Any) -> Any:
+    """A parameter value as plain Python (rclpy may hand out array.array or tuples)."""
+    if isinstance(value, (array.array, tuple)):
+        return list(value)
+    return value
+
+
+def core_config(values: Mapping[str, Any]) -> Config:
+    """The core configuration from parameter values (node groups are skipped)."""
+    return Config.from_mapping({k: plain(v) for k, v in values.items() if k not in NODE_DEFAULTS})
+
+
+@dataclass(frozen=True)
+class NodeSettings:
+    """The node's own settings (the ``input``, ``output`` and ``diagnostics`` groups)."""
+
+    compressed: bool = False
+    reliability: str = "auto"
+    depth: int = 1
+    confidence: bool = True
+    colored: bool = False
+    blend: float = 0.0
+    diagnostics_period: float = 1.0
+
+    @classmethod
+    def from_values(cls, values: Mapping[str, Any]) -> NodeSettings:
+        v = {**NODE_DEFAULTS, **{k: plain(x) for k, x in values.items() if k in NODE_DEFAULTS}}
+        settings = cls(
+            compressed=v["input.compressed"],
+            reliability=v["input.reliability"],
+            depth=v["input.depth"],
+            confidence=v["output.confidence"],
+            colored=v["output.colored"],
+            blend=v["output.blend"],
+            diagnostics_period=v["diagnostics.period"],
+        )
+        problems = settings.problems()
+        if problems:
+            raise ConfigError(problems)
+        return settings
+
+    def replace(self, changes: Mapping[str, Any]) -> NodeSettings:
+        """A validated copy with parameter-name changes, e.g. ``{"output.blend": 0.5}``."""
+        return NodeSettings.from_values({**self.as_values(), **changes})
+
+    def as_values(self) -> dict[str, Any]:
+        return {
+            "input.compressed": self.compressed,
+            "input.reliability": self.reliability,
+            "input.depth": self.depth,
+            "output.confidence": self.confidence,
+            "output.colored": self.colored,
+            "output.blend": self.blend,
+            "diagnostics.period": self.diagnostics_period,
+        }
+
+    def problems(self) -> list[str]:
+        p = []
+        if self.reliability not in RELIABILITIES:
+            p.append(f"input.reliability must be one of {', '.join(RELIABILITIES)}, not '{self.reliability}'")
+        if not isinstance(self.depth, int) or self.depth < 1:
+            p.append(f"input.depth must be an integer >= 1, not {self.depth}")
+        if not (isinstance(self.blend, (int, float)) and 0.0 <= self.blend <= 1.0):
+            p.append(f"output.blend must be in [0, 1], not {self.blend}")
+        period = self.diagnostics_period
+        if not (isinstance(period, (int, float)) and period > 0 and math.isfinite(period)):
+            p.append(f"diagnostics.period must be a positive number of seconds, not {period}")
+        return p
