@@ -1,6 +1,7 @@
 """ament_python package that also installs with plain pip (no system ROS needed)."""
 
 from glob import glob
+from pathlib import Path
 
 from setuptools import find_packages, setup
 
@@ -10,7 +11,7 @@ setup(
     name=PACKAGE,
     version="0.1.0",
     description="Test-time adaptation of CLIP open-vocabulary segmentation (MLMP) as a ROS 2 node",
-    long_description=open("README.md", encoding="utf-8").read(),
+    long_description=Path("README.md").read_text(encoding="utf-8"),
     long_description_content_type="text/markdown",
     license="Apache-2.0",
     python_requires=">=3.10",
@@ -47,7 +48,7 @@ setup(
             "ros-rmw-fastrtps-cpp",
         ],
         "bench": ["imagecorruptions-imaug>=1.1.5", "matplotlib", "tqdm"],
-        "test": ["pytest", "pytest-timeout", "torchmetrics", "mcap", "mcap-ros2-support"],
+        "test": ["pytest", "pytest-timeout", "torchmetrics", "mcap", "mcap-ros2-support", "colcon-common-extensions"],
     },
     zip_safe=False,
     maintainer="mlmp_ros maintainers",

@@ -107,10 +107,11 @@ def machine() -> dict:
         bf16 = False
     cpu = "unknown"
     if os.path.exists("/proc/cpuinfo"):
-        for line in open("/proc/cpuinfo"):
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
+        with open("/proc/cpuinfo") as info:
+            for line in info:
+                if line.startswith("model name"):
+                    cpu = line.split(":", 1)[1].strip()
+                    break
     return {
         "cpu": cpu,
         "cores": os.cpu_count(),

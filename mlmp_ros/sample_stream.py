@@ -9,8 +9,8 @@ rebuilds it from scikit-image's own files (byte-identical for the same versions)
 from __future__ import annotations
 
 import argparse
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Iterator
 
 import cv2
 import numpy as np

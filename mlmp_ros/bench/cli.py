@@ -199,17 +199,22 @@ def add_run(sub: Any) -> None:
     p.set_defaults(handler=cmd_run)
 
 
-def cmd_run(args: argparse.Namespace) -> int:
+def config_from_args(args: argparse.Namespace) -> Any:
+    """The core config of ``--config`` (a YAML file), then ``--set`` and ``--mode``."""
     from ..core.config import Config
-    from .runner import RunOptions
-    from .suite import run_bags
 
     config = Config.from_yaml(args.config) if args.config else Config()
     changes = parse_sets(args.set)
     if args.mode:
         changes["adaptation.mode"] = args.mode
-    if changes:
-        config = config.replace(**changes)
+    return config.replace(**changes) if changes else config
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    from .runner import RunOptions
+    from .suite import run_bags
+
+    config = config_from_args(args)
     methods = [m.strip() for m in (args.method or config.adaptation.method).split(",") if m.strip()]
     options = RunOptions(
         batch_size=args.batch_size,

@@ -27,30 +27,20 @@ import numpy as np
 
 from ..core.config import Config
 from ..core.windows import resize_labels
-from ..resources import config_path
 from ..demo import recorded
+from ..resources import config_path
 from .bags import open_bag, write_recorded_images
 from .metrics import SegmentationMetrics
 from .runner import scoring_size, segmenter_config
 
-PARAMETER_SKIP = ("cache_dir",)
-
 
 def node_overrides(config: Config) -> dict[str, Any]:
-    """The core config as node parameters (lists of strings/ints; ``auto`` for defaults)."""
-    params: dict[str, Any] = {}
-    for key, value in config.flat().items():
-        if key in PARAMETER_SKIP and not value:
-            continue
-        if key == "layers":
-            value = ",".join(str(v) for v in value) if value else "auto"
-        elif key == "templates":
-            if len(value) > 1:
-                raise ValueError("replay-live passes templates to the node by name or file; give templates as one entry")
-            value = value[0] if value else "auto"
-        elif key == "resize" and not value:
-            value = [0]
-        params[key] = value
+    """The core config as ``-p`` overrides of the node (in the forms its parameters take)."""
+    from ..ros.params import ros_value
+
+    params = {key: ros_value(key, value) for key, value in config.flat().items()}
+    if isinstance(params.get("templates"), str) and len(config.templates) > 1:
+        raise ValueError("replay-live passes templates to the node by name or file; give templates as one entry")
     return params
 
 
@@ -162,16 +152,11 @@ def register(sub: Any) -> None:
 
 
 def cmd_replay_live(args: argparse.Namespace) -> int:
-    from .cli import parse_sets
+    from .cli import config_from_args
 
-    config = Config.from_yaml(args.config) if args.config else Config()
-    changes = parse_sets(args.set)
+    config = config_from_args(args)
     if args.method:
-        changes["adaptation.method"] = args.method
-    if args.mode:
-        changes["adaptation.mode"] = args.mode
-    if changes:
-        config = config.replace(**changes)
+        config = config.replace(**{"adaptation.method": args.method})
     report = replay_live(
         args.bag, config, args.out, speed=None if (args.rate or args.paced) else args.speed, rate_hz=args.rate,
         paced=args.paced, limit=args.limit, params_file=args.params, start_node=not args.no_start_node,

@@ -530,7 +530,7 @@ def _colour(labels: np.ndarray, colours: np.ndarray) -> np.ndarray:
 
 def plot_examples(table: Table, folder: Path, path: Path, plots: list[Path]) -> bool:
     """Image, ground truth and each method's prediction (blended over the image) on the same frames."""
-    for (dataset, corruption), label in table.rows.items():
+    for (dataset, corruption), label in table.rows.items():  # noqa: B007 - label titles the figure
         found = {}
         for method in table.methods:
             cell = table.cells.get((dataset, corruption, method))

@@ -46,7 +46,7 @@ import yaml
 
 from .. import __version__
 from ..core.backbone import LoadedCLIP, load_clip, resolve_device
-from ..core.config import Config, ConfigError
+from ..core.config import Config, ConfigError, flatten
 from ..core.segmenter import Segmenter
 from .bags import STORAGES, BagError, open_bag
 from .corruptions import CHANNEL_ORDERS, CORRUPTIONS, ORIGINAL, SCENARIOS
@@ -226,7 +226,7 @@ class Suite:
 
     def method_config(self, method: str) -> Config:
         """The base core config with the method and its overrides (classes etc. come from each bag)."""
-        merged = {**_dotted(self.core), **_dotted(self.methods.get(method) or {}), "adaptation.method": method}
+        merged = {**flatten(self.core), **flatten(self.methods.get(method) or {}), "adaptation.method": method}
         return Config.from_mapping(merged)
 
     def skip_reason(self, scenario: Scenario, method: str) -> str | None:
@@ -254,17 +254,6 @@ def _matches(pattern: str | None, dataset: str) -> bool:
     if pattern is None:
         return True
     return pattern == dataset or pattern == resolve_name(dataset)[0]
-
-
-def _dotted(mapping: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
-    out: dict[str, Any] = {}
-    for key, value in mapping.items():
-        name = f"{prefix}{key}"
-        if isinstance(value, Mapping):
-            out.update(_dotted(value, name + "."))
-        else:
-            out[name] = value
-    return out
 
 
 _TOP_KEYS = {
@@ -318,7 +307,7 @@ def parse_suite(data: Mapping[str, Any], *, source: Path | None = None) -> Suite
         else:
             methods[str(name)] = dict(overrides or {})
     for what, mapping in [("core", core), *((f"methods.{m}", o) for m, o in methods.items())]:
-        fixed = [k for k in _dotted(mapping) if k in _FROM_BAG]
+        fixed = [k for k in flatten(mapping) if k in _FROM_BAG]
         if fixed:
             p.append(f"{what}: {', '.join(fixed)} come from each bag's data set; remove them")
 
@@ -374,7 +363,7 @@ def parse_suite(data: Mapping[str, Any], *, source: Path | None = None) -> Suite
     if not p:
         for method, overrides in methods.items():
             try:
-                Config.from_mapping({**_dotted(core), **_dotted(overrides), "adaptation.method": method})
+                Config.from_mapping({**flatten(core), **flatten(overrides), "adaptation.method": method})
             except ConfigError as err:
                 p.append(f"core config for {method}: {err}")
     if p:
@@ -491,10 +480,10 @@ def apply_overrides(
         fixed = [k for k in core if k in _FROM_BAG]
         if fixed:
             raise SuiteError(f"{', '.join(fixed)} come from each bag's data set and cannot be set")
-        changes["core"] = {**_dotted(suite.core), **dict(core)}
+        changes["core"] = {**flatten(suite.core), **dict(core)}
         for method in suite.methods:
             try:
-                Config.from_mapping({**changes["core"], **_dotted(suite.methods[method]), "adaptation.method": method})
+                Config.from_mapping({**changes["core"], **flatten(suite.methods[method]), "adaptation.method": method})
             except ConfigError as err:
                 raise SuiteError(f"core config for {method}: {err}") from None
     return dataclasses.replace(suite, **changes)

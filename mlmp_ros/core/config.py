@@ -9,9 +9,10 @@ from __future__ import annotations
 
 import dataclasses
 import math
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Mapping, Union, get_args, get_origin, get_type_hints
+from typing import Any, Union, get_args, get_origin, get_type_hints
 
 import yaml
 
@@ -128,7 +129,7 @@ class Config:
 
     # ------------------------------------------------------------------ loading
     @classmethod
-    def from_mapping(cls, data: Mapping[str, Any], *, ignore: tuple[str, ...] = NODE_GROUPS) -> "Config":
+    def from_mapping(cls, data: Mapping[str, Any], *, ignore: tuple[str, ...] = NODE_GROUPS) -> Config:
         """Build from a (possibly nested or dotted) mapping; unknown keys are errors."""
         nested = _undot(data)
         problems: list[str] = []
@@ -139,7 +140,7 @@ class Config:
         return cfg
 
     @classmethod
-    def from_yaml(cls, path: str | Path) -> "Config":
+    def from_yaml(cls, path: str | Path) -> Config:
         """Load a plain YAML mapping or a ROS 2 parameter file (``ros__parameters``)."""
         path = Path(path)
         try:
@@ -155,9 +156,9 @@ class Config:
 
     def flat(self) -> dict[str, Any]:
         """Dotted names to values, the form ROS parameters take."""
-        return _flatten(self.to_dict())
+        return flatten(self.to_dict())
 
-    def replace(self, **changes: Any) -> "Config":
+    def replace(self, **changes: Any) -> Config:
         """A validated copy with dotted-name changes, e.g. ``{"adaptation.steps": 5}``."""
         merged = self.flat()
         for key, value in changes.items():
@@ -184,7 +185,7 @@ class Config:
         if not self.weights.strip():
             p.append("weights must be an open_clip pretrained tag (e.g. openai), a file, or 'random'")
         dev = self.device
-        if not (dev in ("auto", "cpu", "cuda") or dev.startswith("cuda:") and dev[5:].isdigit()):
+        if not (dev in ("auto", "cpu", "cuda") or (dev.startswith("cuda:") and dev[5:].isdigit())):
             p.append(f"device must be auto, cpu, cuda or cuda:N, not '{dev}'")
         if self.attention == "sclip" and self.features == "reduced":
             p.append("features 'reduced' is defined for naclip and clip attention, not sclip")
@@ -232,7 +233,7 @@ class Config:
             p.append(f"adaptation.method '{a.method}' is unknown; choose one of {sorted(METHODS)}")
         return p
 
-    def validate(self) -> "Config":
+    def validate(self) -> Config:
         problems = self.problems()
         if problems:
             raise ConfigError(problems)
@@ -270,12 +271,13 @@ def _undot(data: Mapping[str, Any]) -> dict[str, Any]:
     return out
 
 
-def _flatten(data: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
+def flatten(data: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
+    """Nested mappings to dotted names (``{"a": {"b": 1}}`` -> ``{"a.b": 1}``)."""
     out: dict[str, Any] = {}
     for key, value in data.items():
         name = f"{prefix}{key}"
         if isinstance(value, Mapping):
-            out.update(_flatten(value, name + "."))
+            out.update(flatten(value, name + "."))
         else:
             out[name] = value
     return out

@@ -9,9 +9,9 @@ list and kept on the model's device.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Sequence
 
 import torch
 import yaml
@@ -48,14 +48,14 @@ class ClassList:
         return [c for c, syn in enumerate(self.synonyms) for _ in syn]
 
     @classmethod
-    def from_lines(cls, lines: Sequence[str], names: Sequence[str] | None = None) -> "ClassList":
+    def from_lines(cls, lines: Sequence[str], names: Sequence[str] | None = None) -> ClassList:
         """One class per entry, synonyms separated by commas; display = ``names`` or first synonym."""
         synonyms = tuple(tuple(s.strip() for s in str(line).split(",")) for line in lines)
         display = tuple(str(n).strip() for n in names) if names is not None else tuple(s[0] for s in synonyms)
         return cls(display, synonyms)
 
     @classmethod
-    def resolve(cls, spec: Sequence[str] | str) -> "ClassList":
+    def resolve(cls, spec: Sequence[str] | str) -> ClassList:
         """A data set key (``voc20``), a class file, or a list of class entries."""
         if isinstance(spec, str):
             spec = [spec]
@@ -73,7 +73,7 @@ class ClassList:
         return cls.from_lines(spec)
 
     @classmethod
-    def from_file(cls, path: Path) -> "ClassList":
+    def from_file(cls, path: Path) -> ClassList:
         """Read ``X.names.txt`` (synonyms per line); display names from ``X.classes.txt`` if present."""
         lines = [ln.rstrip("\n") for ln in path.read_text().splitlines() if ln.strip()]
         names = None

@@ -9,7 +9,7 @@ covered; on the paper's sizes the grids are identical to the reference's.
 
 from __future__ import annotations
 
-from typing import Sequence
+from collections.abc import Sequence
 
 import cv2
 import numpy as np

@@ -410,7 +410,7 @@ class LiveSession:
         self.publisher = None  # the camera
 
     # ---------------------------------------------------------- lifecycle
-    def __enter__(self) -> LiveSession:  # noqa: PYI034 - typing.Self needs Python 3.11
+    def __enter__(self) -> LiveSession:
         return self.start()
 
     def __exit__(self, *exc: object) -> None:

@@ -99,8 +99,8 @@ class ParameterSpec:
         return self.name not in NODE_DEFAULTS
 
 
-def _ros_default(name: str, value: Any) -> Any:
-    """A core default in the form its ROS parameter takes (no empty lists: ROS cannot type them)."""
+def ros_value(name: str, value: Any) -> Any:
+    """A core setting in the form its ROS parameter takes (no empty lists: ROS cannot type them)."""
     if name in STRING_SETTINGS:
         return ",".join(str(v) for v in value) if value else "auto"
     if name == "resize" and not value:
@@ -110,7 +110,7 @@ def _ros_default(name: str, value: Any) -> Any:
 
 def parameter_specs() -> list[ParameterSpec]:
     """Every parameter the node declares, with its default and descriptor."""
-    defaults = {name: _ros_default(name, value) for name, value in Config().flat().items()}
+    defaults = {name: ros_value(name, value) for name, value in Config().flat().items()}
     defaults.update(NODE_DEFAULTS)
     specs = []
     for name, default in defaults.items():

@@ -20,7 +20,7 @@ def image() -> np.ndarray:
 
 def test_names_match_the_library_order() -> None:
     assert list(CORRUPTIONS) == get_corruption_names("common")
-    assert SCENARIOS == (ORIGINAL, *CORRUPTIONS) and len(SCENARIOS) == 16
+    assert (ORIGINAL, *CORRUPTIONS) == SCENARIOS and len(SCENARIOS) == 16
 
 
 @pytest.mark.parametrize("name", CORRUPTIONS)

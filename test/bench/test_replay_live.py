@@ -17,8 +17,9 @@ pytest.importorskip("rclpy")
 
 @pytest.mark.timeout(300)
 def test_replay_live_scores_equal_the_offline_run(tmp_path):
-    from mlmp_ros.bench.replay_live import replay_live
     from safetensors.torch import save_file
+
+    from mlmp_ros.bench.replay_live import replay_live
 
     write_voc(tmp_path / "voc", n=4)
     bag = make_bag(open_dataset("voc20", tmp_path / "voc"), "gaussian_noise", tmp_path / "bags" / "voc20", progress=False)

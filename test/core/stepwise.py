@@ -114,7 +114,7 @@ def stepwise_mlmp(clip, tokenizer, x, queries, templates, layers, steps=10, lr=1
     scale = clip.logit_scale.exp()
     losses = []
     for _ in range(steps):
-        feats, cls, grid = stepwise_features(visual, x, layers, vanilla_cls=alpha > 0)
+        feats, cls, _ = stepwise_features(visual, x, layers, vanilla_cls=alpha > 0)
         fused = torch.mean(torch.stack(feats), dim=0) if len(feats) > 1 else feats[0]
         emb = embed(visual, fused)
         logits = scale * torch.einsum("bsd,tcd->tbsc", emb, text[:-1])[:, :, 1:]

@@ -41,8 +41,8 @@ def test_omega_matches_formula_and_window_convolution(grid):
     assert torch.all(omega[0] == 0) and torch.all(omega[:, 0] == 0)
     for p in range(h * w):
         for q in range(h * w):
-            (i, j), (k, l) = divmod(p, w), divmod(q, w)
-            expect = torch.exp(torch.tensor(-((i - k) ** 2 + (j - l) ** 2) / (2 * 25.0)))
+            (i, j), (k, m) = divmod(p, w), divmod(q, w)
+            expect = torch.exp(torch.tensor(-((i - k) ** 2 + (j - m) ** 2) / (2 * 25.0)))
             assert torch.isclose(omega[p + 1, q + 1], expect, atol=1e-7)
     assert torch.allclose(omega, gaussian_window_omega(h, w, 5.0), atol=1e-6)
 

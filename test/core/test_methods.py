@@ -30,7 +30,7 @@ def _windows(n=2, seed=7):
 
 
 def test_mlmp_matches_the_stepwise_loop_losses_and_predictions():
-    seg, loaded = _segmenter(0, classes=["cat", "dog, puppy", "sky", "grass"])
+    seg, _ = _segmenter(0, classes=["cat", "dog, puppy", "sky", "grass"])
     x = _windows()
     out = seg.method.run(x)
     ref_clip = tiny_clip(0)
@@ -132,7 +132,7 @@ def test_tent_is_last_layer_single_template_entropy():
 
 
 def test_failed_adaptation_restores_last_good_weights_and_still_predicts():
-    seg, loaded = _segmenter(8, adaptation__mode="continual", adaptation__steps=2)
+    seg, _ = _segmenter(8, adaptation__mode="continual", adaptation__steps=2)
     x = _windows(seed=15)
     seg.method.run(x)
     good = {n: p.detach().clone() for n, p in seg.method.named_params}

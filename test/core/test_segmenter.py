@@ -27,7 +27,7 @@ def test_portrait_landscape_and_mixed_sizes_in_one_batch(seg):
     for f in res.frames:
         assert f.labels.dtype == np.uint8 and f.labels.max() < 4
         assert f.confidence.dtype == np.float32
-        assert 0.0 < f.confidence.min() and f.confidence.max() <= 1.0
+        assert f.confidence.min() > 0.0 and f.confidence.max() <= 1.0
     assert len(res.losses) == 2 and res.status == "ok"
     proc = seg.segment(images[:2], output="processing", probabilities=True)
     assert proc.frames[0].labels.shape == (224, 299) and proc.frames[1].labels.shape == (398, 224)

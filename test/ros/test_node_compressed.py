@@ -52,7 +52,7 @@ def test_compressed_frames_are_decoded_and_segmented(live, ext, fmt, size):
     for out in (labels, conf):
         assert (out.width, out.height, out.frame_id) == (width, height, "front_camera")
     assert labels.encoding == "mono8" and int(labels.array.max()) < len(CLASSES)
-    assert conf.encoding == "32FC1" and 0.0 <= conf.array.min() and conf.array.max() <= 1.0
+    assert conf.encoding == "32FC1" and conf.array.min() >= 0.0 and conf.array.max() <= 1.0
 
 
 def test_png_input_segments_like_the_pixels_it_holds(live):

@@ -13,8 +13,9 @@ from __future__ import annotations
 import contextlib
 import fnmatch
 import logging
+from collections.abc import Iterator
 from dataclasses import dataclass, field
-from typing import ClassVar, Iterator
+from typing import ClassVar
 
 import torch
 import torch.nn.functional as F
@@ -259,7 +260,7 @@ class Method:
                 reason = "non-finite loss"
             elif not self.parameters_finite():
                 reason = "non-finite weights"
-        except Exception as exc:  # noqa: BLE001 - only out-of-memory is recovered
+        except Exception as exc:
             if not is_out_of_memory(exc):
                 raise
             reason = "out of memory"

@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING, TypeVar
 if TYPE_CHECKING:
     from .base import Method
 
-METHODS: dict[str, type["Method"]] = {}
+METHODS: dict[str, type[Method]] = {}
 
 M = TypeVar("M")
 
@@ -17,7 +17,7 @@ def register(cls: M) -> M:
     return cls
 
 
-def get_method(name: str) -> type["Method"]:
+def get_method(name: str) -> type[Method]:
     try:
         return METHODS[name]
     except KeyError:
