@@ -110,15 +110,50 @@ def resolve_templates(spec: Sequence[str] | str) -> list[str]:
     return [str(t) for t in spec]
 
 
+def _plain_causal_text_tower(clip_model: torch.nn.Module) -> bool:
+    """True for CLIP's own text tower: a causal mask and the end-of-text token as output."""
+    mask = getattr(clip_model, "attn_mask", None)
+    if mask is None or getattr(clip_model, "text_pool_type", None) != "argmax" or not hasattr(clip_model, "token_embedding"):
+        return False
+    upper = torch.ones(mask.shape, dtype=torch.bool, device=mask.device).triu(1)
+    return bool(torch.equal(torch.isneginf(mask), upper))
+
+
+def encode_tokens(clip_model: torch.nn.Module, tokens: torch.Tensor, context: torch.Tensor | None = None) -> torch.Tensor:
+    """Normalised text embeddings (N, D), float32, with gradients if ``context`` needs them.
+
+    ``context`` (n, width) replaces the token embeddings at positions 1..n (TPT).  The
+    text tower is causal and reads the end-of-text token, so every position after the
+    longest text's end is padding that cannot change the result: only the first
+    ``max(end) + 1`` positions are run (about 8x less work than all 77 for short prompts).
+    """
+    if not _plain_causal_text_tower(clip_model):
+        if context is not None:
+            raise ValueError("prompt context needs CLIP's causal text tower")
+        emb = clip_model.encode_text(tokens).float()
+        return emb / emb.norm(dim=-1, keepdim=True)
+    ends = tokens.argmax(dim=-1)
+    length = int(ends.max()) + 1
+    x = clip_model.token_embedding(tokens[:, :length])
+    if context is not None:
+        n = context.shape[0]
+        x = torch.cat([x[:, :1], context.to(x.dtype).expand(x.shape[0], -1, -1), x[:, 1 + n :]], 1)
+    x = x + clip_model.positional_embedding[:length].to(x.dtype)
+    x = clip_model.transformer(x, attn_mask=clip_model.attn_mask[:length, :length])
+    x = clip_model.ln_final(x)
+    x = x[torch.arange(x.shape[0], device=x.device), ends] @ clip_model.text_projection
+    x = x.float()
+    return x / x.norm(dim=-1, keepdim=True)
+
+
 @torch.no_grad()
 def encode_texts(clip_model: torch.nn.Module, tokenizer, texts: Sequence[str], batch: int = 256) -> torch.Tensor:
     """Normalised text embeddings (N, D) in float32 on the model's device."""
     device = next(clip_model.parameters()).device
-    out = []
-    for i in range(0, len(texts), batch):
-        tokens = tokenizer(list(texts[i : i + batch])).to(device)
-        emb = clip_model.encode_text(tokens).float()
-        out.append(emb / emb.norm(dim=-1, keepdim=True))
+    out = [
+        encode_tokens(clip_model, tokenizer(list(texts[i : i + batch])).to(device))
+        for i in range(0, len(texts), batch)
+    ]
     return torch.cat(out, 0)
 
 

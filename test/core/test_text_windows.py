@@ -103,3 +103,15 @@ def test_overlap_averaging_per_pixel():
         brute[:, y : y + 224, x : x + 224] += w
         cnt[y : y + 224, x : x + 224] += 1
     np.testing.assert_allclose(out.numpy(), brute / cnt, atol=1e-5)
+
+
+def test_truncated_text_encoding_equals_open_clips_full_77_tokens():
+    from mlmp_ros.core.text import encode_tokens
+
+    loaded = tiny_clip(0)
+    texts = ["a photo of a cat", "itap of a traffic light in the pouring rain at night", "x", "a {} in a video game."]
+    tokens = loaded.tokenizer(texts)
+    with torch.no_grad():
+        full = loaded.model.encode_text(tokens, normalize=True)
+        ours = encode_tokens(loaded.model, tokens)
+    assert torch.allclose(ours, full, atol=1e-6)

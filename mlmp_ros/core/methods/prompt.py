@@ -13,21 +13,9 @@ import torch
 from torch import nn
 
 from ..dense import entropy, patch_logits, to_grid
+from ..text import encode_tokens
 from .base import Batch, Method
 from .registry import register
-
-
-def encode_with_context(clip: nn.Module, tokens: torch.Tensor, ctx: torch.Tensor, start: int = 1) -> torch.Tensor:
-    """Normalised text embeddings with token embeddings ``start:start+n`` replaced by ``ctx``."""
-    emb = clip.token_embedding(tokens)
-    n = ctx.shape[0]
-    emb = torch.cat([emb[:, :start], ctx.to(emb.dtype).expand(emb.shape[0], -1, -1), emb[:, start + n :]], 1)
-    x = emb + clip.positional_embedding.to(emb.dtype)
-    x = clip.transformer(x, attn_mask=clip.attn_mask)
-    x = clip.ln_final(x)
-    x = x[torch.arange(x.shape[0], device=x.device), tokens.argmax(dim=-1)] @ clip.text_projection
-    x = x.float()
-    return x / x.norm(dim=-1, keepdim=True)
 
 
 @register
@@ -63,7 +51,7 @@ class TPT(Method):
         self._build_tokens()
 
     def text_features(self) -> torch.Tensor:
-        return encode_with_context(self.encoder.clip, self.tokens, self.ctx)
+        return encode_tokens(self.encoder.clip, self.tokens, self.ctx)
 
     def prepare(self, x: torch.Tensor) -> Batch:
         batch = super().prepare(x)
