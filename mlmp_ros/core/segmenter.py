@@ -74,6 +74,8 @@ class Segmenter:
         self.config = config
         self.device = resolve_device(config.device)
         self.precision = Precision(config.precision, self.device)
+        if self.device.type == "cpu" and config.flush_denormal:
+            torch.set_flush_denormal(True)
         if config.precision == "bf16" and self.device.type == "cpu" and not cpu_has_native_bf16():
             LOG.warning("this CPU has no native bf16 matrix instructions; bf16 will be slower than fp32 here")
         if loaded is None:

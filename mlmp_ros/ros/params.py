@@ -31,6 +31,7 @@ DESCRIPTIONS: dict[str, str] = {
     "offline": "never download weights; use the cache or a local file",
     "device": "auto | cpu | cuda | cuda:N",
     "precision": "fp32 | bf16 | fp16 (fp16: CUDA only)",
+    "flush_denormal": "CPU: flush denormal floats to zero (faster adaptation; process-wide)",
     "attention": "dense attention of the last block: naclip | sclip | clip",
     "features": "auto | reduced | vanilla (auto: reduced for naclip)",
     "gaussian_std": "NACLIP neighbourhood prior's standard deviation (patches)",
