@@ -29,14 +29,13 @@ def test_package_xml_is_format_3_and_declares_run_and_test_dependencies():
 
 
 def _colcon() -> list[str] | None:
+    # The colcon script installed beside this interpreter (a venv's bin/ is often not on PATH), then PATH.
+    # Not `python -m colcon_core.command`: that module has no main guard and silently does nothing.
+    beside = Path(sys.executable).parent / "colcon"
+    if beside.is_file() and os.access(beside, os.X_OK):
+        return [str(beside)]
     found = shutil.which("colcon")
-    if found:
-        return [found]
-    try:
-        import colcon_core  # noqa: F401
-    except ImportError:
-        return None
-    return [sys.executable, "-m", "colcon_core.command"]
+    return [found] if found else None
 
 
 @pytest.mark.timeout(300)
@@ -52,6 +51,7 @@ def test_colcon_builds_the_ament_python_layout(tmp_path):
         [*colcon, "build", "--packages-select", "mlmp_ros"], cwd=tmp_path, env=env, capture_output=True, text=True
     )
     assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert "1 package finished" in proc.stdout, proc.stdout + proc.stderr
     install = tmp_path / "install" / "mlmp_ros"
     share = install / "share" / "mlmp_ros"
     for rel in ("package.xml", "launch/segment.launch.py", "config/segment.yaml", "config/prompts/templates_7.yaml",

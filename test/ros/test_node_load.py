@@ -43,8 +43,11 @@ def test_a_flood_keeps_one_frame_in_flight_and_memory_flat(live):
     # One frame in flight: the model keeps its own pace and the rest is dropped.
     assert result.processed <= (result.finished - result.started) / 0.3 + 2
     assert result.dropped >= FLOOD_FRAMES // 2
-    # No queue: latency stays about one to two frame times instead of growing with the flood.
-    assert max(result.latencies) < 3 * frame_time + 1.0, (result.latencies, frame_time)
+    # No queue: latency stays about one to two frame times instead of growing with the flood (a queue of
+    # 150 frames at ~0.4 s each would reach tens of seconds). One frame may stall on a busy 2-core machine.
+    latencies = sorted(result.latencies)
+    assert latencies[-2] < 3 * frame_time + 1.0, (result.latencies, frame_time)
+    assert latencies[-1] < 6 * frame_time + 2.0, (result.latencies, frame_time)
     first_half, second_half = result.latencies[: len(result.latencies) // 2], result.latencies[len(result.latencies) // 2:]
     assert statistics.median(second_half) < statistics.median(first_half) + frame_time
 
