@@ -8,7 +8,9 @@ uses: 500x375 JPEGs, palette labels), writes it as bags, and times
   presized bags skip it) and scoring;
 * a real ``run`` (the function behind ``mlmp-bench run``): NoAdapt, ViT-B-16-quickgelu
   with random weights, batch 2, one trial over the whole split, and its share of time
-  spent in the model.  The requirement is a model share of at least 90%.
+  spent in the model, of the per-frame work and of the whole run (loading the model and
+  the text bank included; importing open_clip, a process-start cost, is done before and
+  reported apart).  The requirement is a model share of at least 90%.
 
 Prints JSON; ``--out`` also writes it.
 
@@ -83,6 +85,30 @@ def stage_timings(dataset, bag_presized: Path, bag_original: Path) -> dict:
     }
 
 
+def one_time_costs(config) -> dict:
+    """Importing open_clip (process start; before the timed run), loading the model and encoding the text bank."""
+    from mlmp_ros.core.backbone import load_clip
+    from mlmp_ros.core.methods import METHODS
+    from mlmp_ros.core.text import ClassList, TextBank, resolve_templates
+
+    started = time.perf_counter()
+    import open_clip  # noqa: F401
+
+    imported = time.perf_counter()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        loaded = load_clip(config.model, "random", device="cpu")
+    built = time.perf_counter()
+    templates = resolve_templates(config.templates or METHODS["noadapt"].default_templates)
+    TextBank(loaded.model, loaded.tokenizer, ClassList.resolve("voc20"), templates)
+    encoded = time.perf_counter()
+    return {
+        "import_open_clip_not_in_run": round(imported - started, 3),
+        "model_load": round(built - imported, 3),
+        "text_bank": round(encoded - built, 3),
+    }
+
+
 def run_timing(bag: Path, out: Path, model: str, batch: int) -> dict:
     """``mlmp-bench run`` in process (run_bags), with the time split by stage."""
     from mlmp_ros.bench.runner import RunOptions
@@ -91,6 +117,7 @@ def run_timing(bag: Path, out: Path, model: str, batch: int) -> dict:
 
     config = Config(model=model, weights="random", device="cpu", precision="fp32")
     options = RunOptions(batch_size=batch, seeds=(0,), examples=3)
+    once = one_time_costs(config)
     started = time.perf_counter()
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
@@ -112,6 +139,8 @@ def run_timing(bag: Path, out: Path, model: str, batch: int) -> dict:
         "frames": frames,
         "run_wall_s": round(total, 3),
         "one_time_setup_s": round(setup, 3),
+        # the same one-time steps timed alone (the run pays them once, whatever the number of frames)
+        "one_time_parts_s": once,
         "ms_per_frame": {
             "model": per_frame_ms(model_s, frames),
             "segmenter_prepare": per_frame_ms(seg["prepare"], frames),
@@ -125,8 +154,10 @@ def run_timing(bag: Path, out: Path, model: str, batch: int) -> dict:
         "model_share_of_frame_work": round(model_s / per_frame_work, 4),
         # everything run() did, including loading the model and the text bank once
         "model_share_of_run_wall": round(model_s / total, 4),
+        # the same, counting the text bank (CLIP's text tower run once) as model time
+        "model_share_of_run_wall_with_text_bank": round((model_s + once["text_bank"]) / total, 4),
         "requirement_model_share_at_least": 0.9,
-        "meets_requirement": model_s / per_frame_work >= 0.9,
+        "meets_requirement": model_s / per_frame_work >= 0.9 and model_s / total >= 0.9,
     }
 
 
