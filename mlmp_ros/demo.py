@@ -18,8 +18,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
-import random
 import sys
 import time
 from pathlib import Path
@@ -29,6 +27,7 @@ import cv2
 import numpy as np
 
 from .resources import config_path
+from .ros import stay_on_loopback
 from .sample_stream import sample_frames, sample_raw_messages
 
 RANDOM_BANNER = (
@@ -64,21 +63,13 @@ def node_parameters(args: argparse.Namespace) -> dict[str, Any]:
             params[key] = value
     if args.offline:
         params["offline"] = True
-    for item in args.set:
-        name, sep, value = item.partition("=")
-        if not sep:
-            raise SystemExit(f"mlmp-demo: --set needs NAME=VALUE, got '{item}'")
-        params[name.strip()] = _literal(value)
-    return params
-
-
-def _literal(text: str) -> Any:
-    import yaml
+    from .bench.cli import UsageError, parse_sets
 
     try:
-        return yaml.safe_load(text)
-    except yaml.YAMLError:
-        return text
+        params.update(parse_sets(args.set))
+    except UsageError as exc:
+        raise SystemExit(f"mlmp-demo: {exc}") from None
+    return params
 
 
 def choose_weights(args: argparse.Namespace, params_file: Path) -> tuple[str, str]:
@@ -135,8 +126,7 @@ def recorded(outputs: dict[str, dict[int, Any]]) -> dict[str, dict[int, bytes]]:
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     params_file = args.params or config_path("segment.yaml")
-    os.environ.setdefault("ROS_AUTOMATIC_DISCOVERY_RANGE", "LOCALHOST")
-    os.environ.setdefault("ROS_DOMAIN_ID", str(random.randint(120, 220)))
+    stay_on_loopback()
     print(f"mlmp-demo: node parameters from {params_file}", flush=True)
     weights, why_random = choose_weights(args, params_file)
     if why_random:

@@ -54,45 +54,32 @@ def cover(image: np.ndarray, size: tuple[int, int] = SIZE) -> np.ndarray:
 def build_sample_bag(out: Path) -> Path:
     """Write the sample stream bag (MCAP) to ``out`` from scikit-image's photographs."""
     from rosbags.rosbag2 import StoragePlugin, Writer
-    from rosbags.typesys import Stores, get_typestore
 
-    store = get_typestore(Stores.ROS2_HUMBLE)
-    Image = store.types["sensor_msgs/msg/Image"]
-    Header = store.types["std_msgs/msg/Header"]
-    Time = store.types["builtin_interfaces/msg/Time"]
+    from .bench.bags import IMAGE_TYPE, image_to_msg, typestore
+
+    store = typestore()
     out = Path(out)
     with Writer(out, version=Writer.VERSION_LATEST, storage_plugin=StoragePlugin.MCAP) as writer:
-        conn = writer.add_connection(TOPIC, Image.__msgtype__, typestore=store)
+        conn = writer.add_connection(TOPIC, IMAGE_TYPE, typestore=store)
         for i, name in enumerate(PHOTOS):
-            frame = cover(_photo(name))
             stamp = START_NS + i * PERIOD_NS
-            header = Header(stamp=Time(sec=stamp // 10**9, nanosec=stamp % 10**9), frame_id=FRAME_ID)
-            msg = Image(
-                header=header,
-                height=frame.shape[0],
-                width=frame.shape[1],
-                encoding="rgb8",
-                is_bigendian=0,
-                step=frame.shape[1] * 3,
-                data=frame.reshape(-1),
-            )
-            writer.write(conn, stamp, store.serialize_cdr(msg, Image.__msgtype__))
+            msg = image_to_msg(cover(_photo(name)), stamp, FRAME_ID, encoding="rgb8")
+            writer.write(conn, stamp, store.serialize_cdr(msg, IMAGE_TYPE))
     return out
 
 
 def sample_frames(path: Path | None = None) -> Iterator[tuple[int, np.ndarray]]:
     """(stamp in ns, rgb8 frame) of the bundled stream, in order."""
     from rosbags.rosbag2 import Reader
-    from rosbags.typesys import Stores, get_typestore
 
-    store = get_typestore(Stores.ROS2_HUMBLE)
+    from .bench.bags import msg_to_image, stamp_ns, typestore
+
+    store = typestore()
     with Reader(path or sample_bag_path()) as reader:
         conns = [c for c in reader.connections if c.topic == TOPIC]
         for conn, _, raw in reader.messages(connections=conns):
             msg = store.deserialize_cdr(raw, conn.msgtype)
-            stamp = msg.header.stamp.sec * 10**9 + msg.header.stamp.nanosec
-            rows = np.asarray(msg.data, dtype=np.uint8).reshape(msg.height, msg.step)
-            yield stamp, rows[:, : msg.width * 3].reshape(msg.height, msg.width, 3).copy()
+            yield stamp_ns(msg), msg_to_image(msg)
 
 
 def sample_raw_messages(path: Path | None = None) -> Iterator[tuple[int, bytes]]:

@@ -43,6 +43,8 @@ from rosbags.rosbag2 import (
 )
 from rosbags.typesys import Stores, get_typestore
 
+from ..image_data import image_pixels
+
 if TYPE_CHECKING:
     from typing import Self
 
@@ -142,24 +144,14 @@ def image_to_msg(image: np.ndarray, stamp_ns: int, frame_id: str = FRAME_ID, enc
 def msg_to_image(msg: Any) -> np.ndarray:
     """The pixels of a ``sensor_msgs/msg/Image`` as a fresh array (colour returned RGB).
 
-    Handles row padding (``step`` larger than a row) and big-endian 16-bit data.
+    Handles row padding (``step`` larger than a row) and big-endian 16-bit data; an empty
+    or truncated image raises ValueError.
     """
     encoding = msg.encoding
     if encoding not in _ENCODINGS:
         raise ValueError(f"unsupported image encoding '{encoding}'; supported: {', '.join(_ENCODINGS)}")
     channels, dtype = _ENCODINGS[encoding]
-    height, width, step = int(msg.height), int(msg.width), int(msg.step)
-    row_bytes = width * channels * dtype.itemsize
-    raw = np.frombuffer(msg.data, dtype=np.uint8) if not isinstance(msg.data, np.ndarray) else msg.data
-    if step < row_bytes or raw.size < step * height:
-        raise ValueError(
-            f"{encoding} image of {width}x{height} needs {row_bytes} bytes per row and {step * height} in all; "
-            f"got step {step} and {raw.size} bytes"
-        )
-    rows = raw[: step * height].reshape(height, step)[:, :row_bytes]
-    wire = dtype.newbyteorder(">" if msg.is_bigendian else "<")
-    pixels = np.ascontiguousarray(rows).view(wire).astype(dtype)  # astype copies to native order
-    pixels = pixels.reshape((height, width, channels) if channels == 3 else (height, width))
+    pixels = image_pixels(msg, channels, dtype).astype(dtype)  # astype copies to native order
     if encoding == "bgr8":
         pixels = np.ascontiguousarray(pixels[..., ::-1])
     return pixels
@@ -276,7 +268,8 @@ class Frame:
     image_id: str | None = None
 
 
-def _stamp_ns(msg: Any) -> int:
+def stamp_ns(msg: Any) -> int:
+    """The header stamp of a rosbags message, in nanoseconds."""
     return int(msg.header.stamp.sec) * 10**9 + int(msg.header.stamp.nanosec)
 
 
@@ -310,7 +303,7 @@ class BagFile:
                 conns = [c for c in reader.connections if c.topic in (IMAGE_TOPIC, LABEL_TOPIC)]
                 for conn, _, raw in reader.messages(connections=conns):
                     msg = store.deserialize_cdr(raw, conn.msgtype)
-                    stamp = _stamp_ns(msg)
+                    stamp = stamp_ns(msg)
                     pending, what = (
                         (pending_images, "image") if conn.topic == IMAGE_TOPIC else (pending_labels, "label")
                     )

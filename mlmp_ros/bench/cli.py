@@ -24,15 +24,12 @@ import yaml
 
 PROG = "mlmp-bench"
 
-# ---------------------------------------------------------------------------------------
-# Further subcommand modules.  Each module named here defines
+# Subcommands in modules of their own.  Each defines
 #     register(subparsers: argparse._SubParsersAction) -> None
 # which adds its parser and sets ``handler=<function(args) -> int>`` with set_defaults.
-# The replay-live subcommand (bags played over DDS to the running node, with rclpy) is
-# to be added here as its own module, e.g. "mlmp_ros.bench.replay_live"; this file must
-# stay free of rclpy.  A module that cannot be imported (ROS not installed) is left out.
+# replay-live talks to the node over DDS (rclpy, imported when it runs); this file stays
+# free of rclpy.  A module that cannot be imported is left out.
 SUBCOMMAND_MODULES: list[str] = ["mlmp_ros.bench.replay_live"]
-# ---------------------------------------------------------------------------------------
 
 
 class UsageError(ValueError):

@@ -18,20 +18,19 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import random
 import shutil
 from pathlib import Path
 from typing import Any
-
-import numpy as np
 
 from ..core.config import Config
 from ..core.windows import resize_labels
 from ..demo import recorded
 from ..resources import config_path
+from ..ros import stay_on_loopback
 from .bags import open_bag, write_recorded_images
 from .metrics import SegmentationMetrics
 from .runner import scoring_size, segmenter_config
+from .suite import json_default
 
 
 def node_overrides(config: Config) -> dict[str, Any]:
@@ -66,8 +65,7 @@ def replay_live(
     cfg = segmenter_config(config, info)
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    os.environ.setdefault("ROS_AUTOMATIC_DISCOVERY_RANGE", "LOCALHOST")
-    os.environ.setdefault("ROS_DOMAIN_ID", str(random.randint(120, 220)))
+    stay_on_loopback()
     node = None
     if start_node:
         node = NodeProcess(params_file or config_path("segment.yaml"), node_overrides(cfg), namespace=namespace,
@@ -114,16 +112,8 @@ def replay_live(
         "latency_ms": [None if r.latency is None else r.latency * 1e3 for r in result.frames],
         "outputs_bag": str(out / "outputs"),
     }
-    (out / "replay_live.json").write_text(json.dumps(report, indent=2, default=_json_default) + "\n")
+    (out / "replay_live.json").write_text(json.dumps(report, indent=2, default=json_default) + "\n")
     return report
-
-
-def _json_default(value: Any) -> Any:
-    if isinstance(value, np.generic):
-        return value.item()
-    if isinstance(value, np.ndarray):
-        return value.tolist()
-    raise TypeError(f"not JSON serialisable: {type(value).__name__}")
 
 
 # ------------------------------------------------------------------- command line

@@ -254,8 +254,7 @@ def table_markdown(table: Table) -> list[str]:
         f"Settings: {settings_text}; frames per scenario: {', '.join(map(str, frames)) or '–'}"
         + (" (a subset of the split)" if limited else "")
     )
-    settings = {paper_setting(r) for r in done}
-    comparable = next(iter(settings)) if len(settings) == 1 and None not in settings else None
+    comparable = _setting(done)
     if comparable is not None:
         lines.append(f"Published numbers (paper, {comparable.description}) are shown beside ours where it has them.")
     else:
@@ -367,7 +366,7 @@ def _timing_table(table: Table) -> list[str]:
         model = _frame_weighted(recs, lambda t: t["model_s_per_frame"])
         harness = _frame_weighted(recs, lambda t: t["harness_s_per_frame"]["total"])
         segmenter = _frame_weighted(recs, lambda t: t["segmenter_s_per_frame"]["total"])
-        restored = sum(n for r in recs for s, n in (r.get("adaptation_status") or {}).items() if s.startswith("restored"))
+        restored = sum(_restored(r) for r in recs)
         batches = sum(r.get("batches") or 0 for r in recs)
         share = model / (segmenter + harness) if segmenter + harness > 0 else float("nan")
         rows.append(
@@ -382,6 +381,11 @@ def _timing_table(table: Table) -> list[str]:
         "|---|---|---|---|---|---|---|",
         *rows,
     ]
+
+
+def _restored(record: Mapping[str, Any]) -> int:
+    """Batches of a trial whose adaptation failed and were answered with the last good weights."""
+    return sum(n for status, n in (record.get("adaptation_status") or {}).items() if status.startswith("restored"))
 
 
 def _frame_weighted(records: Sequence[Mapping[str, Any]], get: Any) -> float:
@@ -409,9 +413,7 @@ def write_csv(records: Sequence[Mapping[str, Any]], path: Path) -> None:
                 segmenter_s_per_frame=(timing.get("segmenter_s_per_frame") or {}).get("total"),
                 harness_s_per_frame=(timing.get("harness_s_per_frame") or {}).get("total"),
                 model_fraction=timing.get("model_fraction"),
-                restored_adaptations=sum(
-                    n for s, n in (r.get("adaptation_status") or {}).items() if s.startswith("restored")
-                ) if r.get("status") == DONE else None,
+                restored_adaptations=_restored(r) if r.get("status") == DONE else None,
                 loss_first_step=losses[0] if losses else None,
                 loss_last_step=losses[-1] if losses else None,
                 IoU_per_class=json.dumps(metrics.get("IoU")) if metrics else None,

@@ -19,7 +19,7 @@ import os
 import time
 from collections import Counter
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
@@ -190,22 +190,8 @@ class TrialResult:
     examples: dict[str, np.ndarray] = field(default_factory=dict)
 
     def to_record(self) -> dict[str, Any]:
-        """The JSON-serialisable part (everything but the example arrays)."""
-        return {
-            "seed": self.seed,
-            "shuffle": self.shuffle,
-            "batch_size": self.batch_size,
-            "frames": self.frames,
-            "batches": self.batches,
-            "metrics": self.metrics,
-            "metrics_state": self.metrics_state,
-            "timing": self.timing,
-            "loss_per_step": self.loss_per_step,
-            "layer_weights": self.layer_weights,
-            "adaptation_status": self.adaptation_status,
-            "notes": self.notes,
-            "trainable_parameters": self.trainable_parameters,
-        }
+        """The JSON-serialisable part (every field but the example arrays)."""
+        return {f.name: getattr(self, f.name) for f in fields(self) if f.name != "examples"}
 
 
 _KEPT_SCORES = (

@@ -135,7 +135,7 @@ class ResultStore:
 
     def append(self, record: Mapping[str, Any]) -> None:
         """Write one record and make it durable before returning."""
-        line = json.dumps(record, sort_keys=True, allow_nan=True, default=_json_default) + "\n"
+        line = json.dumps(record, sort_keys=True, allow_nan=True, default=json_default) + "\n"
         try:
             if not self._checked:
                 self.path.parent.mkdir(parents=True, exist_ok=True)
@@ -148,11 +148,9 @@ class ResultStore:
         except OSError as err:
             raise StoreError(f"cannot write the results store {self.path}: {err}") from err
 
-    def done_keys(self) -> set[str]:
-        return {r["key"] for r in self.read() if r.get("status") == DONE}
 
-
-def _json_default(value: Any) -> Any:
+def json_default(value: Any) -> Any:
+    """``json.dumps`` ``default`` for NumPy values and arrays and paths."""
     if hasattr(value, "tolist"):
         return value.tolist()
     if isinstance(value, Path):
@@ -226,8 +224,7 @@ class Suite:
 
     def method_config(self, method: str) -> Config:
         """The base core config with the method and its overrides (classes etc. come from each bag)."""
-        merged = {**flatten(self.core), **flatten(self.methods.get(method) or {}), "adaptation.method": method}
-        return Config.from_mapping(merged)
+        return method_config(self.core, self.methods.get(method), method)
 
     def skip_reason(self, scenario: Scenario, method: str) -> str | None:
         for rule in self.skip:
@@ -248,6 +245,11 @@ class Suite:
     def counts(self) -> dict[str, int]:
         runs = sum(len(s.methods) for s in self.scenarios)
         return {"scenarios": len(self.scenarios), "method_runs": runs, "trials": runs * len(self.seeds)}
+
+
+def method_config(core: Mapping[str, Any], overrides: Mapping[str, Any] | None, method: str) -> Config:
+    """A suite's core settings with one method's overrides, as a validated core config."""
+    return Config.from_mapping({**flatten(core), **flatten(overrides or {}), "adaptation.method": method})
 
 
 def _matches(pattern: str | None, dataset: str) -> bool:
@@ -363,7 +365,7 @@ def parse_suite(data: Mapping[str, Any], *, source: Path | None = None) -> Suite
     if not p:
         for method, overrides in methods.items():
             try:
-                Config.from_mapping({**flatten(core), **flatten(overrides), "adaptation.method": method})
+                method_config(core, overrides, method)
             except ConfigError as err:
                 p.append(f"core config for {method}: {err}")
     if p:
@@ -483,7 +485,7 @@ def apply_overrides(
         changes["core"] = {**flatten(suite.core), **dict(core)}
         for method in suite.methods:
             try:
-                Config.from_mapping({**changes["core"], **flatten(suite.methods[method]), "adaptation.method": method})
+                method_config(changes["core"], suite.methods[method], method)
             except ConfigError as err:
                 raise SuiteError(f"core config for {method}: {err}") from None
     return dataclasses.replace(suite, **changes)

@@ -7,6 +7,9 @@ Run the node with ``mlmp-segment --ros-args --params-file config/segment.yaml`` 
 
 from __future__ import annotations
 
+import os
+import random
+
 
 def rss_bytes(pid: int | str = "self") -> int | None:
     """Resident memory of a process (Linux ``/proc/<pid>/status`` VmRSS), or None if unknown."""
@@ -18,3 +21,10 @@ def rss_bytes(pid: int | str = "self") -> int | None:
     except (OSError, ValueError, IndexError):
         pass
     return None
+
+
+def stay_on_loopback() -> None:
+    """Unless the environment says otherwise: DDS discovery on this host only, in a random
+    domain (120..220), so a demo or a replay neither reaches nor hears other machines' nodes."""
+    os.environ.setdefault("ROS_AUTOMATIC_DISCOVERY_RANGE", "LOCALHOST")
+    os.environ.setdefault("ROS_DOMAIN_ID", str(random.randint(120, 220)))

@@ -18,6 +18,8 @@ import numpy as np
 from sensor_msgs.msg import CompressedImage, Image
 from std_msgs.msg import Header
 
+from ..image_data import image_pixels
+
 try:  # full ROS 2 installs
     from vision_msgs.msg import LabelInfo, VisionClass
 
@@ -69,24 +71,6 @@ def supported_encodings() -> list[str]:
 
 
 # ---------------------------------------------------------------- in
-def image_pixels(msg: Image, channels: int, dtype: type) -> np.ndarray:
-    """The pixels of ``msg`` as (H, W) or (H, W, C), a view of the message's buffer."""
-    h, w, step = int(msg.height), int(msg.width), int(msg.step)
-    if h <= 0 or w <= 0:
-        raise BadFrame(f"empty image: {w}x{h}")
-    itemsize = np.dtype(dtype).itemsize
-    row = w * channels * itemsize
-    if step < row:
-        raise BadFrame(f"step {step} is smaller than width {w} x {channels * itemsize} bytes per pixel")
-    data = np.frombuffer(msg.data, np.uint8)
-    if data.size < step * h:
-        raise BadFrame(f"data holds {data.size} bytes, fewer than step {step} x height {h} = {step * h}")
-    rows = data[: step * h].reshape(h, step)[:, :row]
-    if itemsize > 1:
-        rows = rows.view(np.dtype(dtype).newbyteorder(">" if msg.is_bigendian else "<"))
-    return rows.reshape((h, w, channels) if channels > 1 else (h, w))
-
-
 def image_to_rgb(msg: Image) -> np.ndarray:
     """An (H, W, 3) uint8 RGB array from a camera image; raises :class:`BadFrame`.
 
@@ -97,7 +81,7 @@ def image_to_rgb(msg: Image) -> np.ndarray:
     if encoding not in RAW_ENCODINGS:
         return _bridge_to_rgb(msg)
     channels, dtype, code = RAW_ENCODINGS[encoding]
-    pixels = image_pixels(msg, channels, dtype)
+    pixels = image_pixels(msg, channels, dtype, BadFrame)
     if dtype is np.uint16:
         pixels = _scale_to_8bit(pixels)
     if code is None:
@@ -146,7 +130,7 @@ def image_to_array(msg: Image) -> np.ndarray:
     if msg.encoding not in OUTPUT_ENCODINGS:
         raise BadFrame(f"not an output encoding: '{msg.encoding}'")
     channels, dtype = OUTPUT_ENCODINGS[msg.encoding]
-    return image_pixels(msg, channels, dtype).astype(dtype)
+    return image_pixels(msg, channels, dtype, BadFrame).astype(dtype)
 
 
 # --------------------------------------------------------------- out

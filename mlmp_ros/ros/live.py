@@ -17,7 +17,6 @@ holds no benchmark or metric logic.
 
 from __future__ import annotations
 
-import array
 import itertools
 import json
 import os
@@ -43,7 +42,7 @@ from rcl_interfaces.msg import ParameterType, ParameterValue, SetParametersResul
 from rcl_interfaces.srv import GetParameters, SetParameters
 from rclpy.executors import SingleThreadedExecutor
 from rclpy.parameter import parameter_value_to_python
-from rclpy.qos import QoSProfile, ReliabilityPolicy
+from rclpy.qos import QoSProfile
 from rclpy.serialization import deserialize_message
 from rclpy.time import Time
 from sensor_msgs.msg import CompressedImage, Image
@@ -56,7 +55,8 @@ from .conversions import (
     label_info_type,
     parse_label_info,
 )
-from .qos import label_info_qos, output_qos
+from .params import plain
+from .qos import label_info_qos, output_qos, reliability_policy
 
 NODE_NAME = "mlmp_segment"
 _session_ids = itertools.count()
@@ -258,6 +258,11 @@ class FrameRecord:
         return None if self.labels is None else self.labels.received - self.published
 
 
+def _rate(times: Sequence[float]) -> float | None:
+    """Events per second over sorted event times (None for fewer than two distinct times)."""
+    return (len(times) - 1) / (times[-1] - times[0]) if len(times) > 1 and times[-1] > times[0] else None
+
+
 def _percentile(values: Sequence[float], q: float) -> float | None:
     return float(np.percentile(values, q)) if len(values) else None
 
@@ -288,13 +293,11 @@ class PlayResult:
 
     @property
     def input_rate_hz(self) -> float | None:
-        times = [f.published for f in self.frames]
-        return (len(times) - 1) / (times[-1] - times[0]) if len(times) > 1 and times[-1] > times[0] else None
+        return _rate([f.published for f in self.frames])
 
     @property
     def output_rate_hz(self) -> float | None:
-        times = sorted(f.labels.received for f in self.frames if f.labels is not None)
-        return (len(times) - 1) / (times[-1] - times[0]) if len(times) > 1 and times[-1] > times[0] else None
+        return _rate(sorted(f.labels.received for f in self.frames if f.labels is not None))
 
     def summary(self) -> dict[str, Any]:
         """Plain numbers (JSON-ready)."""
@@ -436,10 +439,9 @@ class LiveSession:
         rclpy.init(args=[], context=self.context, domain_id=self.domain_id,
                    signal_handler_options=SignalHandlerOptions.NO)
         self.ros = rclpy.create_node(f"mlmp_live_{os.getpid()}_{next(_session_ids)}", context=self.context)
-        reliability = ReliabilityPolicy.BEST_EFFORT if self.reliability == "best_effort" else ReliabilityPolicy.RELIABLE
         self.publisher = self.ros.create_publisher(
             CompressedImage if self.compressed else Image, self.image_topic,
-            QoSProfile(depth=self.depth, reliability=reliability),
+            QoSProfile(depth=self.depth, reliability=reliability_policy(self.reliability)),
         )
         record_qos = output_qos(depth=100)
         for kind in self.record:
@@ -756,9 +758,7 @@ def parameter_value(value: Any) -> ParameterValue:
     raise TypeError(f"cannot send {value!r} as a ROS parameter")
 
 
-
 def _python_value(value: ParameterValue) -> Any:
     if value.type == ParameterType.PARAMETER_NOT_SET:
         return None
-    result = parameter_value_to_python(value)
-    return list(result) if isinstance(result, (tuple, array.array)) else result
+    return plain(parameter_value_to_python(value))

@@ -57,6 +57,7 @@ from .qos import (
     output_qos,
     reliability_for_publishers,
     reliability_name,
+    reliability_policy,
 )
 
 NODE_NAME = "mlmp_segment"
@@ -347,10 +348,8 @@ class SegmentNode(Node):
 
     def _wanted_reliability(self) -> ReliabilityPolicy:
         mode = self.settings.reliability
-        if mode == "reliable":
-            return ReliabilityPolicy.RELIABLE
-        if mode == "best_effort":
-            return ReliabilityPolicy.BEST_EFFORT
+        if mode != "auto":
+            return reliability_policy(mode)
         return reliability_for_publishers(self.get_publishers_info_by_topic(self._input_topic))
 
     def _subscribe(self, reliability: ReliabilityPolicy) -> None:

@@ -75,14 +75,15 @@ DESCRIPTIONS: dict[str, str] = {
     "diagnostics.period": "seconds between /diagnostics messages",
 }
 
-NODE_DEFAULTS: dict[str, Any] = {
-    "input.compressed": False,
-    "input.reliability": "auto",
-    "input.depth": 1,
-    "output.confidence": True,
-    "output.colored": False,
-    "output.blend": 0.0,
-    "diagnostics.period": 1.0,
+# The node's own parameters and the NodeSettings fields they set.
+NODE_FIELDS: dict[str, str] = {
+    "input.compressed": "compressed",
+    "input.reliability": "reliability",
+    "input.depth": "depth",
+    "output.confidence": "confidence",
+    "output.colored": "colored",
+    "output.blend": "blend",
+    "diagnostics.period": "diagnostics_period",
 }
 
 # What may change while the node runs; everything else is read-only.
@@ -94,10 +95,6 @@ class ParameterSpec:
     name: str
     default: Any
     descriptor: ParameterDescriptor
-
-    @property
-    def core(self) -> bool:
-        return self.name not in NODE_DEFAULTS
 
 
 def ros_value(name: str, value: Any) -> Any:
@@ -156,16 +153,8 @@ class NodeSettings:
 
     @classmethod
     def from_values(cls, values: Mapping[str, Any]) -> NodeSettings:
-        v = {**NODE_DEFAULTS, **{k: plain(x) for k, x in values.items() if k in NODE_DEFAULTS}}
-        settings = cls(
-            compressed=v["input.compressed"],
-            reliability=v["input.reliability"],
-            depth=v["input.depth"],
-            confidence=v["output.confidence"],
-            colored=v["output.colored"],
-            blend=v["output.blend"],
-            diagnostics_period=v["diagnostics.period"],
-        )
+        """Validated settings from parameter values (other parameters are skipped, missing ones default)."""
+        settings = cls(**{field: plain(values[name]) for name, field in NODE_FIELDS.items() if name in values})
         problems = settings.problems()
         if problems:
             raise ConfigError(problems)
@@ -176,15 +165,7 @@ class NodeSettings:
         return NodeSettings.from_values({**self.as_values(), **changes})
 
     def as_values(self) -> dict[str, Any]:
-        return {
-            "input.compressed": self.compressed,
-            "input.reliability": self.reliability,
-            "input.depth": self.depth,
-            "output.confidence": self.confidence,
-            "output.colored": self.colored,
-            "output.blend": self.blend,
-            "diagnostics.period": self.diagnostics_period,
-        }
+        return {name: getattr(self, field) for name, field in NODE_FIELDS.items()}
 
     def problems(self) -> list[str]:
         p = []
@@ -198,3 +179,7 @@ class NodeSettings:
         if not (isinstance(period, (int, float)) and period > 0 and math.isfinite(period)):
             p.append(f"diagnostics.period must be a positive number of seconds, not {period}")
         return p
+
+
+# The node's own parameters with their defaults.
+NODE_DEFAULTS: dict[str, Any] = NodeSettings().as_values()

@@ -24,19 +24,19 @@ __all__ = [
     "output_qos",
     "reliability_for_publishers",
     "reliability_name",
+    "reliability_policy",
 ]
 
 OUTPUT_DEPTH = 5
 
 
-def _reliability(name: str) -> ReliabilityPolicy:
+def reliability_policy(name: str) -> ReliabilityPolicy:
+    """The policy of ``input.reliability``'s fixed values, ``best_effort`` or ``reliable``."""
     return ReliabilityPolicy.BEST_EFFORT if name == "best_effort" else ReliabilityPolicy.RELIABLE
 
 
-def input_qos(reliability: ReliabilityPolicy | str, depth: int = 1) -> QoSProfile:
+def input_qos(reliability: ReliabilityPolicy, depth: int = 1) -> QoSProfile:
     """Keep-last ``depth``, volatile: old frames are worth nothing to the node."""
-    if isinstance(reliability, str):
-        reliability = _reliability(reliability)
     return QoSProfile(
         history=HistoryPolicy.KEEP_LAST,
         depth=depth,

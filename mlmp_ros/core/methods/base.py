@@ -304,10 +304,15 @@ def fuse_and_score(
     return to_grid(logits, feats.grid), weights
 
 
+def mean_patch_embeddings(encoder: DenseCLIP, feats: DenseFeatures) -> torch.Tensor:
+    """The patch tokens' embeddings (N, P, D) of the mean of the selected layers' raw features."""
+    fused = torch.stack(feats.raw, 0).mean(0) if len(feats.raw) > 1 else feats.raw[0]
+    return encoder.project(fused[:, 1:])
+
+
 def token_entropy_loss(encoder: DenseCLIP, feats: DenseFeatures, per_template: torch.Tensor) -> torch.Tensor:
     """Mean over templates, images and patches of the entropy of the fused features' logits."""
-    fused = torch.stack(feats.raw, 0).mean(0) if len(feats.raw) > 1 else feats.raw[0]
-    emb = encoder.project(fused[:, 1:])  # (N, P, D)
+    emb = mean_patch_embeddings(encoder, feats)  # (N, P, D)
     logits = encoder.logit_scale * torch.einsum("npd,tqd->tnpq", emb, per_template)
     return entropy(logits, -1).mean()
 

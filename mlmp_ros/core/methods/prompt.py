@@ -14,7 +14,7 @@ from torch import nn
 
 from ..dense import entropy, patch_logits, to_grid
 from ..text import encode_tokens
-from .base import Batch, Method
+from .base import Batch, Method, mean_patch_embeddings
 from .registry import register
 
 
@@ -57,8 +57,7 @@ class TPT(Method):
         batch = super().prepare(x)
         with torch.no_grad(), self.precision.autocast():
             feats = self.features(batch)
-            fused = torch.stack(feats.raw, 0).mean(0) if len(feats.raw) > 1 else feats.raw[0]
-            batch.extras["patches"] = self.encoder.project(fused[:, 1:])
+            batch.extras["patches"] = mean_patch_embeddings(self.encoder, feats)
         batch.grid = feats.grid
         return batch
 

@@ -21,7 +21,7 @@ from collections import OrderedDict
 import torch
 from torch.utils.checkpoint import checkpoint
 
-from .base import Batch, Method, iter_chunks
+from .base import Batch, Method, iter_chunks, mean_patch_embeddings
 from .registry import register
 
 
@@ -67,9 +67,7 @@ class _TokenDistillation(Method):
     """Shared machinery: patch features with gradients and the token loss."""
 
     def _patch_features(self, batch: Batch) -> torch.Tensor:
-        feats = self.features(batch)
-        fused = torch.stack(feats.raw, 0).mean(0) if len(feats.raw) > 1 else feats.raw[0]
-        return self.encoder.project(fused[:, 1:])  # (N, P, D)
+        return mean_patch_embeddings(self.encoder, self.features(batch))  # (N, P, D)
 
     def _loss(self, patches: torch.Tensor, labels: torch.Tensor, temperature: float, chunk_rows: int, layout: str):
         n, p, d = patches.shape
