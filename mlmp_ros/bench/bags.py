@@ -10,12 +10,20 @@ A bench bag holds three topics:
   ``custom_data['mlmp.dataset_info']`` in ``metadata.yaml``.
 
 Frame ``i`` is stamped ``START_NS + i * period``, so a bag written twice is the same bag.
+
+Every frame carries a checksum: BLAKE2b (16 bytes) of the serialized image message's
+digest followed by the serialized label message's digest, listed in frame order under
+``custom_data['mlmp.frame_checksums']`` of ``metadata.yaml`` (written when the bag is
+closed).  Reading a bag checks every frame against it and names the first frame that
+differs, so a damaged file never yields numbers.  (The MCAP writer of ``rosbags``
+stores chunk CRCs as 0, "not computed", so the storage layer checks nothing.)
 Bags are written and read with the pure-Python ``rosbags`` library (no ROS install),
 in MCAP (zstd-compressed chunks) or SQLite3 storage, and play with ``ros2 bag play``.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 from collections.abc import Iterator, Mapping
@@ -52,6 +60,8 @@ IMAGE_TOPIC = "/camera/image_raw"
 LABEL_TOPIC = "/ground_truth/labels"
 INFO_TOPIC = "/mlmp/dataset_info"
 INFO_KEY = "mlmp.dataset_info"
+CHECKSUM_KEY = "mlmp.frame_checksums"
+CHECKSUM_ALGORITHM = "blake2b-128 of (image message digest + label message digest)"
 FRAME_ID = "camera"
 IMAGE_TYPE = "sensor_msgs/msg/Image"
 STRING_TYPE = "std_msgs/msg/String"
@@ -197,6 +207,7 @@ class BagWriter:
             frame_period_ns=self.period_ns,
         )
         self.frames = 0
+        self.checksums: list[str] = []
         self._writer: Writer | None = None
 
     def __enter__(self) -> Self:
@@ -242,8 +253,11 @@ class BagWriter:
         store = typestore()
         image_msg = image_to_msg(image, stamp, encoding="rgb8")
         label_msg = image_to_msg(labels, stamp)
-        self._writer.write(self._image_conn, stamp, store.serialize_cdr(image_msg, IMAGE_TYPE))
-        self._writer.write(self._label_conn, stamp, store.serialize_cdr(label_msg, IMAGE_TYPE))
+        image_raw = store.serialize_cdr(image_msg, IMAGE_TYPE)
+        label_raw = store.serialize_cdr(label_msg, IMAGE_TYPE)
+        self._writer.write(self._image_conn, stamp, image_raw)
+        self._writer.write(self._label_conn, stamp, label_raw)
+        self.checksums.append(frame_checksum(message_digest(image_raw), message_digest(label_raw)))
         self.frames += 1
         return stamp
 
@@ -252,9 +266,21 @@ class BagWriter:
         if writer is None:
             return
         if exc_type is None:
+            payload = {"algorithm": CHECKSUM_ALGORITHM, "frames": self.checksums}
+            writer.set_custom_data(CHECKSUM_KEY, json.dumps(payload, separators=(",", ":")))
             writer.close()
         else:
             writer.abort()
+
+
+def message_digest(raw: bytes | memoryview) -> bytes:
+    """Digest of one serialized message."""
+    return hashlib.blake2b(raw, digest_size=16).digest()
+
+
+def frame_checksum(image_digest: bytes, label_digest: bytes) -> str:
+    """A frame's checksum (hex) from its image and label message digests."""
+    return hashlib.blake2b(image_digest + label_digest, digest_size=16).hexdigest()
 
 
 @dataclass(frozen=True)
@@ -280,10 +306,13 @@ class BagFile:
     and holds no file open in between.
     """
 
-    def __init__(self, path: Path, info: dict[str, Any], frame_count: int, storage: str) -> None:
+    def __init__(
+        self, path: Path, info: dict[str, Any], frame_count: int, storage: str, checksums: list[str] | None = None
+    ) -> None:
         self.path = path
         self.info = info
         self.storage = storage
+        self.checksums = checksums
         self._frame_count = frame_count
 
     def __len__(self) -> int:
@@ -297,6 +326,7 @@ class BagFile:
         store = typestore()
         pending_images: dict[int, np.ndarray] = {}
         pending_labels: dict[int, np.ndarray] = {}
+        digests: dict[tuple[str, int], bytes] = {}
         index = 0
         try:
             with Reader(self.path) as reader:
@@ -309,9 +339,11 @@ class BagFile:
                     )
                     if stamp in pending:
                         raise BagError(f"bag {self.path} has two {what} messages at stamp {stamp} ns; write it again")
+                    digests[what, stamp] = message_digest(raw)
                     pending[stamp] = msg_to_image(msg)
                     if stamp in pending_images and stamp in pending_labels:
                         image_id = ids[index] if index < len(ids) else None
+                        self._verify(index, stamp, image_id, digests.pop(("image", stamp)), digests.pop(("label", stamp)))
                         yield Frame(index, stamp, pending_images.pop(stamp), pending_labels.pop(stamp), image_id)
                         index += 1
                     self._check_unpaired(pending_images, pending_labels, stamp)
@@ -323,6 +355,18 @@ class BagFile:
                 "the storage file looks truncated or corrupt: write it again with make-bags"
             ) from err
         self._check_unpaired(pending_images, pending_labels, None)
+
+    def _verify(self, index: int, stamp: int, image_id: str | None, image: bytes, label: bytes) -> None:
+        """Raise BagError unless frame ``index`` has the checksum the writer recorded."""
+        if self.checksums is None:
+            return
+        expected = self.checksums[index] if index < len(self.checksums) else None
+        if frame_checksum(image, label) != expected:
+            name = f"frame {index}" + (f" (image id {image_id})" if image_id else "") + f" at stamp {stamp} ns"
+            raise BagError(
+                f"bag {self.path}: {name} does not match its checksum: the bag's storage file is damaged; "
+                "write the bag again with make-bags (remove the folder first)"
+            )
 
     def _check_unpaired(self, images: dict[int, Any], labels: dict[int, Any], now: int | None) -> None:
         """Raise for a frame whose partner can no longer arrive (messages come in stamp order)."""
@@ -351,13 +395,19 @@ def _resolve_bag_dir(path: Path) -> Path:
     return path
 
 
-def open_bag(path: str | os.PathLike[str]) -> BagFile:
-    """Open a bench bag and check it: readable, ours, and with as many labels as images."""
+def open_bag(path: str | os.PathLike[str], *, verify: bool = True) -> BagFile:
+    """Open a bench bag and check it: readable, ours, and with as many labels as images.
+
+    With ``verify`` (the default) the bag must carry its frame checksums, and reading
+    its frames checks each one; ``verify=False`` reads a bag without them.
+    """
     bag_dir = _resolve_bag_dir(Path(path))
     store = typestore()
     text: str | None = None
+    custom: dict[str, Any] = {}
     try:
         with Reader(bag_dir) as reader:
+            custom = dict(getattr(getattr(reader.storage, "metadata", None), "custom", None) or {})
             topics = {c.topic: c for c in reader.connections}
             info_conn = topics.get(INFO_TOPIC)
             if info_conn is not None and info_conn.msgtype == STRING_TYPE:
@@ -390,7 +440,34 @@ def open_bag(path: str | os.PathLike[str]) -> BagFile:
             f"bag {bag_dir} has {images} images but {labels} ground-truth label images; "
             "every image needs its label at the same stamp: write the bag again"
         )
-    return BagFile(bag_dir, info, images, str(info.get("storage", "")))
+    if custom.get(INFO_KEY) not in (None, text):
+        raise BagError(
+            f"bag {bag_dir}: the description in metadata.yaml differs from the one on {INFO_TOPIC}; "
+            "the bag was edited or damaged: write it again with make-bags"
+        )
+    checksums = _read_checksums(bag_dir, custom.get(CHECKSUM_KEY), images) if verify else None
+    return BagFile(bag_dir, info, images, str(info.get("storage", "")), checksums)
+
+
+def _read_checksums(bag_dir: Path, text: str | None, frames: int) -> list[str]:
+    """The per-frame checksums of a bag's metadata; a bag without them is refused."""
+    again = "write the bag again with make-bags (remove the folder first)"
+    if text is None:
+        raise BagError(
+            f"bag {bag_dir} carries no frame checksums ({CHECKSUM_KEY} in metadata.yaml), so its frames cannot be "
+            f"verified (it was written by an older mlmp_ros, or its metadata was replaced); {again}"
+        )
+    try:
+        payload = json.loads(text)
+        checksums = [str(c) for c in payload["frames"]]
+        algorithm = payload["algorithm"]
+    except (json.JSONDecodeError, KeyError, TypeError) as err:
+        raise BagError(f"bag {bag_dir}: its frame checksums in metadata.yaml are unreadable ({err}); {again}") from None
+    if algorithm != CHECKSUM_ALGORITHM:
+        raise BagError(f"bag {bag_dir}: unknown checksum algorithm {algorithm!r}; {again}")
+    if len(checksums) != frames:
+        raise BagError(f"bag {bag_dir} holds {frames} frames but {len(checksums)} frame checksums; {again}")
+    return checksums
 
 
 def write_recorded_images(path: str | os.PathLike[str], topics: Mapping[str, Mapping[int, bytes]]) -> int:

@@ -147,7 +147,8 @@ def cmd_make_bags(args: argparse.Namespace) -> int:
     for corruption in corruptions:
         out = Path(args.out) / dataset.name / corruption
         if out.exists():
-            check_bag_matches(out, dataset.name, corruption, args.severity, args.channel_order)
+            check_bag_matches(out, dataset.name, corruption, args.severity, args.channel_order,
+                              presize=not args.no_presize, storage=args.storage, limit=args.limit)  # fmt: skip
             print(f"kept   {out} (exists)")
             continue
         make_bag(
@@ -234,8 +235,8 @@ def _print_summary(records: list[dict[str, Any]]) -> bool:
 
     failed = False
     for table in build_tables(records):
-        for (dataset, corruption, method), cell in table.cells.items():
-            name = f"{dataset}/{corruption} {method} ({table.backbone}, batch {table.batch_size}, {table.mode})"
+        for (dataset, corruption, column), cell in table.cells.items():
+            name = f"{dataset}/{corruption} {column} ({table.backbone}, batch {table.batch_size}, {table.mode})"
             stats = cell.mean_std()
             if stats:
                 print(f"{name}: mIoU {stats[0]:.2f} ± {stats[1]:.2f} over {len(cell.records)} trials")
@@ -268,12 +269,23 @@ def add_suite(sub: Any) -> None:
 
 
 def suite_path(text: str) -> Path:
-    """A suite file, or the name of one installed with the package (``paper87``, ``mini``)."""
+    """A suite file, or one installed with the package when that path does not exist.
+
+    ``paper87``, ``paper87.yaml`` and ``config/suites/paper87.yaml`` all find the
+    installed ``config/suites/paper87.yaml`` from any working directory.
+    """
     path = Path(text).expanduser()
-    if not path.exists() and path.parent == Path(".") and not path.suffix:
+    if path.exists() or path.is_absolute():
+        return path
+    parent = path.parent.as_posix()
+    if parent == "." or parent == "suites" or parent.endswith("/suites"):
         from ..resources import config_path
 
-        installed = config_path("suites", f"{text}.yaml")
+        name = path.name if path.suffix in (".yaml", ".yml") else f"{path.name}.yaml"
+        try:
+            installed = config_path("suites", name)
+        except FileNotFoundError:
+            return path
         if installed.is_file():
             return installed
     return path
@@ -290,9 +302,40 @@ def cmd_suite(args: argparse.Namespace) -> int:
         print(describe_suite(suite))
         return 0
     counts = run_suite(suite, resume=args.resume, progress=not args.no_progress)
+    failed = _print_not_run(suite.out / "results.jsonl", counts.keys)
     print(f"{counts.run} trials run, {counts.reused} already in the store, {counts.not_run} not run")
     print(f"results: {suite.out / 'results.jsonl'}; tables and plots: {PROG} report {suite.out}")
-    return 0
+    return 1 if failed else 0
+
+
+def _print_not_run(store_path: Path, keys: set[str]) -> bool:
+    """Print why each scenario and method of this session did not run; True when one failed.
+
+    Trials the suite file skips on purpose are listed but are not failures.
+    """
+    from .suite import DONE, SKIPPED_PREFIX, ResultStore
+
+    path = Path(store_path)
+    if not path.is_file():
+        return False
+    latest: dict[str, dict[str, Any]] = {}
+    for record in ResultStore(path).read():
+        if record.get("key") in keys:
+            latest[record["key"]] = record
+    reasons: dict[tuple[str, str, str], list[str]] = {}
+    for record in latest.values():
+        if record.get("status") != DONE:
+            name = (str(record.get("dataset")), str(record.get("corruption")), str(record.get("method")))
+            reasons.setdefault(name, []).append(str(record.get("reason") or "unknown"))
+    failed = False
+    for (dataset, corruption, method), texts in sorted(reasons.items()):
+        for reason in dict.fromkeys(texts):
+            skipped = reason.startswith(SKIPPED_PREFIX)
+            failed = failed or not skipped
+            what = "skipped" if skipped else "not run"
+            trials = texts.count(reason)
+            print(f"{what}: {dataset}/{corruption} {method} ({trials} trial{'s' if trials != 1 else ''}): {reason}")
+    return failed
 
 
 # ------------------------------------------------------------------ report

@@ -63,6 +63,8 @@ MIN_SIDE = 32  # imagecorruptions refuses smaller images
 # glass_blur's numba kernel draws from numba's generator, seeded explicitly: with the
 # image's index it draws the same numbers as the reference's seeded global generator.
 _EXPLICIT_SEED = frozenset({"glass_blur"})
+DRAWS = "reference/1"
+"""Marks bags whose corruptions draw as the reference's vendored code (frost from 5 textures, ...)."""
 FROST_TEXTURES = 5
 """The reference draws frost's texture with ``np.random.randint(5)``: the sixth file is never used."""
 

@@ -11,15 +11,25 @@ from __future__ import annotations
 
 import os
 import shutil
+import sys
 import tempfile
+from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 from typing import Any
 
 from .. import __version__
 from ..core.windows import resize_image, resize_labels, target_size
 from .bags import DEFAULT_RATE_HZ, STORAGES, BagError, BagWriter
-from .corruptions import CHANNEL_ORDERS, ORIGINAL, check_corruption, corrupt_image
-from .datasets import SegmentationDataset
+from .corruptions import CHANNEL_ORDERS, DRAWS, ORIGINAL, check_corruption, corrupt_image
+from .datasets import DatasetError, SegmentationDataset
+
+
+def corruption_library() -> str | None:
+    """``imagecorruptions-imaug <version>``, the library behind 12 of the 15 corruptions."""
+    try:
+        return f"imagecorruptions-imaug {version('imagecorruptions-imaug')}"
+    except PackageNotFoundError:
+        return None
 
 
 def dataset_info(
@@ -30,6 +40,8 @@ def dataset_info(
     channel_order: str,
     presize: bool,
     count: int,
+    storage: str = "mcap",
+    limit: int | None = None,
 ) -> dict[str, Any]:
     """The self-description a bag carries, so scoring needs nothing but the bag."""
     corrupted = corruption != ORIGINAL
@@ -42,12 +54,17 @@ def dataset_info(
         "severity": severity if corrupted else None,
         "channel_order": channel_order if corrupted else None,
         "corruption_seed": "image index" if corrupted else None,
+        "corruption_draws": DRAWS if corrupted else None,
+        "corruption_library": corruption_library() if corrupted else None,
         "class_key": dataset.class_key,
         "class_names": list(dataset.class_names),
         "num_classes": dataset.num_classes,
         "ignore_index": dataset.ignore_index,
         "protocol": {"resize": list(dataset.protocol_resize), "window": dataset.window, "stride": dataset.stride},
         "presized": presize,
+        "storage": storage,
+        "limit": limit,
+        "split_size": len(dataset),
         "frame_count": count,
         "image_ids": dataset.ids[:count],
         "created_by": f"mlmp_ros {__version__}",
@@ -85,8 +102,9 @@ def make_bag(
     out.parent.mkdir(parents=True, exist_ok=True)
     count = len(dataset) if limit is None else min(limit, len(dataset))
     info = dataset_info(
-        dataset, corruption, severity=severity, channel_order=channel_order, presize=presize, count=count
-    )
+        dataset, corruption, severity=severity, channel_order=channel_order, presize=presize, count=count,
+        storage=storage, limit=limit,
+    )  # fmt: skip
 
     from tqdm import tqdm
 
@@ -97,10 +115,10 @@ def make_bag(
             desc = f"{dataset.name}/{corruption}"
             for i in tqdm(range(count), desc=desc, unit="img", disable=not progress):
                 sample = dataset[i]
+                check_labels(dataset, i, sample.image, sample.labels, warn=lambda m: tqdm.write(m, file=sys.stderr))
                 image = corrupt_image(sample.image, corruption, severity, seed=sample.index, channel_order=channel_order)
                 height, width = image.shape[:2]
                 size = target_size(height, width, dataset.protocol_resize) if presize else (height, width)
-                # Labels follow the image's size even where a data set ships a mismatched pair.
                 writer.write(resize_image(image, size), resize_labels(sample.labels, size))
         try:
             partial.rename(out)
@@ -109,3 +127,29 @@ def make_bag(
     finally:
         shutil.rmtree(staging, ignore_errors=True)
     return out
+
+
+def check_labels(dataset: SegmentationDataset, index: int, image, labels, *, warn=None) -> int:
+    """Refuse a label map whose size differs from its image; warn about class ids out of range.
+
+    Returns the number of pixels whose id is neither a class (0..C-1) nor the ignore
+    label; they are written as they are and never scored (the metrics count them).
+    """
+    if labels.shape[:2] != image.shape[:2]:
+        image_path, label_path = dataset.paths(index)
+        (lh, lw), (ih, iw) = labels.shape[:2], image.shape[:2]
+        raise DatasetError(
+            f"label map {label_path} is {lw}x{lh} but its image {image_path} is {iw}x{ih}; a label map must have "
+            "its image's size (stretching it would score the wrong pixels): fix or remove the pair"
+        )
+    bad = (labels >= dataset.num_classes) & (labels != dataset.ignore_index)
+    count = int(bad.sum())
+    if count and warn is not None:
+        ids = sorted({int(v) for v in labels[bad].ravel()[:100000]})
+        shown = ", ".join(map(str, ids[:8])) + (" …" if len(ids) > 8 else "")
+        _, label_path = dataset.paths(index)
+        warn(
+            f"warning: label map {label_path} has {count} pixels with ids {shown} outside 0..{dataset.num_classes - 1} "
+            f"(ignore {dataset.ignore_index}); they are not scored"
+        )
+    return count

@@ -1,7 +1,7 @@
 """The paper's published mIoU (%), to print beside ours where the same setting ran.
 
 Source: MLMP, NeurIPS 2025, Table 5 and the appendix (NACLIP attention, ViT-L/14 with
-OpenAI weights, 10 steps, lr 1e-3), as transcribed in BENCHMARK.md.  Rows are
+OpenAI weights, 10 steps, lr 1e-3).  Rows are
 ``"original"`` (clean images) or ``"-C"`` (the mean over the 15 corruptions).  A value
 of ``None`` is a dash in the paper (CLIPArTT on Cityscapes ran out of memory there).
 """
@@ -22,7 +22,7 @@ C_AVERAGE = "-C"
 PAPER_BACKBONES = ("ViT-L-14", "ViT-L-14-quickgelu")
 PAPER_WEIGHTS = "openai"
 PAPER_ATTENTION = "naclip"
-# Validation images per split (BENCHMARK.md); a smaller run is a subset and is not compared.
+# Validation images per split (the data sets' val lists); a smaller run is a subset and is not compared.
 SPLIT_SIZES = {
     "voc20": 1449, "voc21": 1449, "context59": 5105, "context60": 5105,
     "coco_object": 5000, "coco_stuff": 5000, "cityscapes": 500,
@@ -85,7 +85,11 @@ def paper_setting(record: Mapping[str, Any]) -> Setting | None:
     """The paper's setting a result belongs to, or None when no published number compares.
 
     Compares only full splits run with real weights, the paper's backbone, weights
-    and attention, and a batch size and mode the paper used.
+    and attention, a batch size and mode the paper used, and exactly the paper's
+    protocol otherwise: every setting of the method as in ``config/suites/paper87.yaml``
+    (steps, lr, templates, layers, precision, …) and, for corrupted images, severity 5
+    on the BGR array with the reference's random draws.  A record that does not say
+    how it was made (an older store) is not compared.
     """
     if (
         record.get("backbone") not in PAPER_BACKBONES
@@ -94,6 +98,8 @@ def paper_setting(record: Mapping[str, Any]) -> Setting | None:
         or record.get("limit")
         or record.get("random_weights")
         or (record.get("frames") or 0) < SPLIT_SIZES.get(str(record.get("dataset")), 0)
+        or (record.get("split_size") and (record.get("frames") or 0) < record["split_size"])
+        or not _paper_protocol(record)
     ):
         return None
     for setting in SETTINGS:
@@ -112,3 +118,41 @@ def paper_miou(setting: Setting | None, dataset: str, row: str, method: str) -> 
 def paper_has(setting: Setting | None, dataset: str, row: str, method: str) -> bool:
     """True when the paper's table has this cell, even as a dash."""
     return setting is not None and method in PAPER_MIOU.get((setting.name, dataset, row), {})
+
+
+# Config keys that do not change a number or come from the bag (the data set's protocol).
+_NOT_COMPARED = frozenset({"device", "cache_dir", "offline", "flush_denormal", "classes", "resize", "window",
+                           "stride", "model"})  # fmt: skip
+
+
+def _paper_protocol(record: Mapping[str, Any]) -> bool:
+    """True when the record's images and method settings are exactly the paper's."""
+    from .corruptions import DRAWS, ORIGINAL
+
+    if record.get("corruption") != ORIGINAL and (
+        record.get("severity") != 5 or record.get("channel_order") != "bgr" or record.get("corruption_draws") != DRAWS
+    ):
+        return False
+    config = record.get("config")
+    paper = _paper_config(str(record.get("method")))
+    if not isinstance(config, Mapping) or paper is None:
+        return False
+    ours = {k: v for k, v in config.items() if k not in _NOT_COMPARED}
+    return ours == {k: v for k, v in paper.items() if k not in _NOT_COMPARED}
+
+
+_PAPER_CONFIGS: dict[str, dict[str, Any] | None] = {}
+
+
+def _paper_config(method: str) -> dict[str, Any] | None:
+    """The flat config of ``method`` in the paper's suite (config/suites/paper87.yaml), or None."""
+    if method not in _PAPER_CONFIGS:
+        try:
+            from ..resources import config_path
+            from .suite import load_suite
+
+            suite = load_suite(config_path("suites", "paper87.yaml"))
+            _PAPER_CONFIGS[method] = suite.method_config(method).flat() if method in suite.methods else None
+        except Exception:  # noqa: BLE001 - no suite file installed: nothing is compared
+            _PAPER_CONFIGS[method] = None
+    return _PAPER_CONFIGS[method]

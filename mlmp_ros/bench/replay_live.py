@@ -63,6 +63,7 @@ def replay_live(
     bag = open_bag(bag_path)
     info = bag.info
     cfg = segmenter_config(config, info)
+    frames = [f for _, f in zip(range(limit or len(bag)), bag)]  # checksums verified before a node starts
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     stay_on_loopback()
@@ -70,7 +71,6 @@ def replay_live(
     if start_node:
         node = NodeProcess(params_file or config_path("segment.yaml"), node_overrides(cfg), namespace=namespace,
                            log_path=out / "node.log")  # fmt: skip
-    frames = [f for _, f in zip(range(limit or len(bag)), bag)]
     schedule: dict[str, Any] = {"paced": True} if paced else ({"rate_hz": rate_hz} if rate_hz else {"speed": speed or 1.0})
     with LiveSession(node, namespace=namespace, keep_serialized=True) as live:
         if node is None:

@@ -1,16 +1,22 @@
 """Tables, a CSV and plots from a results store, in the shape of the paper's tables.
 
-One table per data set and setting (backbone, weights, attention, batch size, mode):
-rows are the image conditions ("original" first, then the corruptions), columns the
-methods, cells the mIoU mean ± std over trials (population std, ddof=0), and a last
-row with the average over the 15 corruptions when all are present.  The paper's
-published number is printed beside ours only where the paper ran the same setting
-(:mod:`mlmp_ros.bench.paper_numbers`); scenarios that did not run show their reason.
+One table per data set and setting (backbone, weights, attention, batch size, mode,
+precision, frames scored of the split): rows are the image conditions ("original"
+first, then the corruptions; a corruption made with another severity, channel order or
+random draws is a row of its own), columns the methods (a method run with other
+settings — steps, lr, templates, … — is a column of its own, labelled with what
+differs), cells the mIoU mean ± std over trials (population std, ddof=0), and a last
+row with the average over the 15 corruptions when all are present.  Every setting that
+changes a number therefore has its own cell.  The paper's published number is printed
+beside ours only where the protocol is exactly the paper's
+(:func:`mlmp_ros.bench.paper_numbers.paper_setting`); scenarios that did not run show
+their reason.
 """
 
 from __future__ import annotations
 
 import csv
+import hashlib
 import json
 import math
 import os
@@ -24,7 +30,7 @@ from typing import Any
 
 import numpy as np
 
-from .corruptions import CORRUPTIONS, ORIGINAL
+from .corruptions import CORRUPTIONS, DRAWS, ORIGINAL
 from .paper_numbers import (
     C_AVERAGE,
     CLEAN,
@@ -46,7 +52,8 @@ DATASET_LABELS = {
 CSV_FIELDS = (
     "key", "status", "reason", "dataset", "base_dataset", "condition", "corruption", "method", "backbone",
     "weights", "attention", "precision", "mode", "steps", "lr", "batch_size", "shuffle", "limit", "trial", "seed",
-    "config_hash", "frames", "mIoU", "mAcc", "mDice", "aAcc", "model_s_per_frame", "segmenter_s_per_frame",
+    "severity", "channel_order", "corruption_draws", "corruption_library", "presized", "split_size", "resize",
+    "window", "stride", "config_hash", "frames", "out_of_range_pixels", "mIoU", "mAcc", "mDice", "aAcc", "model_s_per_frame", "segmenter_s_per_frame",
     "harness_s_per_frame", "model_fraction", "restored_adaptations", "loss_first_step", "loss_last_step",
     "IoU_per_class", "class_names", "random_weights", "device", "started", "finished", "wall_s", "examples",
 )  # fmt: skip
@@ -87,20 +94,41 @@ class Table:
     mode: str
     rows: dict[tuple[str, str], str] = field(default_factory=dict)  # (dataset, corruption) -> row label
     cells: dict[tuple[str, str, str], Cell] = field(default_factory=lambda: defaultdict(Cell))
-    methods: list[str] = field(default_factory=list)
+    precision: str = "fp32"
+    subset: str | None = None  # e.g. "first 2 frames": not the whole split
+    protocol: tuple = ()  # (resize, window, stride)
+    methods: list[str] = field(default_factory=list)  # column ids
+    column_method: dict[str, str] = field(default_factory=dict)  # column id -> method
+    column_label: dict[str, str] = field(default_factory=dict)
     seeds: int = 0  # trials expected per cell: the seeds seen anywhere in the table
 
     @property
     def slug(self) -> str:
         text = f"{self.family}_{self.backbone}_{self.weights}_{self.attention}_b{self.batch_size}_{self.mode}"
+        if self.precision != "fp32" or self.subset:
+            text += "_" + hashlib.sha256(repr((self.precision, self.subset, self.protocol)).encode()).hexdigest()[:8]
         return re.sub(r"[^A-Za-z0-9_.-]+", "-", text)
 
     @property
     def title(self) -> str:
-        return (
+        text = (
             f"{DATASET_LABELS.get(self.family, self.family)} — {self.backbone} ({self.weights}), "
             f"{self.attention} attention, batch {self.batch_size}, {self.mode}"
         )
+        if self.precision != "fp32":
+            text += f", {self.precision}"
+        if self.subset:
+            text += f", {self.subset}"
+        return text
+
+    def method_of(self, column: str) -> str:
+        return self.column_method.get(column, column)
+
+    def label_of(self, column: str) -> str:
+        return self.column_label.get(column) or METHOD_LABELS.get(column, column)
+
+    def records_of(self, column: str) -> list[dict[str, Any]]:
+        return [r for r in self.done() if r.get("_column", r["method"]) == column]
 
     def done(self) -> list[dict[str, Any]]:
         return [r for c in self.cells.values() for r in c.records]
@@ -155,26 +183,102 @@ def _metric(record: Mapping[str, Any], metric: str) -> float:
     return float("nan") if value is None else float(value)
 
 
+# Config keys that are table-level (or not a setting of the method) and left out of a column's identity.
+_NOT_COLUMN = frozenset({
+    "model", "weights", "attention", "precision", "adaptation.mode", "adaptation.method", "classes", "resize",
+    "window", "stride", "device", "cache_dir", "offline", "flush_denormal",
+})  # fmt: skip
+
+
+def _method_settings(record: Mapping[str, Any]) -> tuple:
+    """The settings of a record's method that change its numbers (its column's identity)."""
+    config = record.get("config")
+    if isinstance(config, Mapping):
+        items = {k: v for k, v in config.items() if k not in _NOT_COLUMN}
+    else:  # records of older versions carry no config
+        items = {"adaptation.steps": record.get("steps"), "adaptation.lr": record.get("lr")}
+    return tuple(sorted((k, json.dumps(v, sort_keys=True)) for k, v in items.items()))
+
+
+def _row_variant(record: Mapping[str, Any]) -> str:
+    """How a row's images differ from the paper's (severity 5, BGR, the reference's draws); '' when they do not."""
+    if record.get("corruption") == ORIGINAL:
+        return ""
+    parts = []
+    severity = record.get("severity", 5)
+    if severity not in (None, 5):
+        parts.append(f"severity {severity}")
+    if record.get("channel_order") == "rgb":
+        parts.append("RGB")
+    if record.get("corruption_draws", DRAWS) != DRAWS:
+        parts.append("library draws" if record.get("corruption_draws") is None else str(record["corruption_draws"]))
+    return f" ({', '.join(parts)})" if parts else ""
+
+
+def _subset(record: Mapping[str, Any]) -> str | None:
+    """'first N frames' when a record scored less than its whole split."""
+    from .paper_numbers import SPLIT_SIZES
+
+    frames = record.get("frames") or record.get("frame_count")
+    split = record.get("split_size") or SPLIT_SIZES.get(str(record.get("dataset")))
+    limit = record.get("limit")
+    if limit:
+        return f"first {limit} frames"
+    if frames and split and frames < split:
+        return f"{frames} of {split} frames"
+    return None
+
+
 def build_tables(records: Iterable[Mapping[str, Any]]) -> list[Table]:
-    """Group records into tables and cells; the newest config of a cell wins."""
+    """Group records into tables, rows, columns and cells keyed on every setting; the newest config of a cell wins."""
     by_table: dict[tuple, Table] = {}
     grouped: dict[tuple, dict[tuple, list[dict[str, Any]]]] = defaultdict(lambda: defaultdict(list))
     seeds: dict[tuple, set] = defaultdict(set)
+    signatures: dict[tuple, dict[str, list[tuple]]] = defaultdict(lambda: defaultdict(list))
+    kept: list[tuple[tuple, dict[str, Any]]] = []
     for record in records:
         if record.get("status") not in (DONE, NOT_RUN):
             continue
+        protocol = tuple(json.dumps(record.get(k)) for k in ("resize", "window", "stride"))
         tkey = (
             family_of(record["dataset"]), record.get("backbone") or "?", record.get("weights") or "?",
             record.get("attention") or "?", record.get("batch_size"), record.get("mode") or "?",
+            record.get("precision") or "fp32", _subset(record), protocol,
         )  # fmt: skip
-        table = by_table.get(tkey)
-        if table is None:
-            table = by_table[tkey] = Table(*tkey)
-        scenario = (record["dataset"], record["corruption"])
-        table.rows[scenario] = row_label(*scenario)
-        if record["method"] not in table.methods:
-            table.methods.append(record["method"])
-        grouped[tkey][(*scenario, record["method"])].append(dict(record))
+        if tkey not in by_table:
+            names = ("family", "backbone", "weights", "attention", "batch_size", "mode", "precision", "subset",
+                     "protocol")  # fmt: skip
+            by_table[tkey] = Table(**dict(zip(names, tkey)))
+        record = dict(record)
+        sig = _method_settings(record)
+        if sig not in signatures[tkey][record["method"]]:
+            signatures[tkey][record["method"]].append(sig)
+        kept.append((tkey, record))
+    columns: dict[tuple, dict[tuple, str]] = {}
+    for tkey, per_method in signatures.items():
+        table = by_table[tkey]
+        for method, sigs in per_method.items():
+            label = METHOD_LABELS.get(method, method)
+            if len(sigs) == 1:
+                columns[tkey, method, sigs[0]] = method
+                table.column_method[method], table.column_label[method] = method, label
+                continue
+            dicts = [dict(s) for s in sigs]
+            differ = sorted({k for d in dicts for k in d if len({d.get(k) for d in dicts}) > 1})
+            for sig, values in zip(sigs, dicts):
+                short = ", ".join(f"{k.removeprefix('adaptation.')}={json.loads(values.get(k, 'null'))}" for k in differ)
+                column = f"{method} [{short}]"
+                columns[tkey, method, sig] = column
+                table.column_method[column], table.column_label[column] = method, f"{label} ({short})"
+    for tkey, record in kept:
+        table = by_table[tkey]
+        column = columns[tkey, record["method"], _method_settings(record)]
+        record["_column"] = column
+        scenario = (record["dataset"], record["corruption"] + _row_variant(record))
+        table.rows[scenario] = row_label(record["dataset"], record["corruption"]) + _row_variant(record)
+        if column not in table.methods:
+            table.methods.append(column)
+        grouped[tkey][(*scenario, column)].append(record)
         seeds[tkey].add(record.get("seed"))
     for tkey, cells in grouped.items():
         table = by_table[tkey]
@@ -182,9 +286,10 @@ def build_tables(records: Iterable[Mapping[str, Any]]) -> list[Table]:
         for ckey, recs in cells.items():
             table.cells[ckey] = _cell(recs)
         table.rows = dict(sorted(table.rows.items(), key=lambda kv: _row_order(kv[0])))
-        known = [m for m in METHOD_ORDER if m in table.methods]
-        table.methods = known + [m for m in table.methods if m not in known]
-    return sorted(by_table.values(), key=lambda t: (_family_rank(t.family), t.backbone, t.batch_size, t.mode))
+        order = {m: i for i, m in enumerate(METHOD_ORDER)}
+        table.methods.sort(key=lambda c: (order.get(table.method_of(c), len(order)), table.method_of(c), c))
+    return sorted(by_table.values(), key=lambda t: (_family_rank(t.family), t.backbone, t.batch_size, t.mode,
+                                                     t.precision, t.subset or "", t.protocol))  # fmt: skip
 
 
 def _family_rank(family: str) -> tuple:
@@ -250,10 +355,18 @@ def table_markdown(table: Table) -> list[str]:
     frames = sorted({r.get("frames") for r in done if r.get("frames")})
     limited = any(r.get("limit") for r in done)
     settings_text = ", ".join(f"{s} steps, lr {lr}" for s, lr in steps) or "no adaptation"
+    splits = sorted({r.get("split_size") for r in done if r.get("split_size")})
+    libraries = sorted({r.get("corruption_library") for r in done if r.get("corruption_library")})
+    protocol = next(iter(done), {})
     lines.append(
-        f"Settings: {settings_text}; frames per scenario: {', '.join(map(str, frames)) or '–'}"
-        + (" (a subset of the split)" if limited else "")
-    )
+        f"Settings: {settings_text}; precision {table.precision}; frames scored per scenario: "
+        f"{', '.join(map(str, frames)) or '–'}"
+        + (f" of {', '.join(map(str, splits))}" if splits else "")
+        + (" (a subset of the split)" if limited or table.subset else "")
+        + (f"; resize {protocol.get('resize')}, window {protocol.get('window')}, stride {protocol.get('stride')}"
+           if protocol.get("resize") is not None else "")
+        + (f"; corruptions: {', '.join(libraries)} with the reference's draws" if libraries else "")
+    )  # fmt: skip
     comparable = _setting(done)
     if comparable is not None:
         lines.append(f"Published numbers (paper, {comparable.description}) are shown beside ours where it has them.")
@@ -265,24 +378,26 @@ def table_markdown(table: Table) -> list[str]:
     lines.append("")
 
     notes = _Footnotes()
-    header = ["condition", *(METHOD_LABELS.get(m, m) for m in table.methods)]
+    header = ["condition", *(table.label_of(m) for m in table.methods)]
     lines += ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     for (dataset, corruption), label in table.rows.items():
         row = [label]
-        for method in table.methods:
-            cell = table.cells.get((dataset, corruption, method))
-            row.append(_cell_text(cell, notes, trials, dataset, CLEAN if corruption == ORIGINAL else None, method))
+        for column in table.methods:
+            cell = table.cells.get((dataset, corruption, column))
+            clean = CLEAN if corruption == ORIGINAL else None
+            row.append(_cell_text(cell, notes, trials, dataset, clean, table.method_of(column)))
         lines.append("| " + " | ".join(row) + " |")
     for dataset in sorted({d for d, _ in table.rows}):
         average = [f"{row_label(dataset, ORIGINAL) + ' ' if dataset.startswith('acdc_') else ''}-C average (15)"]
         if not all((dataset, c) in table.rows for c in CORRUPTIONS):
             continue
-        for method in table.methods:
-            cells = [table.cells.get((dataset, c, method)) for c in CORRUPTIONS]
-            average.append(_average_text(cells, trials, dataset, method))
+        for column in table.methods:
+            cells = [table.cells.get((dataset, c, column)) for c in CORRUPTIONS]
+            average.append(_average_text(cells, trials, dataset, table.method_of(column)))
         lines.append("| " + " | ".join(average) + " |")
     lines.append("")
     lines += notes.lines()
+    lines += _label_notes(table)
     lines += _method_notes(table)
     lines += _timing_table(table)
     return lines
@@ -302,7 +417,22 @@ def _cell_text(cell: Cell | None, notes: _Footnotes, trials: int, dataset: str, 
         text += f" · not run {notes.mark(cell.reason)}"
     if cell.superseded:
         text += " ‡"
+    if _out_of_range(cell.records):
+        text += " ⚠"
     return text
+
+
+def _out_of_range(records: Sequence[Mapping[str, Any]]) -> int:
+    return max((int((r.get("metrics") or {}).get("out_of_range_pixels") or 0) for r in records), default=0)
+
+
+def _label_notes(table: Table) -> list[str]:
+    bad = sorted({(d, c) for (d, c, _), cell in table.cells.items() if _out_of_range(cell.records)})
+    if not bad:
+        return []
+    where = ", ".join(f"{d}/{c}" for d, c in bad)
+    return [f"- ⚠ label ids outside the classes in the ground truth of {where} (those pixels are not scored: "
+            "check the data set's label mapping)"]  # fmt: skip
 
 
 def _average_text(cells: Sequence[Cell | None], trials: int, dataset: str, method: str) -> str:
@@ -323,18 +453,17 @@ def _average_text(cells: Sequence[Cell | None], trials: int, dataset: str, metho
 
 def _method_notes(table: Table) -> list[str]:
     lines = []
-    for method in table.methods:
+    for column in table.methods:
         notes: dict[str, Any] = {}
         params = set()
-        for r in table.done():
-            if r["method"] == method:
-                notes.update(r.get("notes") or {})
-                params.add(r.get("trainable_parameters"))
+        for r in table.records_of(column):
+            notes.update(r.get("notes") or {})
+            params.add(r.get("trainable_parameters"))
         parts = [f"{k}: {v}" for k, v in sorted(notes.items())]
         if params - {None, 0}:
             parts.append(f"{', '.join(str(p) for p in sorted(params - {None}))} trainable parameters")
         if parts:
-            lines.append(f"- {METHOD_LABELS.get(method, method)}: " + "; ".join(parts))
+            lines.append(f"- {table.label_of(column)}: " + "; ".join(parts))
     if table.family == "cityscapes":
         lines.append(f"- CLIPArTT on Cityscapes: {_clipartt_cityscapes(table)}")
     if any(c.superseded for c in table.cells.values()):
@@ -344,7 +473,7 @@ def _method_notes(table: Table) -> list[str]:
 
 def _clipartt_cityscapes(table: Table) -> str:
     paper = PAPER_NOTES[("cityscapes", "clipartt")]
-    cells = [c for (_, _, m), c in table.cells.items() if m == "clipartt"]
+    cells = [c for (_, _, m), c in table.cells.items() if table.method_of(m) == "clipartt"]
     ran = [r for c in cells for r in c.records]
     if ran:
         note = next((r.get("notes", {}).get("token_loss") for r in ran if r.get("notes")), None)
@@ -359,7 +488,7 @@ def _clipartt_cityscapes(table: Table) -> str:
 def _timing_table(table: Table) -> list[str]:
     rows = []
     for method in table.methods:
-        recs = [r for r in table.done() if r["method"] == method]
+        recs = table.records_of(method)
         if not recs:
             continue
         frames = sum(r.get("frames") or 0 for r in recs)
@@ -370,7 +499,7 @@ def _timing_table(table: Table) -> list[str]:
         batches = sum(r.get("batches") or 0 for r in recs)
         share = model / (segmenter + harness) if segmenter + harness > 0 else float("nan")
         rows.append(
-            f"| {METHOD_LABELS.get(method, method)} | {frames} | {model * 1000:.1f} | {segmenter * 1000:.1f} | "
+            f"| {table.label_of(method)} | {frames} | {model * 1000:.1f} | {segmenter * 1000:.1f} | "
             f"{harness * 1000:.2f} | {share:.0%} | {restored} / {batches} |"
         )
     if not rows:
@@ -403,12 +532,13 @@ def write_csv(records: Sequence[Mapping[str, Any]], path: Path) -> None:
             metrics = r.get("metrics") or {}
             timing = r.get("timing") or {}
             losses = [v for v in (r.get("loss_per_step") or []) if v is not None]
-            row = {k: r.get(k) for k in CSV_FIELDS if k in r}
+            row = {k: (json.dumps(r[k]) if isinstance(r[k], list) else r[k]) for k in CSV_FIELDS if k in r}
             row.update(
                 mIoU=metrics.get("mIoU"),
                 mAcc=metrics.get("mAcc"),
                 mDice=metrics.get("mDice"),
                 aAcc=metrics.get("aAcc"),
+                out_of_range_pixels=metrics.get("out_of_range_pixels"),
                 model_s_per_frame=timing.get("model_s_per_frame"),
                 segmenter_s_per_frame=(timing.get("segmenter_s_per_frame") or {}).get("total"),
                 harness_s_per_frame=(timing.get("harness_s_per_frame") or {}).get("total"),
@@ -451,7 +581,7 @@ def plot_miou(table: Table, path: Path, plots: list[Path]) -> None:
         means = [p[0] if p else np.nan for p in pairs]
         stds = [p[1] if p else 0.0 for p in pairs]
         ax.bar(x + (i - (len(table.methods) - 1) / 2) * width, means, width, yerr=stds, capsize=2,
-               label=METHOD_LABELS.get(method, method))  # fmt: skip
+               label=table.label_of(method))  # fmt: skip
     ax.set_xticks(x)
     ax.set_xticklabels([label for _, label in rows], rotation=45, ha="right", fontsize=8)
     ax.set_ylabel("mIoU (%)")
@@ -464,7 +594,7 @@ def plot_losses(table: Table, path: Path, plots: list[Path]) -> bool:
     """Mean loss at each adaptation step, one line per method."""
     curves = {}
     for method in table.methods:
-        runs = [r.get("loss_per_step") or [] for r in table.done() if r["method"] == method]
+        runs = [r.get("loss_per_step") or [] for r in table.records_of(method)]
         length = max((len(c) for c in runs), default=0)
         if not length:
             continue
@@ -478,7 +608,7 @@ def plot_losses(table: Table, path: Path, plots: list[Path]) -> bool:
     fig = _figure(6.0, 4.0)
     ax = fig.add_subplot(1, 1, 1)
     for method, curve in curves.items():
-        ax.plot(np.arange(1, len(curve) + 1), curve, marker="o", markersize=3, label=METHOD_LABELS.get(method, method))
+        ax.plot(np.arange(1, len(curve) + 1), curve, marker="o", markersize=3, label=table.label_of(method))
     ax.xaxis.get_major_locator().set_params(integer=True)
     ax.set_xlabel("adaptation step")
     ax.set_ylabel("loss (mean over batches, conditions, trials)")
@@ -491,6 +621,7 @@ def plot_losses(table: Table, path: Path, plots: list[Path]) -> bool:
 def plot_layer_weights(table: Table, path: Path, plots: list[Path]) -> bool:
     """MLMP's entropy-based layer weights: mean and std per layer."""
     recs = [r for r in table.done() if r["method"] == "mlmp" and r.get("layer_weights")]
+    recs = [r for r in recs if r.get("_column") == next(c for c in table.methods if table.method_of(c) == "mlmp")]
     if not recs:
         return False
     layers = recs[0]["layer_weights"]["layers"]
@@ -554,7 +685,7 @@ def plot_examples(table: Table, folder: Path, path: Path, plots: list[Path]) -> 
         panels = [("image", image), ("ground truth", _colour(first[f"labels_{row}"], colours))]
         for method, arrays in found.items():
             pred = _colour(arrays[f"prediction_{row}"], colours)
-            panels.append((METHOD_LABELS.get(method, method), 0.5 * image + 0.5 * pred))
+            panels.append((table.label_of(method), 0.5 * image + 0.5 * pred))
         for col, (name, picture) in enumerate(panels):
             ax = fig.add_subplot(count, cols, row * cols + col + 1)
             ax.imshow(np.clip(picture, 0, 1), interpolation="nearest")
@@ -588,7 +719,8 @@ def make_report(source: str | os.PathLike[str], out: str | os.PathLike[str]) -> 
         (
             "Cells: mIoU (%) mean ± std over trials (std with ddof=0); `(n=k)` marks cells with fewer trials than "
             "the table's seeds; `· paper x (Δ d)` is the published number and our difference, shown only where the "
-            "paper ran the same setting."
+            "protocol is exactly the paper's (backbone, weights, attention, batch, mode, every method setting, "
+            "precision, severity 5, BGR, the reference's corruption draws, the whole split)."
         ),
         "",
     ]

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import math
 import os
+import sys
 import time
 from collections import Counter
 from collections.abc import Iterable, Mapping, Sequence
@@ -167,7 +168,30 @@ def load_frames(
             close()  # releases the bag reader when stopping early (limit)
     if not images:
         raise RunError(f"bag {bag.path} holds no frames")
+    warn_out_of_range(bag.path, labels, ids, int(info["num_classes"]), int(info.get("ignore_index", 255)))
     return BenchFrames(bag.path, dict(info), images, labels, ids, decode_s, resize_s)
+
+
+def warn_out_of_range(path: Any, labels: Sequence[np.ndarray], ids: Sequence[str | None], classes: int,
+                      ignore: int) -> int:  # fmt: skip
+    """Print one console warning when ground-truth ids fall outside the classes; returns the pixel count.
+
+    Such pixels are never scored (the metrics count them as ``out_of_range_pixels``, and
+    the report marks the cells); they usually mean a wrong label mapping.
+    """
+    counts = [int(((lab >= classes) & (lab != ignore)).sum()) for lab in labels]
+    total = sum(counts)
+    if total:
+        first = next(i for i, c in enumerate(counts) if c)
+        ids_seen = sorted({int(v) for v in np.unique(labels[first]) if v >= classes and v != ignore})
+        name = f"frame {first}" + (f" ({ids[first]})" if ids[first] else "")
+        print(
+            f"warning: bag {path}: {total} ground-truth pixels in {sum(1 for c in counts if c)} frames have "
+            f"label ids outside the classes 0..{classes - 1} (ignore {ignore}), e.g. {name}: ids "
+            f"{', '.join(map(str, ids_seen[:8]))}; they are not scored",
+            file=sys.stderr,
+        )
+    return total
 
 
 @dataclass

@@ -49,7 +49,7 @@ from ..core.backbone import LoadedCLIP, load_clip, resolve_device
 from ..core.config import Config, ConfigError, flatten
 from ..core.segmenter import Segmenter
 from .bags import STORAGES, BagError, open_bag
-from .corruptions import CHANNEL_ORDERS, CORRUPTIONS, ORIGINAL, SCENARIOS
+from .corruptions import CHANNEL_ORDERS, CORRUPTIONS, DRAWS, ORIGINAL, SCENARIOS
 from .datasets import DatasetError, open_dataset, resolve_name
 from .make_bags import make_bag
 from .runner import (
@@ -66,10 +66,15 @@ SCHEMA = "mlmp-bench-result/1"
 STORE_NAME = "results.jsonl"
 NOT_RUN = "not run"
 DONE = "done"
+SKIPPED_PREFIX = "skipped by the suite: "  # reason of trials a suite file skips on purpose
 # Settings that do not change a result, left out of the config hash.
 _UNHASHED = ("device", "cache_dir", "offline", "flush_denormal")  # where and how fast, not what
 # Settings every scenario takes from its bag.
 _FROM_BAG = ("classes", "resize", "window", "stride")
+# What a record copies from its bag's description: how the images were made and how many the split has.
+_BAG_SETTINGS = (
+    "severity", "channel_order", "corruption_draws", "corruption_library", "presized", "split_size", "frame_count",
+)  # fmt: skip
 
 
 class SuiteError(ValueError):
@@ -539,7 +544,8 @@ def ensure_bag(
     """The scenario's bag, written from the data set when missing; an existing bag must match."""
     path = suite.bag_path(scenario)
     if path.exists():
-        check_bag_matches(path, scenario.dataset, scenario.corruption, suite.severity, suite.channel_order)
+        check_bag_matches(path, scenario.dataset, scenario.corruption, suite.severity, suite.channel_order,
+                          presize=suite.presize, storage=suite.storage, limit=suite.limit)  # fmt: skip
         return path
     root = suite.root_for(scenario.dataset)
     if not root:
@@ -558,15 +564,46 @@ def ensure_bag(
     )
 
 
-def check_bag_matches(path: Path, dataset: str, corruption: str, severity: int, channel_order: str) -> None:
-    """Refuse to reuse a bag written for another data set or corruption setting."""
+_UNSET = object()
+
+
+def check_bag_matches(
+    path: Path,
+    dataset: str,
+    corruption: str,
+    severity: int,
+    channel_order: str,
+    *,
+    presize: bool | None = None,
+    storage: str | None = None,
+    limit: int | None | object = _UNSET,
+) -> None:
+    """Refuse to reuse a bag written for another data set, corruption setting, size, storage or frame count.
+
+    ``presize``, ``storage`` and ``limit`` are compared when given (``limit=None`` asks
+    for the whole split).  A bag written before these were recorded is refused too, as is
+    one whose corruptions were drawn otherwise than the reference draws them.
+    """
     info = open_bag(path).info
-    wanted = {"dataset": dataset, "corruption": corruption}
+    wanted: dict[str, Any] = {"dataset": dataset, "corruption": corruption}
     if corruption != ORIGINAL:
-        wanted.update(severity=severity, channel_order=channel_order)
-    wrong = [f"{k} {info.get(k)!r} (wanted {v!r})" for k, v in wanted.items() if info.get(k) != v]
+        wanted.update(severity=severity, channel_order=channel_order, corruption_draws=DRAWS)
+    if presize is not None:
+        wanted["presized"] = presize
+    if storage is not None:
+        wanted["storage"] = storage
+    if limit is not _UNSET:
+        wanted["limit"] = limit
+    wrong = [
+        f"{k} {info[k]!r} (wanted {v!r})" if k in info else f"no recorded {k} (wanted {v!r})"
+        for k, v in wanted.items()
+        if k not in info or info[k] != v
+    ]
     if wrong:
-        raise BagError(f"bag {path} was written with {', '.join(wrong)}; remove it or choose another bags folder")
+        raise BagError(
+            f"bag {path} does not match what is asked: {', '.join(wrong)}; remove it (it is rebuilt from the data "
+            "set) or choose another bags folder"
+        )
 
 
 @dataclass
@@ -669,7 +706,7 @@ class BenchSession:
         runnable = []
         for plan in plans:
             if plan.skip_reason:
-                self._not_run_records(identity, plan, options, f"skipped by the suite: {plan.skip_reason}")
+                self._not_run_records(identity, plan, options, f"{SKIPPED_PREFIX}{plan.skip_reason}")
             else:
                 runnable.append(plan)
         if not runnable:
@@ -682,6 +719,7 @@ class BenchSession:
                 self._not_run_records(identity, plan, options, _reason(err))
             return
         identity.update(base_dataset=info.get("base_dataset"), condition=info.get("condition"), bag=str(bag_path))
+        identity.update({key: info.get(key) for key in _BAG_SETTINGS})
         frames: BenchFrames | None = None
         for plan in runnable:
             if self.progress:
@@ -795,9 +833,14 @@ def _record_base(
         "batch_size": options.batch_size,
         "shuffle": options.shuffle,
         "limit": options.limit,
+        **{key: identity.get(key) for key in _BAG_SETTINGS},
+        "resize": list(config.resize),
+        "window": config.window,
+        "stride": config.stride,
         "trial": trial,
         "seed": seed,
         "config_hash": None,
+        "config": config.flat(),
         "versions": dict(_versions()),
         "host": socket.gethostname(),
     }
