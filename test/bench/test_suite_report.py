@@ -16,7 +16,8 @@ import numpy as np
 import pytest
 import yaml
 
-from mlmp_ros.bench.corruptions import SCENARIOS
+from mlmp_ros.bench.corruptions import DRAWS, SCENARIOS
+from mlmp_ros.bench.paper_numbers import _paper_config
 from mlmp_ros.bench.report import load_records, make_report
 from mlmp_ros.bench.suite import (
     DONE,
@@ -253,8 +254,15 @@ def synthetic(dataset: str, corruption: str, method: str, seed: int, miou: float
                    "harness_s_per_frame": {"total": 0.001}},
         "loss_per_step": [1.0, 0.9], "adaptation_status": {"ok": 725}, "notes": {}, "examples": None,
     }  # fmt: skip
+    corrupted = corruption != "original"
+    record.update(
+        severity=5 if corrupted else None, channel_order="bgr" if corrupted else None,
+        corruption_draws=DRAWS if corrupted else None, config=_paper_config(method),
+    )  # fmt: skip
+    config_changes = changes.pop("config_changes", {})
     record.update(changes)
-    record["key"] = f"{dataset}|{corruption}|{method}|{record['batch_size']}|{record['frames']}|{seed}"
+    record["config"] = {**record["config"], **config_changes}
+    record["key"] = f"{dataset}|{corruption}|{method}|{record['batch_size']}|{record['frames']}|{seed}|{changes}"
     return record
 
 
@@ -285,10 +293,38 @@ def test_report_prints_published_numbers_only_for_the_same_setting(tmp_path: Pat
     single = sections["Pascal VOC 20 (V20) — ViT-L-14-quickgelu (openai), naclip attention, batch 1, episodic"]
     assert "| original | 84.50 ± 0.50 · paper 84.68 (Δ -0.18) |" in single
     other = sections["Pascal VOC 20 (V20) — ViT-L-14-quickgelu (openai), naclip attention, batch 4, episodic"]
-    subset = sections["Pascal VOC 21 (V21) — ViT-L-14-quickgelu (openai), naclip attention, batch 2, episodic"]
+    subset = sections["Pascal VOC 21 (V21) — ViT-L-14-quickgelu (openai), naclip attention, batch 2, episodic, 100 of 1449 frames"]
     for part in (other, subset):
         assert "No published number is claimed here" in part
         assert not [line for line in part.splitlines() if line.startswith("| ") and "paper" in line]
     city = sections["Cityscapes — ViT-L-14-quickgelu (openai), naclip attention, batch 2, episodic"]
     assert "| original | 20.00 ± 0.00 · paper – |" in city
     assert "CLIPArTT on Cityscapes: run here (chunked: 2048 rows); the paper reports no CLIPArTT number" in city
+
+
+def test_report_keys_cells_on_every_setting(tmp_path: Path) -> None:
+    """Other steps, lr, severity, draws, precision or a subset never share a cell or get the paper's number."""
+    store = ResultStore(tmp_path / "results")
+    for seed in (0, 1, 2):
+        store.append(synthetic("voc20", "original", "mlmp", seed, 84.0))
+        store.append(synthetic("voc20", "original", "mlmp", seed, 60.0, config_changes={"adaptation.steps": 5},
+                               steps=5))  # fmt: skip
+        store.append(synthetic("voc20", "fog", "mlmp", seed, 70.0))
+        store.append(synthetic("voc20", "fog", "mlmp", seed, 30.0, severity=3))
+        store.append(synthetic("voc20", "frost", "mlmp", seed, 65.0, corruption_draws=None))  # an older bag
+        store.append(synthetic("voc20", "original", "mlmp", seed, 10.0, precision="bf16",
+                               config_changes={"precision": "bf16"}))  # fmt: skip
+        store.append(synthetic("voc20", "original", "mlmp", seed, 11.0, frames=2, split_size=1449, limit=2))
+    text = make_report(store.folder, tmp_path / "report").markdown.read_text()
+    sections = {part.split("\n", 1)[0]: part for part in text.split("### ")[1:]}
+    base = "Pascal VOC 20 (V20) — ViT-L-14-quickgelu (openai), naclip attention, batch 2, episodic"
+    assert set(sections) == {base, base + ", bf16", base + ", first 2 frames"}
+    main = sections[base]
+    header = next(line for line in main.splitlines() if line.startswith("| condition"))
+    assert "MLMP (steps=10" in header and "MLMP (steps=5" in header  # two columns, labelled by what differs
+    original = next(line for line in main.splitlines() if line.startswith("| original"))
+    assert "84.00 ± 0.00 · paper 83.76" in original and "60.00 ± 0.00 |" in original
+    assert "| fog | 70.00 ± 0.00 |" in main and "| fog (severity 3) | 30.00 ± 0.00 |" in main
+    assert "| frost (library draws) | 65.00 ± 0.00 |" in main
+    for name in (base + ", bf16", base + ", first 2 frames"):
+        assert "paper" not in "".join(line for line in sections[name].splitlines() if line.startswith("| "))
