@@ -11,18 +11,24 @@ and a changed config changes the hash, so old results are never silently reused.
 A scenario that fails (missing data, a bag that cannot be read, out of memory) is
 recorded as "not run: <reason>" and the suite goes on; a later resume tries it again.
 
-The store (``<out>/results.jsonl``) holds one JSON object per line and trial, with
-``schema`` "mlmp-bench-result/1", ``key``, ``status`` ("done" or "not run") and
-``reason``; the scenario (``dataset``, ``base_dataset``, ``condition``, ``corruption``,
-``bag``), the method and setting (``method``, ``backbone``, ``weights``,
-``attention``, ``precision``, ``mode``, ``steps``, ``lr``, ``batch_size``, ``shuffle``,
-``limit``, ``trial``, ``seed``, ``config_hash``, the flat effective ``config``); and
-for finished trials the runner's results (``metrics`` with per-class ``IoU``,
-``metrics_state``, ``timing``, ``loss_per_step``, ``layer_weights``,
-``adaptation_status``, ``notes``, ``trainable_parameters``, ``frames``, ``batches``,
-``class_names``), ``examples`` (an .npz path relative to the store's folder),
-``random_weights``, ``device``, ``started``/``finished``/``wall_s``, ``versions`` and
-``host``.  Relative paths in a suite file are relative to the working directory.
+The store (``<out>/results.jsonl``) holds one JSON object per line and trial: a
+:class:`mlmp_ros.bench.records.TrialRecord` (schema "mlmp-bench-result/2"; version 1
+stores still read).  Every record, finished or not, carries ``key``, ``status`` ("done"
+or "not run") and ``reason``; the scenario (``dataset``, ``base_dataset``,
+``condition``, ``corruption``, ``bag``); how its images were made, from the bag
+(``severity``, ``channel_order``, ``corruption_draws``, ``corruption_library``,
+``presized``, ``split_size``, ``frame_count``); and every setting that changes a
+number (``method``, ``backbone``, ``weights``, ``attention``, ``precision``, ``mode``,
+``steps``, ``lr``, ``resize``, ``window``, ``stride``, ``batch_size``, ``shuffle``,
+``limit``, ``trial``, ``seed``, ``config_hash`` and the flat effective ``config``).
+Finished trials add the runner's results (``frames`` scored, ``batches``, ``metrics``
+with per-class ``IoU`` and ``out_of_range_pixels``, ``metrics_state``, ``timing``,
+``loss_per_step``, ``layer_weights``, ``adaptation_status``, ``notes``,
+``trainable_parameters``, ``class_names``), ``examples`` (an .npz path relative to the
+store's folder), ``random_weights``, ``device``, ``started``/``finished``/``wall_s``,
+``versions`` and ``host``.  Relative paths in a suite file are relative to the working
+directory; a suite file that does not exist there is looked up among the installed
+suites (``config/suites``).
 """
 
 from __future__ import annotations
@@ -52,6 +58,7 @@ from .bags import STORAGES, BagError, open_bag
 from .corruptions import CHANNEL_ORDERS, CORRUPTIONS, DRAWS, ORIGINAL, SCENARIOS
 from .datasets import DatasetError, open_dataset, resolve_name
 from .make_bags import make_bag
+from .records import SCHEMA, RecordError, TrialRecord
 from .runner import (
     BenchFrames,
     RunError,
@@ -62,7 +69,6 @@ from .runner import (
     segmenter_config,
 )
 
-SCHEMA = "mlmp-bench-result/1"
 STORE_NAME = "results.jsonl"
 NOT_RUN = "not run"
 DONE = "done"
@@ -124,9 +130,10 @@ class ResultStore:
                     f"{self.path}:{number} is not a JSON record ({err.msg}); the store was edited or written by "
                     "two runs at once: remove that line to go on"
                 ) from None
-            if not isinstance(record, dict) or record.get("schema") != SCHEMA:
-                raise StoreError(f"{self.path}:{number} is not an mlmp-bench result ({SCHEMA})")
-            records.append(record)
+            try:
+                records.append(TrialRecord.from_json(record).to_json())  # older schemas read as the current one
+            except RecordError as err:
+                raise StoreError(f"{self.path}:{number} is not an mlmp-bench result: {err}") from None
         return records
 
     def _cut_torn_tail(self) -> None:
@@ -138,9 +145,10 @@ class ResultStore:
         except FileNotFoundError:
             pass
 
-    def append(self, record: Mapping[str, Any]) -> None:
-        """Write one record and make it durable before returning."""
-        line = json.dumps(record, sort_keys=True, allow_nan=True, default=json_default) + "\n"
+    def append(self, record: Mapping[str, Any] | TrialRecord) -> None:
+        """Write one record (in the current schema) and make it durable before returning."""
+        record = record if isinstance(record, TrialRecord) else TrialRecord.from_json(record)
+        line = json.dumps(record.to_json(), sort_keys=True, allow_nan=True, default=json_default) + "\n"
         try:
             if not self._checked:
                 self.path.parent.mkdir(parents=True, exist_ok=True)
@@ -181,6 +189,8 @@ def config_hash(config: Config, options: RunOptions, frames_info: Mapping[str, A
             for key in ("dataset", "split", "corruption", "severity", "channel_order", "class_key", "ignore_index")
         },
         "frames": frames_info.get("frames"),
+        # only when set, so clean images keep the hashes of earlier versions
+        **({"corruption_draws": frames_info["corruption_draws"]} if frames_info.get("corruption_draws") else {}),
         "image_ids": hashlib.sha256("\n".join(map(str, ids)).encode()).hexdigest(),
     }
     return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()[:16]
