@@ -26,7 +26,7 @@ import os
 import platform
 import sys
 import time
-from importlib.metadata import version
+from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 
 import numpy as np
@@ -160,7 +160,7 @@ def _installed(dist: str) -> bool:
     try:
         version(dist)
         return True
-    except Exception:
+    except PackageNotFoundError:
         return False
 
 

@@ -188,7 +188,7 @@ def _fog(x: np.ndarray, severity: int) -> np.ndarray:
     return np.clip(values * peak / (peak + strength), 0, 1) * 255
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def _frost_file(index: int) -> np.ndarray:
     """Frost texture ``index`` as cv2 reads it (BGR), from the library's own files."""
     import importlib.resources

@@ -586,7 +586,7 @@ def check_bag_matches(
     *,
     presize: bool | None = None,
     storage: str | None = None,
-    limit: int | None | object = _UNSET,
+    limit: int | object | None = _UNSET,
 ) -> None:
     """Refuse to reuse a bag written for another data set, corruption setting, size, storage or frame count.
 
