@@ -15,8 +15,10 @@ Every frame carries a checksum: BLAKE2b (16 bytes) of the serialized image messa
 digest followed by the serialized label message's digest, listed in frame order under
 ``custom_data['mlmp.frame_checksums']`` of ``metadata.yaml`` (written when the bag is
 closed).  Reading a bag checks every frame against it and names the first frame that
-differs, so a damaged file never yields numbers.  (The MCAP writer of ``rosbags``
-stores chunk CRCs as 0, "not computed", so the storage layer checks nothing.)
+differs, so a damaged file never yields numbers.  The MCAP writer of ``rosbags``
+stores chunk CRCs as 0 ("not computed"); :func:`set_mcap_chunk_crcs` fills in the real
+CRC-32 of every chunk after writing, so MCAP readers (rosbags, ``mcap``, ``ros2 bag``)
+check the storage layer too.
 Bags are written and read with the pure-Python ``rosbags`` library (no ROS install),
 in MCAP (zstd-compressed chunks) or SQLite3 storage, and play with ``ros2 bag play``.
 """
@@ -269,8 +271,59 @@ class BagWriter:
             payload = {"algorithm": CHECKSUM_ALGORITHM, "frames": self.checksums}
             writer.set_custom_data(CHECKSUM_KEY, json.dumps(payload, separators=(",", ":")))
             writer.close()
+            if self.storage == "mcap":
+                for mcap in self.path.glob("*.mcap"):
+                    set_mcap_chunk_crcs(mcap)
         else:
             writer.abort()
+
+
+_MCAP_MAGIC = b"\x89MCAP0\r\n"
+_CHUNK_OP, _FOOTER_OP = 0x06, 0x02
+
+
+def set_mcap_chunk_crcs(path: str | os.PathLike[str]) -> int:
+    """Write the CRC-32 of each chunk's uncompressed records into an MCAP file, in place.
+
+    A chunk record is: opcode, length (u64), start and end time (u64 each), uncompressed
+    size (u64), uncompressed CRC (u32, 0 = not computed), compression (u32 length +
+    name), compressed size (u64), the records.  Only the CRC bytes change.  Returns the
+    number of chunks updated; a file this function cannot parse is left as it is.
+    """
+    import struct
+    from binascii import crc32
+
+    from rosbags.rosbag2.storage_mcap import DECOMPRESSORS
+
+    updated = 0
+    with open(path, "r+b") as fh:
+        data = fh.read()
+        if not data.startswith(_MCAP_MAGIC):
+            return 0
+        offset = len(_MCAP_MAGIC)
+        patches: list[tuple[int, int]] = []
+        while offset + 9 <= len(data):
+            op = data[offset]
+            (length,) = struct.unpack_from("<Q", data, offset + 1)
+            body = offset + 9
+            if op == _FOOTER_OP or body + length > len(data):
+                break
+            if op == _CHUNK_OP:
+                (size,) = struct.unpack_from("<Q", data, body + 16)
+                (crc,) = struct.unpack_from("<I", data, body + 24)
+                (name_len,) = struct.unpack_from("<I", data, body + 28)
+                compression = data[body + 32 : body + 32 + name_len].decode()
+                (compressed_size,) = struct.unpack_from("<Q", data, body + 32 + name_len)
+                start = body + 40 + name_len
+                if crc == 0 and compression in DECOMPRESSORS:
+                    raw = DECOMPRESSORS[compression](data[start : start + compressed_size], size)
+                    patches.append((body + 24, crc32(raw)))
+            offset = body + length
+        for where, value in patches:
+            fh.seek(where)
+            fh.write(struct.pack("<I", value))
+            updated += 1
+    return updated
 
 
 def message_digest(raw: bytes | memoryview) -> bytes:

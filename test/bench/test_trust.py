@@ -199,3 +199,24 @@ def test_documents_pointed_to_are_in_the_repository() -> None:
             if name in text and not (name.endswith(".md") and list(repo.rglob(name))):
                 missing.append(f"{path.relative_to(repo)} -> {name}")
     assert not missing, missing
+
+
+def test_mcap_chunks_carry_real_crcs(voc: Path, tmp_path: Path) -> None:
+    """rosbags writes chunk CRC 0 ("not computed"); the bag's chunks carry their real CRC-32."""
+    import struct
+
+    from mcap.reader import make_reader
+
+    bag = make_bag(open_dataset("voc20", voc), "gaussian_noise", tmp_path / "bag", progress=False)
+    mcap = next(bag.glob("*.mcap"))
+    data = mcap.read_bytes()
+    crcs, offset = [], 8  # records follow the 8-byte magic: opcode, u64 length, body
+    while offset < len(data) and data[offset] != 0x02:  # up to the footer
+        (length,) = struct.unpack_from("<Q", data, offset + 1)
+        if data[offset] == 0x06:  # chunk: start, end, uncompressed size, then the CRC
+            crcs.append(struct.unpack_from("<I", data, offset + 9 + 24)[0])
+        offset += 9 + length
+    assert crcs and all(crcs), crcs
+    with open(mcap, "rb") as fh:  # an independent MCAP reader checks them
+        assert len(list(make_reader(fh, validate_crcs=True).iter_messages())) == 1 + 2 * 3
+    assert len(list(open_bag(bag))) == 3
