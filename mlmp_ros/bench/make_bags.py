@@ -63,7 +63,7 @@ def dataset_info(
         "protocol": {"resize": list(dataset.protocol_resize), "window": dataset.window, "stride": dataset.stride},
         "presized": presize,
         "storage": storage,
-        "limit": limit,
+        "limit": limit if limit is not None and limit < len(dataset) else None,  # None: the whole split
         "split_size": len(dataset),
         "frame_count": count,
         "image_ids": dataset.ids[:count],

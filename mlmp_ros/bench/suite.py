@@ -603,7 +603,8 @@ def check_bag_matches(
     if storage is not None:
         wanted["storage"] = storage
     if limit is not _UNSET:
-        wanted["limit"] = limit
+        split = info.get("split_size")
+        wanted["limit"] = None if limit is not None and isinstance(split, int) and limit >= split else limit
     wrong = [
         f"{k} {info[k]!r} (wanted {v!r})" if k in info else f"no recorded {k} (wanted {v!r})"
         for k, v in wanted.items()

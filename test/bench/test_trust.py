@@ -100,6 +100,12 @@ def test_bag_identity_includes_limit_presize_and_storage(voc: Path, tmp_path: Pa
         assert code == 2 and part in err and "does not match" in err, err
     assert main(["make-bags", "voc20", root, "--limit", "2", "--out", str(bags), "--no-progress"]) == 0
     assert "kept" in capsys.readouterr().out
+    # a limit at or above the split's size is the whole split: the same bag
+    whole = tmp_path / "whole"
+    assert main(["make-bags", "voc20", root, "--limit", "10", "--out", str(whole), "--no-progress"]) == 0
+    assert open_bag(whole / "voc20" / "original").info["limit"] is None
+    assert main(["make-bags", "voc20", root, "--out", str(whole), "--no-progress"]) == 0
+    assert "kept" in capsys.readouterr().out
 
 
 def suite_yaml(tmp_path: Path, voc: Path, **changes) -> Path:
