@@ -235,7 +235,7 @@ def build_tables(records: Iterable[Mapping[str, Any]]) -> list[Table]:
     grouped: dict[tuple, dict[tuple, list[dict[str, Any]]]] = defaultdict(lambda: defaultdict(list))
     seeds: dict[tuple, set] = defaultdict(set)
     signatures: dict[tuple, dict[str, list[tuple]]] = defaultdict(lambda: defaultdict(list))
-    kept: list[tuple[tuple, dict[str, Any]]] = []
+    kept: list[tuple[tuple, dict[str, Any], tuple | None]] = []
     for record in records:
         if record.get("status") not in (DONE, NOT_RUN):
             continue
@@ -250,10 +250,11 @@ def build_tables(records: Iterable[Mapping[str, Any]]) -> list[Table]:
                      "protocol")  # fmt: skip
             by_table[tkey] = Table(**dict(zip(names, tkey)))
         record = dict(record)
-        sig = _method_settings(record)
-        if sig not in signatures[tkey][record["method"]]:
+        # A "not run" record of version 1 has no config: it joins its method's column.
+        sig = None if record.get("status") == NOT_RUN and record.get("config") is None else _method_settings(record)
+        if sig is not None and sig not in signatures[tkey][record["method"]]:
             signatures[tkey][record["method"]].append(sig)
-        kept.append((tkey, record))
+        kept.append((tkey, record, sig))
     columns: dict[tuple, dict[tuple, str]] = {}
     for tkey, per_method in signatures.items():
         table = by_table[tkey]
@@ -270,9 +271,17 @@ def build_tables(records: Iterable[Mapping[str, Any]]) -> list[Table]:
                 column = f"{method} [{short}]"
                 columns[tkey, method, sig] = column
                 table.column_method[column], table.column_label[column] = method, f"{label} ({short})"
-    for tkey, record in kept:
+    for tkey, record, sig in kept:
+        if sig is None:
+            sigs = signatures[tkey][record["method"]]
+            if not sigs:
+                sigs.append(_method_settings(record))
+            sig = sigs[0]
         table = by_table[tkey]
-        column = columns[tkey, record["method"], _method_settings(record)]
+        column = columns.get((tkey, record["method"], sig))
+        if column is None:  # a method whose only records are config-less "not run" ones
+            column = columns[tkey, record["method"], sig] = record["method"]
+            table.column_method[column] = record["method"]
         record["_column"] = column
         scenario = (record["dataset"], record["corruption"] + _row_variant(record))
         table.rows[scenario] = row_label(record["dataset"], record["corruption"]) + _row_variant(record)

@@ -17,7 +17,7 @@ V1 = {  # a finished record exactly as version 1 wrote it (no image settings, no
     "bag": "bags/voc20/fog", "method": "mlmp", "backbone": "ViT-B-16", "weights": "openai", "attention": "naclip",
     "precision": "fp32", "mode": "episodic", "steps": 10, "lr": 0.001, "batch_size": 2, "shuffle": True,
     "limit": None, "trial": 0, "seed": 0, "config_hash": "abc", "config": {"adaptation.steps": 10},
-    "frames": 4, "batches": 2, "metrics": {"mIoU": 50.0, "raw": {"mIoU": 50.0}, "IoU": [50.0]},
+    "frames": 1449, "batches": 725, "metrics": {"mIoU": 50.0, "raw": {"mIoU": 50.0}, "IoU": [50.0]},
     "timing": {"model_s_per_frame": 0.1, "segmenter_s_per_frame": {"total": 0.1},
                "harness_s_per_frame": {"total": 0.01}},
     "loss_per_step": [1.0], "adaptation_status": {"ok": 2}, "notes": {}, "examples": None, "random_weights": False,
@@ -52,9 +52,15 @@ def test_old_store_reads_resumes_and_reports(tmp_path: Path) -> None:
     store.path.parent.mkdir(parents=True)
     store.path.write_text(json.dumps(V1) + "\n")
     store.append(TrialRecord.from_json({**V1, "key": "k2", "seed": 1, "trial": 1}))
+    failed = {k: v for k, v in V1.items() if k in ("schema", "dataset", "corruption", "method", "backbone", "weights",
+              "attention", "precision", "mode", "steps", "lr", "batch_size", "limit")}  # fmt: skip
+    with open(store.path, "a") as fh:  # version 1 wrote "not run" records without a config
+        fh.write(json.dumps({**failed, "key": "k3", "status": "not run", "reason": "out of memory", "seed": 2,
+                             "trial": 2}) + "\n")  # fmt: skip
     records = store.read()
-    assert [r["schema"] for r in records] == [SCHEMA, SCHEMA] and [r["seed"] for r in records] == [0, 1]
+    assert [r["schema"] for r in records] == [SCHEMA] * 3 and [r["seed"] for r in records] == [0, 1, 2]
     assert json.loads(store.path.read_text().splitlines()[1])["schema"] == SCHEMA
     text = make_report(store.folder, tmp_path / "report").markdown.read_text()
     # a version-1 fog was drawn by the library: its own row, never beside the paper
-    assert "| fog (library draws) | 50.00 ± 0.00 |" in text
+    assert "| fog (library draws) | 50.00 ± 0.00 (n=2) · not run [1] |" in text  # one column, its failed trial marked
+    assert "[1] not run: out of memory" in text
