@@ -24,6 +24,7 @@ ATTENTIONS = ("naclip", "sclip", "clip")
 FEATURES = ("auto", "reduced", "vanilla")
 FUSIONS = ("auto", "mean", "entropy_weighted")
 MODES = ("off", "episodic", "continual")
+SCHEDULES = ("sync", "async")
 PRECISIONS = ("fp32", "bf16", "fp16")
 OPTIMIZERS = ("adam", "adamw", "sgd")
 
@@ -74,6 +75,29 @@ class WATTConfig:
 
 
 @dataclass
+class SafeguardConfig:
+    """Continual-adaptation safeguards (core/safeguards.py); each off by default (the paper)."""
+
+    # EATA (Niu et al., ICML 2022): only tokens whose entropy is below e0 * ln(C) count
+    # in the loss (C = text queries); 0 = every token (off). EATA uses e0 = 0.4.
+    reliable_e0: float = 0.0
+    # ROID-style weight ensembling (Marsden et al., WACV 2024): after every step
+    # theta <- a * theta + (1 - a) * theta_source; 1 = off. ROID uses a = 0.99.
+    ensemble_alpha: float = 1.0
+    # Collapse detection (SAR, Niu et al., ICLR 2023: reset when a moving average of the
+    # entropy collapses): reset when the moving average of the effective number of
+    # predicted classes falls below collapse_ratio x its value after the last reset, or
+    # the moving average of the mean normalised prediction entropy below collapse_entropy.
+    collapse: bool = False
+    collapse_ratio: float = 0.5
+    collapse_entropy: float = 0.02
+    # Drift-triggered reset (RDumb++-like, Press et al., NeurIPS 2023): reset when the
+    # input's patch-token statistics jump by more than drift_factor x their usual change.
+    drift: bool = False
+    drift_factor: float = 4.0
+
+
+@dataclass
 class AdaptationConfig:
     """How the model adapts at test time."""
 
@@ -91,6 +115,14 @@ class AdaptationConfig:
     params: list[str] = field(default_factory=lambda: ["layernorm"])
     # Continual mode only: go back to the source weights every N frames (0 = never).
     reset_every: int = 0
+    # "sync": adapt, then predict (the paper). "async": predict at once with the newest
+    # adapted weights; adaptation runs beside it on the newest frame (core/streaming.py).
+    schedule: str = "sync"
+    every: int = 1  # adapt on every Nth frame (1 = every frame)
+    budget_ms: float = 0.0  # no step starts that would pass this time per frame (0 = none)
+    # Stop a frame's steps when the loss improved by less than this fraction (0 = off).
+    plateau: float = 0.0
+    safeguards: SafeguardConfig = field(default_factory=SafeguardConfig)
     tpt: TPTConfig = field(default_factory=TPTConfig)
     clipartt: CLIPArTTConfig = field(default_factory=CLIPArTTConfig)
     watt: WATTConfig = field(default_factory=WATTConfig)
@@ -219,6 +251,7 @@ class Config:
             p.append("adaptation.params must name at least one parameter pattern")
         if a.reset_every < 0:
             p.append("adaptation.reset_every must be >= 0")
+        p += stream_problems(a)
         if a.tpt.n_ctx < 1:
             p.append("adaptation.tpt.n_ctx must be >= 1")
         if a.clipartt.k < 1:
@@ -251,6 +284,30 @@ def ros_parameters(data: Mapping[str, Any]) -> Mapping[str, Any]:
         if isinstance(only, Mapping) and "ros__parameters" in only:
             return only["ros__parameters"] or {}
     return data
+
+
+def stream_problems(a: AdaptationConfig) -> list[str]:
+    """Problems of the schedule, budget and safeguard settings."""
+    p: list[str] = []
+    g = a.safeguards
+    _choice(p, "adaptation.schedule", a.schedule, SCHEDULES)
+    if a.every < 1:
+        p.append(f"adaptation.every must be >= 1, not {a.every}")
+    if not (a.budget_ms >= 0 and math.isfinite(a.budget_ms)):
+        p.append(f"adaptation.budget_ms must be >= 0 (0 = no budget), not {a.budget_ms}")
+    if not (0 <= a.plateau < 1):
+        p.append(f"adaptation.plateau must be in [0, 1) (0 = off), not {a.plateau}")
+    if not (0 <= g.reliable_e0 <= 1):
+        p.append(f"adaptation.safeguards.reliable_e0 must be in [0, 1] (0 = off), not {g.reliable_e0}")
+    if not (0 < g.ensemble_alpha <= 1):
+        p.append(f"adaptation.safeguards.ensemble_alpha must be in (0, 1] (1 = off), not {g.ensemble_alpha}")
+    if not (0 <= g.collapse_ratio < 1):
+        p.append(f"adaptation.safeguards.collapse_ratio must be in [0, 1), not {g.collapse_ratio}")
+    if not (0 <= g.collapse_entropy < 1):
+        p.append(f"adaptation.safeguards.collapse_entropy must be in [0, 1), not {g.collapse_entropy}")
+    if not (g.drift_factor > 1 and math.isfinite(g.drift_factor)):
+        p.append(f"adaptation.safeguards.drift_factor must be > 1, not {g.drift_factor}")
+    return p
 
 
 def _choice(problems: list[str], name: str, value: str, allowed: tuple[str, ...]) -> None:

@@ -13,6 +13,7 @@ from __future__ import annotations
 import contextlib
 import fnmatch
 import logging
+import math
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import ClassVar
@@ -111,6 +112,9 @@ class Method:
         self.failures = 0
         self.resets = 0
         self.last_failure = ""
+        # Budgets and continual safeguards (core/safeguards.py); None = the paper's loop.
+        self.control = None
+        self.reset_reasons: dict[str, int] = {}
         self.named_params = self.trainable_parameters() if self.adapts else []
         self.configure()
         params = [p for _, p in self.named_params]
@@ -184,11 +188,14 @@ class Method:
                 self.optimizer.state[p] = {k: (v.clone() if torch.is_tensor(v) else v) for k, v in s.items()}
             self.optimizer.zero_grad(set_to_none=True)
 
-    def reset(self) -> None:
-        """Back to the source weights and a fresh optimiser."""
+    def reset(self, reason: str = "manual") -> None:
+        """Back to the source weights and a fresh optimiser; ``reason`` is counted."""
         self.restore(self._source)
         self.frames = 0
         self.resets += 1
+        self.reset_reasons[reason] = self.reset_reasons.get(reason, 0) + 1
+        if self.control is not None:
+            self.control.on_reset()
 
     def parameters_finite(self) -> bool:
         if not self.named_params:
@@ -217,11 +224,16 @@ class Method:
     def adapt(self, batch: Batch) -> list[torch.Tensor]:
         """Run the configured steps; the losses are returned as detached tensors."""
         losses = []
-        for _ in range(self.steps):
+        control = self.control
+        for i in range(self.steps):
+            if control is not None and not control.before_step(self, i, losses):
+                break
             with self.precision.autocast():
                 loss = self.step_loss(batch)
             losses.append(loss.detach())
             self.precision.backward_and_step(loss, self.optimizer)
+            if control is not None:
+                control.after_step(self)
         return losses
 
     @torch.no_grad()
@@ -236,18 +248,28 @@ class Method:
     def run(self, x: torch.Tensor) -> MethodOutput:
         """Adapt on a batch of windows per the mode, then predict."""
         batch = self.prepare(x)
+        status, losses = self.adapt_frame(batch)
+        window_logits, weights = self.predict(batch)
+        if self.control is not None:
+            self.control.observe(window_logits)
+        return MethodOutput(window_logits=window_logits, losses=losses, layer_weights=weights, status=status)
+
+    def adapt_frame(self, batch: Batch) -> tuple[str, list[float]]:
+        """Adapt on one prepared batch per the mode (and the control's budgets and resets)."""
         losses: list[float] = []
         status = "skipped"
-        if self.mode != "off" and self.steps > 0 and self.adapts:
+        control = self.control
+        if self.mode != "off" and self.steps > 0 and self.adapts and (control is None or control.begin_frame(batch)):
             if self.mode == "episodic":
                 self.restore(self._source)
             elif self.adaptation.reset_every and self.frames >= self.adaptation.reset_every:
-                self.reset()
+                self.reset("periodic")
+            elif control is not None and (reason := control.reset_reason()):
+                self.reset(reason)
             before = self.snapshot() if self.mode == "continual" else self._source
             status, losses = self._guarded_adapt(batch, before)
             self.frames += 1
-        window_logits, weights = self.predict(batch)
-        return MethodOutput(window_logits=window_logits, losses=losses, layer_weights=weights, status=status)
+        return status, losses
 
     def _guarded_adapt(self, batch: Batch, before: dict) -> tuple[str, list[float]]:
         reason = ""
@@ -310,11 +332,21 @@ def mean_patch_embeddings(encoder: DenseCLIP, feats: DenseFeatures) -> torch.Ten
     return encoder.project(fused[:, 1:])
 
 
-def token_entropy_loss(encoder: DenseCLIP, feats: DenseFeatures, per_template: torch.Tensor) -> torch.Tensor:
-    """Mean over templates, images and patches of the entropy of the fused features' logits."""
+def token_entropy_loss(
+    encoder: DenseCLIP, feats: DenseFeatures, per_template: torch.Tensor, reliable_e0: float = 0.0
+) -> torch.Tensor:
+    """Mean over templates, images and patches of the entropy of the fused features' logits.
+
+    ``reliable_e0 > 0`` (EATA's reliable-sample filter, per token): only tokens whose
+    entropy is below ``reliable_e0 * ln(Q)`` count (Q text queries); none -> loss 0.
+    """
     emb = mean_patch_embeddings(encoder, feats)  # (N, P, D)
     logits = encoder.logit_scale * torch.einsum("npd,tqd->tnpq", emb, per_template)
-    return entropy(logits, -1).mean()
+    ent = entropy(logits, -1)
+    if reliable_e0 <= 0:
+        return ent.mean()
+    keep = (ent.detach() < reliable_e0 * math.log(logits.shape[-1])).to(ent.dtype)
+    return (ent * keep).sum() / keep.sum().clamp(min=1.0)
 
 
 def iter_chunks(total: int, size: int) -> Iterator[tuple[int, int]]:

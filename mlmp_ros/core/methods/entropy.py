@@ -33,7 +33,7 @@ class TENT(Method):
     def step_loss(self, batch: Batch) -> torch.Tensor:
         alpha = self.adaptation.alpha if self.use_class_token else 0.0
         feats = self.features(batch, vanilla_cls=alpha > 0)
-        loss = token_entropy_loss(self.encoder, feats, self.text.per_template)
+        loss = token_entropy_loss(self.encoder, feats, self.text.per_template, self.adaptation.safeguards.reliable_e0)
         if alpha > 0:
             cls = self.encoder.project(feats.vanilla_cls)  # (N, D)
             cls_logits = self.encoder.logit_scale * torch.einsum("nd,tqd->tnq", cls, self.text.per_template)
