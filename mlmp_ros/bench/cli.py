@@ -29,7 +29,7 @@ PROG = "mlmp-bench"
 # which adds its parser and sets ``handler=<function(args) -> int>`` with set_defaults.
 # replay-live talks to the node over DDS (rclpy, imported when it runs); this file stays
 # free of rclpy.  A module that cannot be imported is left out.
-SUBCOMMAND_MODULES: list[str] = ["mlmp_ros.bench.replay_live"]
+SUBCOMMAND_MODULES: list[str] = ["mlmp_ros.bench.replay_live", "mlmp_ros.bench.stream"]
 
 
 class UsageError(ValueError):

@@ -1,0 +1,393 @@
+"""``mlmp-bench stream``: a camera stream replayed against a camera rate, scored at that rate.
+
+A stream is one or several bench bags chained (e.g. clean -> fog -> night), or one bag
+turned into a sequence of ImageNet-C corruptions (``--sequence corruptions``: the 15 in
+turn at one severity, as continual ImageNet-C; ``severity``: one corruption at severity
+1 -> 5 -> 1; ``mixed``: a seeded random corruption and severity per frame).  Frames
+arrive at ``--rate`` Hz.  The segmenter (core, through
+:class:`~mlmp_ros.core.streaming.StreamSegmenter`) runs for real; a simulated clock
+advances by the measured time of each prediction and adaptation (or by fixed costs,
+``--clock fixed:PREDICT_MS,STEP_MS``, which makes a run exactly repeatable):
+
+- ``sync``: when the segmenter is free it takes the newest frame that has arrived
+  (older ones are dropped), adapts and predicts; its labels are published when done.
+- ``async``: the prediction side takes the newest frame, predicts it with the newest
+  adapted weights that were ready when the prediction started and publishes; the
+  adaptation side takes the newest frame the prediction side has finished and adapts
+  on it; both run side by side on the simulated clock (each with half the CPU threads,
+  as in the node).
+
+Every camera frame is scored against the newest labels published by the time it
+arrives (stale labels count; a dropped frame is scored with what was on the topic;
+before the first labels, every pixel counts as wrong): mIoU at camera rate.  Processed
+frames are also scored with their own labels: mIoU of the processed frames.  Latency
+is the publication time minus the arrival time of the processed frames.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from ..core.config import Config
+from ..core.segmenter import Segmenter
+from ..core.streaming import Published, StreamSegmenter
+from ..core.windows import resize_labels
+from .metrics import SegmentationMetrics
+from .runner import RunError, load_frames, segmenter_config
+
+SEQUENCES = ("chain", "corruptions", "severity", "mixed")
+
+
+@dataclass
+class StreamFrame:
+    image: np.ndarray
+    labels: np.ndarray
+    segment: str
+
+
+@dataclass
+class StreamData:
+    frames: list[StreamFrame]
+    segments: list[str]
+    info: dict[str, Any]
+
+
+# ------------------------------------------------------------------ streams
+def build_stream(
+    bags: list[str],
+    *,
+    sequence: str = "chain",
+    corruption: str = "fog",
+    frames_per_segment: int | None = None,
+    limit: int | None = None,
+    seed: int = 0,
+) -> StreamData:
+    """The frames of a stream (see module docs); images and labels at the scoring size."""
+    if sequence not in SEQUENCES:
+        raise RunError(f"--sequence must be one of {', '.join(SEQUENCES)}, not '{sequence}'")
+    loaded = [load_frames(b, limit=limit) for b in bags]
+    info = loaded[0].info
+    for f in loaded[1:]:
+        if f.info.get("class_key") != info.get("class_key") or f.info.get("protocol") != info.get("protocol"):
+            raise RunError(f"bag {f.path} has other classes or another protocol than {loaded[0].path}; "
+                           "chained bags must share them")  # fmt: skip
+    frames: list[StreamFrame] = []
+    segments: list[str] = []
+    if sequence == "chain":
+        for f in loaded:
+            name = f"{f.info.get('dataset')}/{f.info.get('corruption')}"
+            n = frames_per_segment or len(f)
+            segments.append(name)
+            frames += [StreamFrame(f.images[i % len(f)], f.labels[i % len(f)], name) for i in range(n)]
+        return StreamData(frames, segments, dict(info))
+    from .corruptions import CORRUPTIONS, corrupt_image
+
+    base = loaded[0]
+    n = frames_per_segment or len(base)
+    if sequence == "corruptions":
+        plan = [(c, 5) for c in CORRUPTIONS]
+    elif sequence == "severity":
+        plan = [(corruption, s) for s in (1, 2, 3, 4, 5, 4, 3, 2, 1)]
+    else:
+        rng = np.random.default_rng(seed)
+        plan = [(str(rng.choice(CORRUPTIONS)), int(rng.integers(1, 6))) for _ in range(len(CORRUPTIONS))]
+    k = 0
+    for c, s in plan:
+        name = f"{c}-{s}"
+        segments.append(name)
+        for _ in range(n if sequence != "mixed" else max(1, n // 3)):
+            i = k % len(base)
+            frames.append(StreamFrame(corrupt_image(base.images[i], c, s, seed=k), base.labels[i], name))
+            k += 1
+    return StreamData(frames, segments, dict(info))
+
+
+# ------------------------------------------------------------------ clock
+class Clock:
+    """Seconds a prediction or an adaptation job takes: measured, or fixed costs."""
+
+    def __init__(self, spec: str = "measured"):
+        self.spec = spec
+        self.fixed: tuple[float, float] | None = None
+        if spec != "measured":
+            kind, _, values = spec.partition(":")
+            try:
+                predict_ms, step_ms = (float(v) for v in values.split(","))
+            except ValueError:
+                raise RunError(f"--clock takes 'measured' or 'fixed:PREDICT_MS,STEP_MS', not '{spec}'") from None
+            if kind != "fixed" or predict_ms <= 0 or step_ms < 0:
+                raise RunError(f"--clock takes 'measured' or 'fixed:PREDICT_MS,STEP_MS', not '{spec}'")
+            self.fixed = (predict_ms / 1000.0, step_ms / 1000.0)
+
+    def cost(self, measured: float, predictions: int, steps: int) -> float:
+        if self.fixed is None:
+            return measured
+        return predictions * self.fixed[0] + steps * self.fixed[1]
+
+
+# ------------------------------------------------------------------ replay
+def replay_stream(
+    stream: StreamData,
+    config: Config,
+    *,
+    rate_hz: float = 10.0,
+    clock: str = "measured",
+    loaded=None,
+    progress: bool = False,
+) -> dict[str, Any]:
+    """Replay ``stream`` at ``rate_hz`` through a segmenter of ``config``; the JSON-ready report."""
+    if not (rate_hz > 0 and math.isfinite(rate_hz)):
+        raise RunError(f"--rate must be a positive number of Hz, not {rate_hz}")
+    cost = Clock(clock)
+    config = segmenter_config(config, stream.info)
+    seg = Segmenter(config, loaded=loaded)
+    torch.manual_seed(0)
+    st = StreamSegmenter(seg, threaded=False)
+    try:
+        return _replay(st, stream, rate_hz, cost, progress)
+    finally:
+        st.close()
+
+
+def _replay(st: StreamSegmenter, stream: StreamData, rate: float, cost: Clock, progress: bool) -> dict[str, Any]:
+    n = len(stream.frames)
+    info = stream.info
+    nc, ignore = int(info["num_classes"]), int(info.get("ignore_index", 255))
+    arrival = [i / rate for i in range(n)]
+    published: list[tuple[float, int, np.ndarray]] = []  # (time, frame predicted, labels)
+    per_frame: list[dict[str, Any]] = []
+    asynchronous = st.schedule == "async"
+    steps_before = 0
+
+    def newest_arrived(t: float, first: int) -> int:
+        k = min(n - 1, int(math.floor(t * rate + 1e-9)))
+        return max(k, first)
+
+    def run_predict(k: int, start: float) -> float:
+        nonlocal steps_before
+        t0 = time.perf_counter()
+        out = st.predict_only([stream.frames[k].image], k, output="processing") if asynchronous else \
+            st.segment([stream.frames[k].image], output="processing")  # fmt: skip
+        measured = time.perf_counter() - t0
+        steps = st.control.steps_total - steps_before
+        steps_before = st.control.steps_total
+        d = cost.cost(measured, 1, 0 if asynchronous else steps)
+        labels = out.result.frames[0].labels
+        published.append((start + d, k, labels))
+        per_frame.append({
+            "frame": k, "start": start, "done": start + d, "latency": start + d - arrival[k],
+            "lag": out.lag, "loss": out.result.losses[-1] if out.result.losses else None,
+            "resets": sum(st.method.reset_reasons.values()), "steps": steps,
+        })  # fmt: skip
+        return d
+
+    t_pred, next_pred = 0.0, 0
+    if not asynchronous:
+        while next_pred < n:
+            start = max(t_pred, arrival[next_pred])
+            k = newest_arrived(start, next_pred)
+            t_pred = start + run_predict(k, start)
+            next_pred = k + 1
+    else:
+        t_adapt, last_adapted = 0.0, -1
+        pending: list[tuple[float, Published]] = []
+        jobs: list[dict[str, Any]] = []
+        while next_pred < n:
+            p_start = max(t_pred, arrival[next_pred])
+            done = [(t, k) for t, k, _ in published if k > last_adapted]
+            a_start = max(t_adapt, done[0][0]) if done else math.inf
+            if a_start <= p_start:
+                j = max(k for t, k in done if t <= a_start)
+                steps0 = st.control.steps_total
+                t0 = time.perf_counter()
+                pub = st.adapt_only([stream.frames[j].image], j)
+                d = cost.cost(time.perf_counter() - t0, 0, st.control.steps_total - steps0)
+                steps_before = st.control.steps_total
+                if pub is not None:
+                    pending.append((a_start + d, pub))
+                jobs.append({"frame": j, "start": a_start, "seconds": d, "loss": pub.losses[-1] if pub and pub.losses
+                             else None, "resets": sum(st.method.reset_reasons.values())})  # fmt: skip
+                t_adapt, last_adapted = a_start + d, j
+                continue
+            ready = [p for p in pending if p[0] <= p_start]
+            if ready:
+                st.install(ready[-1][1])
+                pending = [p for p in pending if p[0] > p_start]
+            k = newest_arrived(p_start, next_pred)
+            t_pred = p_start + run_predict(k, p_start)
+            next_pred = k + 1
+        for rec in per_frame:  # adaptation losses and resets on the prediction timeline
+            rec["loss"] = next((j["loss"] for j in reversed(jobs) if j["start"] + j["seconds"] <= rec["start"]), None)
+    return _score(st, stream, arrival, published, per_frame, nc, ignore, rate, cost)
+
+
+def _score(st, stream, arrival, published, per_frame, nc, ignore, rate, cost) -> dict[str, Any]:
+    names = stream.info.get("class_names")
+    camera = SegmentationMetrics(nc, ignore, names)
+    processed = SegmentationMetrics(nc, ignore, names)
+    seg_camera = {s: SegmentationMetrics(nc, ignore, names) for s in stream.segments}
+    seg_processed = {s: SegmentationMetrics(nc, ignore, names) for s in stream.segments}
+    by_time = sorted(published, key=lambda p: p[0])
+    own = {k: labels for _, k, labels in published}
+    timeline = []
+    j = -1
+    no_labels = 0
+    for i, frame in enumerate(stream.frames):
+        while j + 1 < len(by_time) and by_time[j + 1][0] <= arrival[i] + 1e-9:
+            j += 1
+        if j < 0:
+            pred = np.full(frame.labels.shape, nc, np.int32)  # nothing on the topic yet: all wrong
+            shown = None
+            no_labels += 1
+        else:
+            shown = by_time[j][1]
+            pred = by_time[j][2]
+            if pred.shape != frame.labels.shape:
+                pred = resize_labels(pred, frame.labels.shape)
+        camera.update(pred, frame.labels)
+        seg_camera[frame.segment].update(pred, frame.labels)
+        valid = frame.labels != ignore
+        acc = float((pred[valid] == frame.labels[valid]).mean()) if valid.any() else None
+        if i in own:
+            processed.update(own[i], frame.labels)
+            seg_processed[frame.segment].update(own[i], frame.labels)
+        timeline.append({"frame": i, "segment": frame.segment, "shown": shown, "pixel_acc": acc})
+    lat = np.array([r["latency"] for r in per_frame])
+    stats = st.stats()
+    return {
+        "frames": len(stream.frames),
+        "rate_hz": rate,
+        "clock": cost.spec,
+        "schedule": st.schedule,
+        "mode": st.config.adaptation.mode,
+        "method": st.config.adaptation.method,
+        "settings": {k: v for k, v in st.config.flat().items() if k.startswith("adaptation.")},
+        "miou_camera": camera.compute()["mIoU"],
+        "miou_processed": processed.compute()["mIoU"],
+        "frames_processed": len(per_frame),
+        "frames_without_labels": no_labels,
+        "latency_p50_s": float(np.percentile(lat, 50)) if len(lat) else None,
+        "latency_p95_s": float(np.percentile(lat, 95)) if len(lat) else None,
+        "resets": stats["resets"],
+        "adaptation_steps": stats["steps"],
+        "lag_frames_median": _median([r["lag"] for r in per_frame if r["lag"] is not None]),
+        "segments": [
+            {"segment": s, "miou_camera": seg_camera[s].compute()["mIoU"],
+             "miou_processed": seg_processed[s].compute()["mIoU"] if seg_processed[s].images else None}
+            for s in stream.segments
+        ],  # fmt: skip
+        "processed": per_frame,
+        "timeline": timeline,
+    }
+
+
+def _median(values: list) -> float | None:
+    return float(np.median(values)) if values else None
+
+
+# ------------------------------------------------------------------ plots
+def plot_report(report: dict[str, Any], path: str | Path) -> Path:
+    """mIoU per segment, pixel accuracy at camera rate, loss and resets over the stream (PNG)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    path = Path(path)
+    fig, axes = plt.subplots(3, 1, figsize=(10, 8), constrained_layout=True)
+    tl = report["timeline"]
+    x = [r["frame"] for r in tl]
+    acc = [np.nan if r["pixel_acc"] is None else r["pixel_acc"] for r in tl]
+    ax = axes[0]
+    ax.plot(x, acc, lw=0.8, label="pixel accuracy of the labels on the topic")
+    bounds = [i for i in range(1, len(tl)) if tl[i]["segment"] != tl[i - 1]["segment"]]
+    for b in bounds:
+        ax.axvline(b, color="grey", lw=0.5)
+    ax.set_ylabel("pixel accuracy")
+    ax.set_title(f"{report['method']} {report['schedule']} {report['mode']} at {report['rate_hz']} Hz: "
+                 f"mIoU at camera rate {report['miou_camera']:.3f}")  # fmt: skip
+    segs = report["segments"]
+    axes[1].bar(range(len(segs)), [s["miou_camera"] or 0 for s in segs], label="camera rate")
+    axes[1].plot(range(len(segs)), [s["miou_processed"] or np.nan for s in segs], "k.", label="processed frames")
+    axes[1].set_xticks(range(len(segs)), [s["segment"] for s in segs], rotation=30, ha="right", fontsize=7)
+    axes[1].set_ylabel("mIoU per segment")
+    axes[1].legend(fontsize=7)
+    pf = report["processed"]
+    axes[2].plot([r["frame"] for r in pf], [np.nan if r["loss"] is None else r["loss"] for r in pf], lw=0.8)
+    resets = [pf[i]["frame"] for i in range(1, len(pf)) if pf[i]["resets"] > pf[i - 1]["resets"]]
+    for r in resets:
+        axes[2].axvline(r, color="red", lw=0.6)
+    axes[2].set_xlabel("camera frame")
+    axes[2].set_ylabel("loss (red: resets)")
+    fig.savefig(path, dpi=90)
+    plt.close(fig)
+    return path
+
+
+# ------------------------------------------------------------------ CLI
+def register(sub: Any) -> None:
+    from .cli import _positive
+
+    p = sub.add_parser(
+        "stream",
+        help="replay bags as one camera stream at a rate; score every camera frame with the labels on the topic",
+        description=__doc__.split("\n\n")[1],
+    )
+    p.add_argument("bags", nargs="+", help="bag folders written by make-bags, chained in this order")
+    p.add_argument("--rate", type=float, default=10.0, help="camera rate in Hz (default 10)")
+    p.add_argument("--sequence", choices=SEQUENCES, default="chain", help="chain the bags (default), or turn the "
+                   "first bag into the 15 corruptions in sequence, one corruption at severity 1->5->1, or mixed")  # fmt: skip
+    p.add_argument("--corruption", default="fog", help="the corruption of --sequence severity (default fog)")
+    p.add_argument("--frames-per-segment", type=_positive, help="frames per bag / corruption (default: the bag's)")
+    p.add_argument("--limit", type=_positive, help="read only the first N frames of each bag")
+    p.add_argument("--clock", default="measured", help="'measured' (default) or 'fixed:PREDICT_MS,STEP_MS'")
+    p.add_argument("--method", "-m", help="adaptation.method")
+    p.add_argument("--mode", choices=("episodic", "continual", "off"), help="adaptation.mode")
+    p.add_argument("--schedule", choices=("sync", "async"), help="adaptation.schedule")
+    p.add_argument("--config", help="core config YAML")
+    p.add_argument("--set", action="append", metavar="KEY=VALUE", help="core setting, repeatable")
+    p.add_argument("--seed", type=int, default=0, help="seed of --sequence mixed")
+    p.add_argument("--out", "-o", default="stream_results", help="folder for stream.json and stream.png")
+    p.add_argument("--name", default="stream", help="file name stem (default: stream)")
+    p.add_argument("--no-plot", action="store_true")
+    p.add_argument("--no-progress", action="store_true")
+    p.set_defaults(handler=cmd_stream)
+
+
+def cmd_stream(args: argparse.Namespace) -> int:
+    from .cli import config_from_args
+    from .suite import json_default
+
+    config = config_from_args(args)
+    changes = {}
+    if args.method:
+        changes["adaptation.method"] = args.method
+    if args.schedule:
+        changes["adaptation.schedule"] = args.schedule
+    if changes:
+        config = config.replace(**changes)
+    stream = build_stream(args.bags, sequence=args.sequence, corruption=args.corruption,
+                          frames_per_segment=args.frames_per_segment, limit=args.limit, seed=args.seed)  # fmt: skip
+    report = replay_stream(stream, config, rate_hz=args.rate, clock=args.clock, progress=not args.no_progress)
+    report["bags"] = [str(b) for b in args.bags]
+    report["sequence"] = args.sequence
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    (out / f"{args.name}.json").write_text(json.dumps(report, indent=1, default=json_default))
+    if not args.no_plot:
+        plot_report(report, out / f"{args.name}.png")
+    lat = report["latency_p50_s"]
+    print(f"{report['method']} {report['schedule']} {report['mode']}: mIoU at camera rate {report['miou_camera']:.4f}, "
+          f"processed frames {report['miou_processed']:.4f} ({report['frames_processed']}/{report['frames']} frames), "
+          f"latency p50 {lat:.3f} s, resets {report['resets']}")  # fmt: skip
+    print(f"report: {out / (args.name + '.json')}")
+    return 0
