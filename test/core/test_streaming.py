@@ -1,0 +1,248 @@
+"""Schedules (sync / async), budgets and continual safeguards with the tiny random CLIP."""
+
+from __future__ import annotations
+
+import threading
+import time
+
+import numpy as np
+import pytest
+import torch
+
+from mlmp_ros.core import ConfigError, Segmenter
+from mlmp_ros.core.safeguards import AdaptationControl
+from mlmp_ros.core.streaming import StreamSegmenter
+
+from ..conftest import tiny_clip, tiny_config
+
+SMALL = {"window": [32], "stride": [32], "adaptation__steps": 2}
+
+
+@pytest.fixture(autouse=True)
+def _one_thread():
+    before = torch.get_num_threads()
+    torch.set_num_threads(2)
+    yield
+    torch.set_num_threads(before)
+
+
+def frames(n: int, seed: int = 0) -> list[np.ndarray]:
+    rng = np.random.default_rng(seed)
+    return [rng.integers(0, 255, (48, 64, 3), dtype=np.uint8) for _ in range(n)]
+
+
+def segmenter(**overrides) -> Segmenter:
+    return Segmenter(tiny_config(**{**SMALL, **overrides}), loaded=tiny_clip(0))
+
+
+@pytest.mark.parametrize("mode", ["episodic", "continual"])
+def test_sync_defaults_give_exactly_the_plain_segmenter(mode):
+    plain = segmenter(adaptation__mode=mode)
+    stream = StreamSegmenter(segmenter(adaptation__mode=mode))
+    for img in frames(2):
+        a = plain.segment([img])
+        b = stream.segment(img)
+        assert b.lag == 0 and b.schedule == "sync"
+        assert a.losses == b.result.losses
+        assert np.array_equal(a.frames[0].labels, b.result.frames[0].labels)
+        assert np.array_equal(a.frames[0].confidence, b.result.frames[0].confidence)
+
+
+def test_settings_are_validated():
+    with pytest.raises(ConfigError, match="adaptation.schedule"):
+        tiny_config(adaptation__schedule="later")
+    with pytest.raises(ConfigError, match="adaptation.every"):
+        tiny_config(adaptation__every=0)
+    with pytest.raises(ConfigError, match="ensemble_alpha"):
+        tiny_config(adaptation__safeguards__ensemble_alpha=1.5)
+    stream = StreamSegmenter(segmenter())
+    with pytest.raises(ConfigError, match="cannot change at run time"):
+        stream.update(window=[64])
+
+
+def test_every_nth_frame_adapts_and_the_others_use_the_newest_weights():
+    stream = StreamSegmenter(segmenter(adaptation__mode="continual", adaptation__every=3))
+    out = [stream.segment(img) for img in frames(7)]
+    assert [r.result.status for r in out] == ["ok", "skipped", "skipped", "ok", "skipped", "skipped", "ok"]
+    assert [r.lag for r in out] == [0, 1, 2, 0, 1, 2, 0]
+
+
+class FakeClock:
+    def __init__(self):
+        self.t = 0.0
+
+    def __call__(self):
+        return self.t
+
+
+def test_budget_stops_before_a_step_that_would_pass_it():
+    seg = segmenter(adaptation__steps=10, adaptation__budget_ms=35.0, adaptation__mode="continual")
+    stream = StreamSegmenter(seg)
+    clock = FakeClock()
+    stream.control.clock = clock
+    original = seg.method.step_loss
+
+    def slow_step(batch):  # every step takes 10 ms on the fake clock
+        clock.t += 0.010
+        return original(batch)
+
+    seg.method.step_loss = slow_step
+    first = stream.segment(frames(1)[0])
+    # step 1 runs (nothing measured yet), then 10+10 <= 35, 20+10 <= 35, 30+10 > 35
+    assert len(first.result.losses) == 3
+    assert stream.control.step_time == pytest.approx(0.010)
+    stream.update(adaptation__budget_ms=5.0)  # shorter than one step: no step starts
+    assert stream.segment(frames(1)[0]).result.losses == []
+
+
+def test_plateau_stops_the_steps_of_a_frame():
+    full = segmenter(adaptation__steps=6).segment(frames(1))
+    stream = StreamSegmenter(segmenter(adaptation__steps=6, adaptation__plateau=0.5))
+    out = stream.segment(frames(1)[0])
+    assert len(full.losses) == 6
+    assert len(out.result.losses) == 2  # the loss moves far less than 50% per step
+    assert out.result.losses == full.losses[:2]
+
+
+def test_reliable_token_filter():
+    base = segmenter(adaptation__method="tent", adaptation__steps=1).segment(frames(1)).losses
+    none_kept = segmenter(adaptation__method="tent", adaptation__steps=1, adaptation__safeguards__reliable_e0=1e-6)
+    assert none_kept.segment(frames(1)).losses == [0.0]  # no token is that certain: nothing to learn from
+    all_kept = segmenter(adaptation__method="tent", adaptation__steps=1, adaptation__safeguards__reliable_e0=1.0)
+    assert all_kept.segment(frames(1)).losses == pytest.approx(base, rel=1e-6)
+
+
+def test_weight_ensembling_pulls_toward_the_source():
+    free = segmenter(adaptation__steps=1, adaptation__mode="continual")
+    free.segment(frames(1))
+    pulled = segmenter(adaptation__steps=1, adaptation__mode="continual", adaptation__safeguards__ensemble_alpha=0.25)
+    StreamSegmenter(pulled).segment(frames(1)[0])
+    source = pulled.method._source["params"]
+    for (_, p), (_, q), s in zip(pulled.method.named_params, free.method.named_params, source):
+        assert torch.allclose(p, 0.25 * q + 0.75 * s, atol=1e-6)
+
+
+def test_collapse_detection_from_predictions():
+    cfg = tiny_config(adaptation__safeguards__collapse=True)
+    control = AdaptationControl(cfg.adaptation)
+    diverse = torch.randn(2, 4, 16, 16, generator=torch.Generator().manual_seed(0))
+    for _ in range(4):
+        control.observe(diverse)
+    assert control.reset_reason() == ""
+    one_class = torch.zeros(2, 4, 16, 16)
+    one_class[:, 2] = 30.0  # every pixel the same query, almost certain
+    control.observe(one_class)
+    assert control.reset_reason() == ""  # one frame is not a collapse (moving averages)
+    for _ in range(15):
+        control.observe(one_class)
+    assert control.reset_reason() == "collapse"
+    control.on_reset()
+    assert control.reset_reason() == ""
+    control.observe(one_class, generation=control.generation - 1)  # from weights before the reset: ignored
+    assert control.stats()["collapse_classes_ema"] is None
+
+
+def test_collapse_resets_a_continual_stream_and_counts_the_reason():
+    # the tiny random model predicts almost uniformly (normalised entropy ~0.7); a threshold
+    # above it makes every observation a collapse: a reset after every 3 observations
+    seg = segmenter(adaptation__mode="continual", adaptation__safeguards__collapse=True,
+                    adaptation__safeguards__collapse_entropy=0.99)  # fmt: skip
+    stream = StreamSegmenter(seg)
+    for img in frames(7):
+        stream.segment(img)
+    assert stream.stats()["resets"] == {"collapse": 2}  # before frames 3 and 6
+
+
+def test_drift_resets_on_a_jump_in_input_statistics():
+    rng = np.random.default_rng(1)
+    base = rng.integers(60, 200, (48, 64, 3), dtype=np.uint8)
+    calm = [np.clip(base.astype(int) + rng.integers(-3, 4, base.shape), 0, 255).astype(np.uint8) for _ in range(8)]
+    jump = np.full_like(base, 250)
+    stream = StreamSegmenter(segmenter(adaptation__mode="continual", adaptation__safeguards__drift=True))
+    for img in calm:
+        stream.segment(img)
+    assert stream.stats()["resets"] == {}
+    stream.segment(jump)
+    stream.segment(jump)  # the drift seen on the jump frame resets before the next adaptation
+    assert stream.stats()["resets"] == {"drift": 1}
+
+
+def test_periodic_reset_is_counted():
+    stream = StreamSegmenter(segmenter(adaptation__mode="continual", adaptation__reset_every=2))
+    for img in frames(5):
+        stream.segment(img)
+    assert stream.stats()["resets"] == {"periodic": 2}
+
+
+def _prediction_with(seg, params, image):
+    with torch.no_grad():
+        for (_, p), v in zip(seg.method.named_params, params):
+            p.copy_(v)
+    return seg.segment([image]).frames[0]
+
+
+@pytest.mark.timeout(120)
+@pytest.mark.parametrize("mode", ["episodic", "continual"])
+def test_async_predictions_use_whole_published_weights_only(mode):
+    seg = segmenter(adaptation__schedule="async", adaptation__mode=mode, adaptation__steps=4, adaptation__lr=0.05)
+    source = [p.detach().clone() for _, p in seg.method.named_params]
+    stream = StreamSegmenter(seg)
+    published = {0: source}
+    adapter = stream._adapter
+    job = adapter.job
+
+    def recording_job(index, images):
+        out = job(index, images)
+        if out is not None:
+            published[out.version] = [t.clone() for t in out.params]
+        return out
+
+    adapter.job = recording_job
+    original = adapter.method.step_loss
+
+    def slow_step(batch):  # slow steps: predictions run while the weights are half adapted
+        time.sleep(0.02)
+        return original(batch)
+
+    adapter.method.step_loss = slow_step
+    images = frames(8)
+    results = []
+    for img in images:
+        results.append(stream.segment(img))
+        time.sleep(0.01)
+    deadline = time.monotonic() + 30
+    while adapter.jobs == 0 and time.monotonic() < deadline:
+        time.sleep(0.01)
+    results.append(stream.segment(images[0]))
+    stream.close()
+    versions = {r.version for r in results}
+    checker = segmenter(adaptation__mode="off")
+    assert len(versions) >= 2  # new weights were installed while the stream ran
+    assert torch.get_num_threads() == 2  # the thread split is undone on close
+    for r, img in zip(results, [*images, images[0]]):
+        expected = _prediction_with(checker, published[r.version], img)
+        assert np.array_equal(r.result.frames[0].labels, expected.labels)
+        assert np.array_equal(r.result.frames[0].confidence, expected.confidence)
+        assert r.lag is None or r.lag >= 1  # never predicted with weights adapted on itself
+
+
+@pytest.mark.timeout(120)
+def test_schedule_switch_at_run_time():
+    seg = segmenter(adaptation__mode="continual")
+    stream = StreamSegmenter(seg)
+    stream.segment(frames(1)[0])
+    stream.update(adaptation__schedule="async")
+    assert stream.schedule == "async" and torch.get_num_threads() == 1  # cores split between the two sides
+    assert threading.active_count() >= 2
+    for img in frames(4):
+        stream.segment(img)
+    time.sleep(0.2)
+    adapter = stream._adapter
+    stream.update(adaptation__schedule="sync")
+    assert stream._adapter is None and not adapter.thread.is_alive() if adapter.thread else True
+    assert torch.get_num_threads() == 2
+    # the prediction side carries on from the adaptation side's weights
+    for (_, p), (_, q) in zip(seg.method.named_params, adapter.method.named_params):
+        assert torch.equal(p, q)
+    out = stream.segment(frames(1)[0])
+    assert out.result.status == "ok" and out.lag == 0
