@@ -169,7 +169,7 @@ def _replay(st: StreamSegmenter, stream: StreamData, rate: float, cost: Clock, p
     steps_before = 0
 
     def newest_arrived(t: float, first: int) -> int:
-        k = min(n - 1, int(math.floor(t * rate + 1e-9)))
+        k = min(n - 1, math.floor(t * rate + 1e-9))
         return max(k, first)
 
     def run_predict(k: int, start: float) -> float:
@@ -281,10 +281,13 @@ def _score(st, stream, arrival, published, per_frame, nc, ignore, rate, cost) ->
         "adaptation_steps": stats["steps"],
         "lag_frames_median": _median([r["lag"] for r in per_frame if r["lag"] is not None]),
         "segments": [
-            {"segment": s, "miou_camera": seg_camera[s].compute()["mIoU"],
-             "miou_processed": seg_processed[s].compute()["mIoU"] if seg_processed[s].images else None}
+            {
+                "segment": s,
+                "miou_camera": seg_camera[s].compute()["mIoU"],
+                "miou_processed": seg_processed[s].compute()["mIoU"] if seg_processed[s].images else None,
+            }
             for s in stream.segments
-        ],  # fmt: skip
+        ],
         "processed": per_frame,
         "timeline": timeline,
     }

@@ -128,10 +128,10 @@ class AdaptationControl:
             if prev - last < a.plateau * abs(prev):
                 self._stopped = "plateau"
                 return False
-        if a.budget_ms > 0 and self.step_time is not None:
-            if (now - self._t_frame) + self.step_time > a.budget_ms / 1000.0:
-                self._stopped = "budget"
-                return False
+        budget = a.budget_ms / 1000.0
+        if budget > 0 and self.step_time is not None and (now - self._t_frame) + self.step_time > budget:
+            self._stopped = "budget"
+            return False
         self._t_step = self.clock()
         return True
 
