@@ -257,15 +257,17 @@ class Segmenter:
 def upsample_argmax(probs: torch.Tensor, size: tuple[int, int], keep: bool, chunk: int | None = None):
     """Bilinear upsampling of class probabilities, then max / argmax, a few classes at a time.
 
-    ``chunk`` classes are upsampled at once; by default as many as fit in
-    :data:`POST_BUDGET` elements (at least one), so memory is bounded by the output
-    size, not classes x output size.  Each class is interpolated on its own and ties
-    go to the lowest class index, so the labels and confidence do not depend on
-    ``chunk``.  ``keep`` (the full volume) is for callers that ask for it.
+    ``chunk`` classes are upsampled at once: 16 while that fits in :data:`POST_BUDGET`
+    elements (up to 1 Mpx: exactly the computation of earlier versions), fewer for larger
+    outputs, down to one class at a time, so memory is bounded by the output size, not
+    classes x output size.  Each class is interpolated on its own and ties go to the
+    lowest class index, so the labels do not depend on ``chunk`` (PyTorch may round a
+    3-class chunk differently in the last bit of the confidence).  ``keep`` (the full
+    volume) is for callers that ask for it.
     """
     n = probs.shape[0]
     if chunk is None:
-        chunk = max(1, min(n, POST_BUDGET // max(1, size[0] * size[1])))
+        chunk = max(1, min(16, POST_BUDGET // max(1, size[0] * size[1])))
     best = labels = None
     kept = []
     for c0 in range(0, n, chunk):
