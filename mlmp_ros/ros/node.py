@@ -301,6 +301,7 @@ class SegmentNode(Node):
         self.settings = NodeSettings.from_values(values)
         # The configuration accepted so far (the worker's segmenter catches up between frames).
         self.accepted = core_config(values)
+        ClassList.resolve(self.accepted.classes)  # a typo in the class list fails before the model loads
         self.segmenter: Segmenter | None = None
         self.stats = Stats()
         self._work = WorkQueue()
