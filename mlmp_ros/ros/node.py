@@ -12,6 +12,7 @@ Run: ``mlmp-segment --ros-args --params-file config/segment.yaml -r image:=/came
 from __future__ import annotations
 
 import gc
+import itertools
 import logging
 import os
 import signal
@@ -23,9 +24,8 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-import yaml
-
 import rclpy
+import yaml
 from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
 from rcl_interfaces.msg import SetParametersResult
 from rclpy.callback_groups import MutuallyExclusiveCallbackGroup
@@ -876,7 +876,7 @@ def command_line_overrides(argv: list[str]) -> dict[str, str]:
     """``-p name:=value`` / ``--param name:=value`` of the command line (the last one per name), as text."""
     tokens = _ros_arguments(argv)
     found: dict[str, str] = {}
-    for flag, arg in zip(tokens, tokens[1:]):
+    for flag, arg in itertools.pairwise(tokens):
         if flag in ("-p", "--param") and ":=" in arg:
             name, text = arg.split(":=", 1)
             found[name.split(":", 1)[-1] if name.count(":") == 1 else name] = text

@@ -85,6 +85,7 @@ def test_latency_is_measured_from_reception_not_from_the_stamp(live):
     diag = live.wait_for_diagnostics(lambda d: d.values["stamp_age_ms"] != "", timeout=10.0, after=sent)
     assert 0 <= float(diag.values["stamp_age_ms"]) < 600_000
     assert "time_since_last_output_s" in diag.values and "expected_frame_ms" in diag.values
+    assert diag.values["frames_lost_in_dds"] == "0"  # loopback, reliable: nothing lost
 
 
 def test_class_list_typos_and_too_many_classes_are_refused_at_run_time(live):
