@@ -12,7 +12,7 @@ from __future__ import annotations
 import io
 import json
 import sys
-import warnings
+import threading
 from collections.abc import Mapping, Sequence
 
 import cv2
@@ -54,6 +54,7 @@ OUTPUT_ENCODINGS: dict[str, tuple[int, type]] = {
 }
 
 COMPRESSED_FORMATS = ("jpeg", "jpg", "png")
+_PIL_LOCK = threading.Lock()  # compressed_size lifts PIL's global pixel limit for one header read
 
 
 class BadFrame(ValueError):
@@ -120,13 +121,15 @@ def compressed_size(msg: CompressedImage) -> tuple[int, int] | None:
     """
     from PIL import Image as PILImage
 
-    try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")  # PIL's DecompressionBombWarning: the caller decides
+    with _PIL_LOCK:
+        limit, PILImage.MAX_IMAGE_PIXELS = PILImage.MAX_IMAGE_PIXELS, None  # the caller judges the size
+        try:
             with PILImage.open(io.BytesIO(bytes(msg.data))) as img:
                 width, height = img.size
-    except Exception:  # noqa: BLE001 - PIL raises many kinds for bad data; decoding will say why
-        return None
+        except Exception:  # noqa: BLE001 - PIL raises many kinds for bad data; decoding will say why
+            return None
+        finally:
+            PILImage.MAX_IMAGE_PIXELS = limit
     return int(height), int(width)
 
 

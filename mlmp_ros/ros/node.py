@@ -613,7 +613,11 @@ class SegmentNode(Node):
             if h <= 0 or w <= 0:
                 return  # the conversion reports empty images
         if h * w > settings.max_pixels:
-            raise BadFrame(f"a {w}x{h} frame has {h * w} pixels, more than input.max_pixels {settings.max_pixels}")
+            limit = f"more than input.max_pixels {settings.max_pixels}"
+            if isinstance(msg, CompressedImage):
+                raise BadFrame(f"a compressed frame ({len(msg.data)} bytes) would decode to {w}x{h} = {h * w} "
+                               f"pixels, {limit}; not decoded")
+            raise BadFrame(f"a {w}x{h} frame has {h * w} pixels, {limit}")
         try:
             self.segmenter.check_size(h, w)
         except FrameLimitError as exc:

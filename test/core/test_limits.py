@@ -130,3 +130,15 @@ def test_more_classes_than_16_bit_labels_hold_are_refused():
     assert len(ClassList.from_lines([f"c{i}" for i in range(MAX_CLASSES)])) == MAX_CLASSES
     with pytest.raises(ConfigError, match="16-bit"):
         ClassList.from_lines([f"c{i}" for i in range(MAX_CLASSES + 1)])
+
+
+def test_the_adaptation_failed_warning_is_throttled(make_config, caplog):
+    # A huge learning rate: the second step's loss is NaN on every frame.
+    seg = Segmenter(make_config(adaptation__steps=2, adaptation__lr=1e30))
+    image = np.random.default_rng(1).integers(0, 255, (48, 64, 3), dtype=np.uint8)
+    with caplog.at_level("WARNING", logger="mlmp_ros.methods"):
+        statuses = [seg.segment([image]).status for _ in range(3)]
+    assert all(s.startswith("restored") for s in statuses), statuses
+    assert seg.method.failures == 3
+    lines = [r for r in caplog.records if "adaptation failed" in r.getMessage()]
+    assert len(lines) == 1  # one warning per 5 s, not one per frame

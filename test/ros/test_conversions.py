@@ -308,3 +308,11 @@ def test_a_compressed_image_size_is_read_from_its_header():
             compressed_to_rgb(msg, max_pixels=30 * 50 - 1)
         assert compressed_to_rgb(msg, max_pixels=30 * 50).shape == (30, 50, 3)
     assert compressed_size(CompressedImage(format="jpeg", data=b"not an image")) is None
+    # Beyond PIL's own decompression-bomb limit the size is still read (and PIL's limit is kept).
+    from PIL import Image as PILImage
+
+    from .test_node_compressed import huge_png
+
+    limit = PILImage.MAX_IMAGE_PIXELS
+    assert compressed_size(CompressedImage(format="png", data=huge_png(20000, 10000))) == (10000, 20000)
+    assert limit == PILImage.MAX_IMAGE_PIXELS
