@@ -223,6 +223,10 @@ class Stats:
             if replaced:
                 self.dropped += 1
 
+    def dropped_waiting(self) -> None:
+        with self.lock:
+            self.dropped += 1
+
     def replaced_while_waiting(self) -> None:
         with self.lock:
             self.dropped += 1
@@ -512,7 +516,7 @@ class SegmentNode(Node):
             else:
                 self._unsubscribe()
                 if self._work.take_frame() is not None:
-                    self.stats.replaced_while_waiting()
+                    self.stats.dropped_waiting()
                 self._work.put_call(self._release_memory)
                 response.message = (f"disabled: unsubscribed from {self._input_topic}; working memory released, "
                                     "the model stays loaded")
