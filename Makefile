@@ -10,10 +10,11 @@ PYTEST_ARGS ?=
 
 .PHONY: install demo test lint clean
 
+# The stamp depends on setup.py: a changed dependency list (a new extra) reinstalls.
 $(STAMP): setup.py setup.cfg package.xml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -e '.[ros,bench,test]'
+	$(BIN)/python -m pip install --quiet -e '.[ros,bench,test,cluster]'
 	touch $(STAMP)
 
 install: $(STAMP)

@@ -52,7 +52,7 @@ from .suite import (
     run_suite,
 )
 
-TASK_NAME = "mlmp_trial"  # worker processes running a trial are titled "ray::mlmp_trial"
+TASK_NAME = "mlmp_trial"  # a worker running a trial is titled "ray::mlmp_trial <trial key>" (ps, dashboard)
 _SETTINGS = {"gpus_per_trial": (int, float), "cpus_per_trial": (int, float), "max_retries": (int,)}
 
 
@@ -71,10 +71,7 @@ class RaySettings:
     max_retries: int = 2  # re-runs of a trial whose worker died (3 attempts in all)
 
     def __post_init__(self) -> None:
-        problems = _check_values(
-            {"gpus_per_trial": self.gpus_per_trial, "cpus_per_trial": self.cpus_per_trial,
-             "max_retries": self.max_retries}  # fmt: skip
-        )
+        problems = _check_values({key: getattr(self, key) for key in _SETTINGS})
         if problems:
             raise ClusterError("; ".join(problems))
 
@@ -228,13 +225,13 @@ class RayExecutor(TrialExecutor):
         self.summary = ClusterSummary(resources={k: float(v) for k, v in ray.cluster_resources().items()
                                                  if k in ("CPU", "GPU", "memory")})  # fmt: skip
         self._check_fits()
-        self._task = ray.remote(run_trial_task).options(
-            name=TASK_NAME,
-            num_cpus=settings.cpus_per_trial,
-            num_gpus=settings.gpus_per_trial,
-            max_retries=settings.max_retries,
-            retry_exceptions=False,  # a trial's own error is recorded, not retried; a lost worker is retried
-        )
+        self._task = ray.remote(run_trial_task)
+        self._task_options = {
+            "num_cpus": settings.cpus_per_trial,
+            "num_gpus": settings.gpus_per_trial,
+            "max_retries": settings.max_retries,
+            "retry_exceptions": False,  # a trial's own error is recorded, not retried; a lost worker is retried
+        }
         self._pending: dict[Any, TrialJob] = {}
         self._labels: dict[str, str] = {}
         self._addresses: dict[str, str] = {}
@@ -254,7 +251,8 @@ class RayExecutor(TrialExecutor):
 
     # ---------------------------------------------------------------- executor
     def submit(self, session: BenchSession, job: TrialJob) -> None:
-        ref = self._task.remote(job, max(1, int(self.settings.cpus_per_trial)))
+        task = self._task.options(name=f"{TASK_NAME} {job.key}", **self._task_options)
+        ref = task.remote(job, max(1, int(self.settings.cpus_per_trial)))
         self._pending[ref] = job
         self._collect(session, timeout=0)
 

@@ -93,6 +93,8 @@ def cluster():
         **RAY_ENV,
         "PYTHONPATH": os.pathsep.join([str(REPO), *filter(None, [os.environ.get("PYTHONPATH")])]),
         "OMP_NUM_THREADS": "1",
+        # keep this process's idle workers (torch imported) while the killed driver's job runs
+        "RAY_num_workers_soft_limit": "6",
     }
     head = subprocess.Popen(
         [str(RAY), "start", "--head", "--block", "--node-ip-address=127.0.0.1", f"--port={port}", "--num-cpus=2",
@@ -233,36 +235,54 @@ def test_a_bag_the_worker_cannot_see_fails_that_trial_with_the_reason(
     assert "file system that every Ray node mounts" in record["reason"]
 
 
-def test_a_worker_killed_mid_trial_is_retried_and_recorded_once(cluster: Cluster, data: Path, tmp_path: Path) -> None:
+def test_killed_workers_are_retried_within_bounds_and_each_trial_recorded_once(
+    cluster: Cluster, data: Path, tmp_path: Path
+) -> None:
+    """Trial A's worker is killed on its first attempt and on its retry (max_retries 1: lost),
+    trial B's once (retried, finished); every other trial goes on."""
     suite = load_suite(suite_file(tmp_path, data, "kill", seeds=[0, 1, 2],
                                   scenarios=[{"dataset": "voc20", "methods": ["tent", "mlmp"]}],
-                                  core={"model": "mlmp-tiny-test", "weights": "random", "adaptation": {"steps": 5}}))  # fmt: skip
-    killed: list[tuple[int, str]] = []
+                                  core={"model": "mlmp-tiny-test", "weights": "random", "adaptation": {"steps": 10}}))  # fmt: skip
+    budget = [2, 1]  # kills for the first and the second trial seen running
+    kills: dict[str, list[int]] = {}
     stop = threading.Event()
 
-    def kill_first_trial_worker() -> None:
-        while not stop.is_set() and not killed:
+    def killer() -> None:
+        while not stop.is_set() and sum(budget) > len(sum(kills.values(), [])):
             for pid in cluster.trial_workers():
-                title = _title(pid)
-                os.kill(pid, signal.SIGKILL)
-                killed.append((pid, title))
-                break
-            time.sleep(0.01)
+                key = _title(pid).split(" ", 1)[1]
+                if key not in kills and len(kills) < len(budget):
+                    kills[key] = []
+                if key in kills and len(kills[key]) < budget[list(kills).index(key)] and pid not in kills[key]:
+                    os.kill(pid, signal.SIGKILL)
+                    kills[key].append(pid)
+            time.sleep(0.005)
 
-    killer = threading.Thread(target=kill_first_trial_worker, daemon=True)
-    killer.start()
+    thread = threading.Thread(target=killer, daemon=True)
+    thread.start()
     try:
-        counts, summary = run_suite_on_ray(suite, RaySettings(address=cluster.address, max_retries=2), progress=False)
+        counts, summary = run_suite_on_ray(suite, RaySettings(address=cluster.address, max_retries=1), progress=False)
     finally:
         stop.set()
-        killer.join(10)
-    assert killed, "no trial worker was seen running"
-    assert (counts.run, counts.not_run) == (6, 0) and summary.failed == 0
-    records = by_key(ResultStore(suite.out).read())
-    assert len(records) == 6 and all(r["status"] == DONE for r in records.values())
+        thread.join(10)
+    (a, pids_a), (b, pids_b) = kills.items()
+    assert len(pids_a) == 2 and len(pids_b) == 1  # A ran again in a new process after its first kill
+    by_key(ResultStore(suite.out).read())  # no key twice
+    records = {(r["method"], f"seed{r['seed']}"): r for r in ResultStore(suite.out).read()}  # one per trial
+    lost, retried = records[tuple(a.split("|")[2::4])], records[tuple(b.split("|")[2::4])]
+    assert len(records) == 6 and (counts.run, counts.not_run) == (5, 1) and (summary.failed, summary.lost) == (1, 1)
+    assert lost["status"] == NOT_RUN and "worker running this trial was lost 2 time(s)" in lost["reason"]
+    assert retried["status"] == DONE and retried["key"] == b and retried["loss_per_step"]
     assert sorted((r["method"], r["seed"]) for r in records.values()) == [
         (m, s) for m in ("mlmp", "tent") for s in (0, 1, 2)
     ]
+
+    resumed = []
+    again, _ = run_suite_on_ray(suite, RaySettings(address=cluster.address), progress=False,
+                                on_record=lambda r: resumed.append(r["key"]))  # fmt: skip
+    assert (again.run, again.reused) == (1, 5) and resumed == [a]
+    done = [r["key"] for r in ResultStore(suite.out).read() if r["status"] == DONE]
+    assert len(done) == len(set(done)) == 6
 
 
 def test_rerun_after_the_driver_is_killed_does_no_finished_trial_again(
