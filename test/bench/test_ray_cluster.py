@@ -248,7 +248,7 @@ def test_killed_workers_are_retried_within_bounds_and_each_trial_recorded_once(
     stop = threading.Event()
 
     def killer() -> None:
-        while not stop.is_set() and sum(budget) > len(sum(kills.values(), [])):
+        while not stop.is_set() and sum(budget) > sum(map(len, kills.values())):
             for pid in cluster.trial_workers():
                 key = _title(pid).split(" ", 1)[1]
                 if key not in kills and len(kills) < len(budget):
