@@ -25,6 +25,7 @@ import pytest
 import torch
 import yaml
 
+from mlmp_ros.bench import cli
 from mlmp_ros.bench.cluster import TASK_NAME, ClusterError, RayExecutor, RaySettings, ray_settings, run_suite_on_ray
 from mlmp_ros.bench.suite import DONE, NOT_RUN, ResultStore, SuiteError, load_suite, run_suite
 
@@ -172,7 +173,7 @@ def by_key(records: list[dict]) -> dict[str, dict]:
     return {r["key"]: r for r in records}
 
 
-def test_ray_records_equal_the_local_executors(cluster: Cluster, data: Path, tmp_path: Path) -> None:
+def test_ray_records_equal_the_local_executors(cluster: Cluster, data: Path, tmp_path: Path, capfd) -> None:
     local_suite = load_suite(suite_file(tmp_path, data, "local"))
     ray_suite = load_suite(suite_file(tmp_path, data, "ray"))
     threads = torch.get_num_threads()
@@ -181,7 +182,9 @@ def test_ray_records_equal_the_local_executors(cluster: Cluster, data: Path, tmp
         local = run_suite(local_suite, progress=False)
     finally:
         torch.set_num_threads(threads)
-    counts, summary = run_suite_on_ray(ray_suite, RaySettings(address=cluster.address), progress=False)
+    counts, summary = run_suite_on_ray(ray_suite, RaySettings(address=cluster.address), progress=True)
+    bar = capfd.readouterr().err
+    assert "trials:" in bar and "6/6" in bar and "done per node:" in bar and "(127.0.0.1)=4" in bar
     assert (counts.run, counts.reused, counts.not_run) == (local.run, local.reused, local.not_run) == (4, 0, 2)
 
     a, b = by_key(ResultStore(local_suite.out).read()), by_key(ResultStore(ray_suite.out).read())
@@ -286,7 +289,7 @@ def test_killed_workers_are_retried_within_bounds_and_each_trial_recorded_once(
 
 
 def test_rerun_after_the_driver_is_killed_does_no_finished_trial_again(
-    cluster: Cluster, data: Path, tmp_path: Path
+    cluster: Cluster, data: Path, tmp_path: Path, capsys
 ) -> None:
     path = suite_file(tmp_path, data, "driver", seeds=[0, 1, 2],
                       scenarios=[{"dataset": "voc20", "methods": ["tent", "mlmp"]}])  # fmt: skip
@@ -319,6 +322,11 @@ def test_rerun_after_the_driver_is_killed_does_no_finished_trial_again(
     after = ResultStore(store).read()
     assert after[: len(before)] == before
     assert len(by_key(after)) == 6 and all(r["status"] == DONE for r in after)
+
+    # the command's summary (this process's Ray connection is reused)
+    assert cli.main(["suite", str(path), "--executor", "ray", "--no-progress"]) == 0
+    out = capsys.readouterr().out
+    assert "0 trials run, 6 already in the store, 0 not run" in out and "cluster: 0 node(s) ran trials" in out
 
 
 def test_resources_are_checked_before_anything_runs(cluster: Cluster, data: Path, tmp_path: Path) -> None:
