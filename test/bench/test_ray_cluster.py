@@ -296,7 +296,7 @@ def test_rerun_after_the_driver_is_killed_does_no_finished_trial_again(
     store = tmp_path / "driver" / "results.jsonl"
     proc = subprocess.Popen(
         [sys.executable, "-m", "mlmp_ros.bench.cli", "suite", str(path), "--executor", "ray", "--address",
-         cluster.address, "--no-progress"],
+         cluster.address, "--no-progress", "--cpus-per-trial", "2"],  # one worker process to start
         cwd=REPO, env={**cluster.env, "PYTHONWARNINGS": "ignore"}, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
     )  # fmt: skip
     try:
