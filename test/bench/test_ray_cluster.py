@@ -12,7 +12,6 @@ from __future__ import annotations
 import dataclasses
 import os
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -36,12 +35,6 @@ RAY = Path(sys.executable).with_name("ray")
 pytestmark = [pytest.mark.filterwarnings("ignore:RANDOM WEIGHTS"), pytest.mark.timeout(180)]
 # Fields that say when and where a trial ran, not what it computed.
 WHEN_WHERE = {"started", "finished", "wall_s", "timing", "host"}
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def _pids_under(root: int) -> set[int]:
@@ -88,7 +81,6 @@ class Cluster:
 @pytest.fixture(scope="module")
 def cluster():
     temp = tempfile.mkdtemp(prefix="mlmp-ray-", dir="/tmp")  # short: Ray's socket paths must fit
-    port = _free_port()
     env = {
         **os.environ,
         **RAY_ENV,
@@ -98,7 +90,7 @@ def cluster():
         "RAY_num_workers_soft_limit": "6",
     }
     head = subprocess.Popen(
-        [str(RAY), "start", "--head", "--block", "--node-ip-address=127.0.0.1", f"--port={port}", "--num-cpus=2",
+        [str(RAY), "start", "--head", "--block", "--node-ip-address=127.0.0.1", "--port=0", "--num-cpus=2",
          "--num-gpus=0", f"--temp-dir={temp}", "--include-dashboard=false", "--disable-usage-stats"],
         env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, start_new_session=True,
     )  # fmt: skip
@@ -106,14 +98,17 @@ def cluster():
     os.environ.update(RAY_ENV)
     try:
         deadline = time.monotonic() + 60
-        while not list(Path(temp).glob("session_*/sockets/raylet")):
+        address_file = Path(temp, "ray_current_cluster")  # port 0: Ray picks a free one and writes it here
+        while not (address_file.is_file() and list(Path(temp).glob("session_*/sockets/raylet"))):
             assert head.poll() is None, head.stderr.read().decode()[-3000:]
             assert time.monotonic() < deadline, "the Ray head did not come up within 60 s"
             time.sleep(0.2)
+        address = address_file.read_text().strip()
+        assert address.startswith("127.0.0.1:"), address  # loopback only
         import ray
 
-        ray.init(address=f"127.0.0.1:{port}", log_to_driver=False, logging_level="WARNING")
-        yield Cluster(f"127.0.0.1:{port}", head, env)
+        ray.init(address=address, log_to_driver=False, logging_level="WARNING")
+        yield Cluster(address, head, env)
     finally:
         import ray
 
@@ -131,6 +126,7 @@ def cluster():
                 pass
         head.wait(timeout=30)
         head.stderr.close()
+        time.sleep(0.2)  # let the killed processes' last writes land before removing their folder
         for key, value in saved.items():
             if value is None:
                 os.environ.pop(key, None)
