@@ -37,6 +37,7 @@ import time
 from collections import Counter
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 from .suite import (
@@ -158,7 +159,7 @@ def run_trial_task(job: TrialJob, threads: int) -> dict[str, Any]:
         config = job.config
         if config.device == "auto" and not ray.get_gpu_ids():
             config = config.replace(device="cpu")  # no GPU declared for this trial: do not take one
-        frames_key = (job.bag, job.options.limit)
+        frames_key = (job.bag, job.options.limit, _stamp(job.bag))  # a bag written again is read again
         if _CACHE.frames_key != frames_key:
             _CACHE.frames, _CACHE.frames_key = None, None
             _CACHE.frames = load_frames(job.bag, limit=job.options.limit)
@@ -172,6 +173,13 @@ def run_trial_task(job: TrialJob, threads: int) -> dict[str, Any]:
     except Exception as err:  # noqa: BLE001 - the driver records it as "not run"
         out.update(ok=False, reason=_reason(err))
     return out
+
+
+def _stamp(path: str) -> tuple[int, int]:
+    """(newest modification time, total size) of a bag's files."""
+    files = [p for p in Path(path).rglob("*") if p.is_file()] if os.path.isdir(path) else [Path(path)]
+    stats = [f.stat() for f in files]
+    return max((s.st_mtime_ns for s in stats), default=0), sum(s.st_size for s in stats)
 
 
 # ------------------------------------------------------------------ driver side
@@ -199,8 +207,12 @@ class ClusterSummary:
         return (
             f"cluster: {len(self.nodes)} node(s) ran trials ({per_node}); {self.failed} failed there"
             f"{f' ({self.lost} lost their worker on every attempt)' if self.lost else ''}; {self.wall_s:.1f} s; "
-            f"cluster resources {', '.join(f'{k} {v:g}' for k, v in sorted(self.resources.items()))}"
+            f"cluster resources: {self._resources()}"
         )
+
+
+    def _resources(self) -> str:
+        return ", ".join(f"{k} {v / 1e9:.1f} GB" if k == "memory" else f"{k} {v:g}" for k, v in sorted(self.resources.items()))
 
 
 class RayExecutor(TrialExecutor):

@@ -73,9 +73,11 @@ class Cluster:
     head: subprocess.Popen
     env: dict[str, str]
 
-    def trial_workers(self) -> list[int]:
-        """Worker processes of this cluster running a trial right now."""
-        return [p for p in _pids_under(self.head.pid) if _title(p).startswith(f"ray::{TASK_NAME}")]
+    def trial_workers(self) -> dict[int, str]:
+        """Worker processes of this cluster running a trial right now: pid -> trial key."""
+        prefix = f"ray::{TASK_NAME} "
+        titles = {pid: _title(pid) for pid in _pids_under(self.head.pid)}
+        return {pid: t[len(prefix):] for pid, t in titles.items() if t.startswith(prefix)}
 
 
 @pytest.fixture(scope="module")
@@ -248,8 +250,7 @@ def test_killed_workers_are_retried_within_bounds_and_each_trial_recorded_once(
 
     def killer() -> None:
         while not stop.is_set() and sum(budget) > sum(map(len, kills.values())):
-            for pid in cluster.trial_workers():
-                key = _title(pid).split(" ", 1)[1]
+            for pid, key in cluster.trial_workers().items():
                 if key not in kills and len(kills) < len(budget):
                     kills[key] = []
                 if key in kills and len(kills[key]) < budget[list(kills).index(key)] and pid not in kills[key]:
