@@ -17,10 +17,11 @@ JAZZY_TESTS ?= test/ros test/core
 
 .PHONY: install install-jazzy demo test test-kilted test-jazzy lint clean
 
+# The stamp depends on setup.py: a changed dependency list (a new extra) reinstalls.
 $(STAMP): setup.py setup.cfg package.xml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -e '.[ros,bench,test]'
+	$(BIN)/python -m pip install --quiet -e '.[ros,bench,test,cluster]'
 	touch $(STAMP)
 
 install: $(STAMP)

@@ -58,6 +58,8 @@ setup(
         ],
         "bench": ["imagecorruptions-imaug>=1.1.5", "matplotlib", "tqdm"],
         "test": ["pytest", "pytest-timeout", "torchmetrics", "mcap", "mcap-ros2-support", "colcon-common-extensions"],
+        # mlmp-bench suite --executor ray: every trial a Ray task (install on the driver and every node).
+        "cluster": ["ray==2.60.0"],
     },
     zip_safe=False,
     maintainer="mlmp_ros maintainers",
