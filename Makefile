@@ -1,31 +1,53 @@
 # Two entry points for a fresh machine (see README):
 #   make demo   install everything into .venv, run the node on the bundled sample stream
-#   make test   install if needed, run the test suite
+#   make test   install if needed, run the test suite on ROS 2 Kilted (Python 3.11), then the
+#               node and core tests on ROS 2 Jazzy (Python 3.12, a second venv: .venv-jazzy)
 PYTHON ?= python3.11
 VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.mlmp-installed
 DEMO_ARGS ?=
 PYTEST_ARGS ?=
+# Jazzy leg: the first Python 3.12 found (PATH, pyenv, /usr/bin).
+PYTHON_JAZZY ?= $(shell for p in python3.12 $$HOME/.pyenv/versions/3.12*/bin/python3.12 /usr/bin/python3.12; do \
+	$$p -c 'import sys; assert sys.version_info[:2] == (3, 12)' >/dev/null 2>&1 && { echo $$p; break; }; done)
+VENV_JAZZY ?= .venv-jazzy
+JAZZY_STAMP := $(VENV_JAZZY)/.mlmp-installed
+JAZZY_TESTS ?= test/ros test/core
 
-.PHONY: install demo test lint clean
+.PHONY: install install-jazzy demo test test-kilted test-jazzy lint clean
 
+# The stamp depends on setup.py: a changed dependency list (a new extra) reinstalls.
 $(STAMP): setup.py setup.cfg package.xml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -e '.[ros,bench,test]'
+	$(BIN)/python -m pip install --quiet -e '.[ros,bench,test,cluster]'
 	touch $(STAMP)
 
 install: $(STAMP)
 
+$(JAZZY_STAMP): setup.py setup.cfg package.xml
+	@test -n "$(PYTHON_JAZZY)" || { echo "make test-jazzy: no Python 3.12 found (set PYTHON_JAZZY=/path/to/python3.12)" >&2; exit 1; }
+	$(PYTHON_JAZZY) -m venv $(VENV_JAZZY)
+	$(VENV_JAZZY)/bin/python -m pip install --quiet --upgrade pip
+	$(VENV_JAZZY)/bin/python -m pip install --quiet -e '.[jazzy,bench,test]'
+	touch $(JAZZY_STAMP)
+
+install-jazzy: $(JAZZY_STAMP)
+
 demo: $(STAMP)
 	$(BIN)/mlmp-demo $(DEMO_ARGS)
 
-test: $(STAMP)
+test: test-kilted test-jazzy
+
+test-kilted: $(STAMP)
 	$(BIN)/python -m pytest -q $(PYTEST_ARGS)
+
+test-jazzy: $(JAZZY_STAMP)
+	$(VENV_JAZZY)/bin/python -m pytest -q -p no:cacheprovider $(PYTEST_ARGS) $(JAZZY_TESTS)
 
 lint: $(STAMP)
 	$(BIN)/python -m pip install --quiet ruff && $(BIN)/ruff check mlmp_ros test benchmarks launch
 
 clean:
-	rm -rf $(VENV) build *.egg-info demo_out
+	rm -rf $(VENV) $(VENV_JAZZY) build *.egg-info demo_out

@@ -47,8 +47,19 @@ setup(
             "ros-diagnostic-msgs",
             "ros-rmw-fastrtps-cpp",
         ],
+        # ROS 2 Jazzy (Python 3.12) from the PyPI wheels: the second CI leg (make test-jazzy).
+        "jazzy": [
+            "ros-jazzy-rclpy==7.1.6",
+            "ros-jazzy-sensor-msgs",
+            "ros-jazzy-std-msgs",
+            "ros-jazzy-std-srvs",
+            "ros-jazzy-diagnostic-msgs",
+            "ros-jazzy-rmw-fastrtps-cpp",
+        ],
         "bench": ["imagecorruptions-imaug>=1.1.5", "matplotlib", "tqdm"],
         "test": ["pytest", "pytest-timeout", "torchmetrics", "mcap", "mcap-ros2-support", "colcon-common-extensions"],
+        # mlmp-bench suite --executor ray: every trial a Ray task (install on the driver and every node).
+        "cluster": ["ray==2.60.0"],
     },
     zip_safe=False,
     maintainer="mlmp_ros maintainers",

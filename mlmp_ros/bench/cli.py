@@ -265,7 +265,21 @@ def add_suite(sub: Any) -> None:
     p.add_argument("--limit", type=_positive, help="only the first N images of each split (a quick check)")
     p.add_argument("--set", action="append", metavar="KEY=VALUE", help="core setting for every method, repeatable")
     p.add_argument("--no-progress", action="store_true")
+    add_cluster_arguments(p)
     p.set_defaults(handler=cmd_suite)
+
+
+def add_cluster_arguments(p: argparse.ArgumentParser) -> None:
+    """--executor ray and its settings (mlmp_ros.bench.cluster)."""
+    g = p.add_argument_group("cluster", "run every trial as a Ray task (pip install 'mlmp_ros[cluster]')")
+    g.add_argument("--executor", choices=("local", "ray"), default="local",
+                   help="local: trials one after another here (default); ray: on a Ray cluster")  # fmt: skip
+    g.add_argument("--address", help="Ray cluster: auto (the one started on this machine) or HOST:PORT "
+                   "(default: RAY_ADDRESS, else a Ray instance started here)")  # fmt: skip
+    g.add_argument("--gpus-per-trial", type=float, metavar="N", help="GPUs a trial needs, may be fractional "
+                   "(default: the suite's cluster.gpus_per_trial, else 0: CPU)")  # fmt: skip
+    g.add_argument("--cpus-per-trial", type=float, metavar="N", help="CPUs a trial needs (default 1)")
+    g.add_argument("--max-retries", type=int, metavar="N", help="re-runs of a trial whose worker died (default 2)")
 
 
 def suite_path(text: str) -> Path:
@@ -301,9 +315,19 @@ def cmd_suite(args: argparse.Namespace) -> int:
     if args.list:
         print(describe_suite(suite))
         return 0
-    counts = run_suite(suite, resume=args.resume, progress=not args.no_progress)
+    summary = None
+    if args.executor == "ray":
+        from .cluster import ray_settings, run_suite_on_ray
+
+        settings = ray_settings(suite, address=args.address, gpus_per_trial=args.gpus_per_trial,
+                                cpus_per_trial=args.cpus_per_trial, max_retries=args.max_retries)  # fmt: skip
+        counts, summary = run_suite_on_ray(suite, settings, resume=args.resume, progress=not args.no_progress)
+    else:
+        counts = run_suite(suite, resume=args.resume, progress=not args.no_progress)
     failed = _print_not_run(suite.out / "results.jsonl", counts.keys)
     print(f"{counts.run} trials run, {counts.reused} already in the store, {counts.not_run} not run")
+    if summary is not None:
+        print(summary.text())
     print(f"results: {suite.out / 'results.jsonl'}; tables and plots: {PROG} report {suite.out}")
     return 1 if failed else 0
 

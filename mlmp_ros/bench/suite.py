@@ -232,6 +232,7 @@ class Suite:
     examples: int = 3
     skip: list[dict[str, str]] = field(default_factory=list)
     source: Path | None = None
+    cluster: dict[str, Any] = field(default_factory=dict)  # per-trial resources with --executor ray (bench.cluster)
 
     @property
     def options(self) -> RunOptions:
@@ -276,6 +277,7 @@ def _matches(pattern: str | None, dataset: str) -> bool:
 _TOP_KEYS = {
     "name", "description", "core", "methods", "scenarios", "roots", "bags", "out", "storage", "severity",
     "channel_order", "presize", "limit", "batch_size", "trials", "seeds", "shuffle", "examples", "skip",
+    "cluster",
 }  # fmt: skip
 
 
@@ -376,6 +378,9 @@ def parse_suite(data: Mapping[str, Any], *, source: Path | None = None) -> Suite
 
     scenarios = _parse_scenarios(data.get("scenarios"), methods, p)
     skip = _parse_skip(data.get("skip"), p)
+    from .cluster import check_cluster_section
+
+    p.extend(check_cluster_section(data.get("cluster")))
 
     if not p:
         for method, overrides in methods.items():
@@ -404,6 +409,7 @@ def parse_suite(data: Mapping[str, Any], *, source: Path | None = None) -> Suite
         examples=examples,
         skip=skip,
         source=source,
+        cluster=dict(data.get("cluster") or {}),
     )
 
 
@@ -647,9 +653,11 @@ class BenchSession:
         progress: bool = True,
         total_trials: int = 0,
         on_record: Callable[[dict[str, Any]], None] | None = None,
+        executor: TrialExecutor | None = None,
     ) -> None:
         from tqdm import tqdm
 
+        self.executor = executor
         self.store = store
         self.progress = progress
         self.on_record = on_record
@@ -701,6 +709,22 @@ class BenchSession:
                 "finished": now,
             }
             self._write(record)
+
+    def record_trial(self, outcome: TrialOutcome) -> None:
+        """Save a finished trial's examples beside the store and append its record (the only writer)."""
+        record = outcome.record
+        if outcome.examples:
+            rel = Path("examples", record["dataset"], record["corruption"],
+                       f"{record['method']}-{record['config_hash']}-seed{record['seed']}.npz")
+            save_examples(self.store.folder / rel, outcome.examples, outcome.example_ids)
+            record["examples"] = rel.as_posix()
+        self._write(record)
+        self.bar.update(1)
+
+    def trial_not_run(self, job: TrialJob, reason: str) -> None:
+        """A "not run" record for one trial that an executor could not finish."""
+        plan = MethodPlan(job.method, job.config)
+        self._not_run_records(job.identity, plan, job.options, reason, [(job.trial, job.seed)])
 
     # ------------------------------------------------------------ running
     def run_scenario(
@@ -766,6 +790,12 @@ class BenchSession:
             self.bar.update(reused)
             if not todo:
                 return frames
+            if self.executor is not None:  # the executor runs them and hands back outcomes (bench.cluster)
+                for trial, seed in todo:
+                    self.executor.submit(self, TrialJob(dict(identity), plan.method, config, options,
+                                                        str(Path(bag_path).resolve()), trial, seed, key(trial, seed),
+                                                        digest))
+                return frames
             if frames is None:
                 frames = load_frames(bag_path, limit=options.limit, progress=self.progress)
             segmenter = Segmenter(config, loaded=self.models.get(config))
@@ -775,47 +805,88 @@ class BenchSession:
         try:
             while todo:
                 trial, seed = todo[0]
-                started, t0 = _now(), time.perf_counter()
+                job = TrialJob(identity, plan.method, config, options, str(bag_path), trial, seed, key(trial, seed),
+                               digest)
                 try:
-                    result = run_trial(
-                        segmenter,
-                        frames,
-                        seed=seed,
-                        batch_size=options.batch_size,
-                        shuffle=options.shuffle,
-                        examples=options.examples if trial == 0 else 0,
-                        progress=self.progress,
-                        desc=f"{identity['dataset']}/{identity['corruption']} {plan.method} seed {seed}",
-                    )
+                    outcome = execute_trial(job, segmenter, frames, progress=self.progress)
                 except Exception as err:  # noqa: BLE001 - recorded, the suite goes on
                     self._not_run_records(identity, plan, options, _reason(err), todo)
                     break
-                record = {
-                    **_record_base(identity, plan.method, config, options, trial, seed),
-                    **result.to_record(),
-                    "key": key(trial, seed),
-                    "status": DONE,
-                    "config_hash": digest,
-                    "config": config.flat(),
-                    "class_names": list(frames.info.get("class_names") or []),
-                    "random_weights": bool(segmenter.random_weights),
-                    "device": str(segmenter.device),
-                    "started": started,
-                    "finished": _now(),
-                    "wall_s": time.perf_counter() - t0,
-                    "examples": None,
-                }
-                if result.examples:
-                    rel = Path("examples", identity["dataset"], identity["corruption"],
-                               f"{plan.method}-{digest}-seed{seed}.npz")
-                    save_examples(self.store.folder / rel, result.examples, frames.ids[: options.examples])
-                    record["examples"] = rel.as_posix()
-                self._write(record)
-                self.bar.update(1)
+                self.record_trial(outcome)
                 todo.pop(0)
         finally:
             segmenter.reset()  # the shared model goes back to its source weights
         return frames
+
+
+@dataclass(frozen=True)
+class TrialJob:
+    """One trial: everything a process needs to run it and build its record (executors pickle it)."""
+
+    identity: dict[str, Any]  # dataset, corruption, base_dataset, condition, bag (as recorded)
+    method: str
+    config: Config  # the segmenter's config: the bag's classes and protocol applied
+    options: RunOptions
+    bag: str  # where the frames are read from
+    trial: int
+    seed: int
+    key: str
+    digest: str  # config hash
+
+
+@dataclass
+class TrialOutcome:
+    """A finished trial: its record, and the example arrays the store's writer saves beside it."""
+
+    record: dict[str, Any]
+    examples: dict[str, Any]
+    example_ids: list[str | None]
+
+
+class TrialExecutor:
+    """Runs trials somewhere else (see bench.cluster.RayExecutor); the session stays the only writer.
+
+    ``submit`` hands over one trial; ``finish`` waits for all of them. Each outcome goes back
+    through ``session.record_trial(outcome)`` or ``session.trial_not_run(job, reason)``.
+    """
+
+    def submit(self, session: BenchSession, job: TrialJob) -> None:
+        raise NotImplementedError
+
+    def finish(self, session: BenchSession) -> None:
+        raise NotImplementedError
+
+
+def execute_trial(job: TrialJob, segmenter: Segmenter, frames: BenchFrames, *, progress: bool = False) -> TrialOutcome:
+    """Run one trial of ``job`` with a segmenter built from ``job.config`` and build its finished record."""
+    options, identity = job.options, job.identity
+    started, t0 = _now(), time.perf_counter()
+    result = run_trial(
+        segmenter,
+        frames,
+        seed=job.seed,
+        batch_size=options.batch_size,
+        shuffle=options.shuffle,
+        examples=options.examples if job.trial == 0 else 0,
+        progress=progress,
+        desc=f"{identity['dataset']}/{identity['corruption']} {job.method} seed {job.seed}",
+    )
+    record = {
+        **_record_base(identity, job.method, job.config, options, job.trial, job.seed),
+        **result.to_record(),
+        "key": job.key,
+        "status": DONE,
+        "config_hash": job.digest,
+        "config": job.config.flat(),
+        "class_names": list(frames.info.get("class_names") or []),
+        "random_weights": bool(segmenter.random_weights),
+        "device": str(segmenter.device),
+        "started": started,
+        "finished": _now(),
+        "wall_s": time.perf_counter() - t0,
+        "examples": None,
+    }
+    return TrialOutcome(record, result.examples, list(frames.ids[: options.examples]))
 
 
 def _frame_count(info: Mapping[str, Any]) -> int:
@@ -898,11 +969,16 @@ def run_suite(
     resume: bool = True,
     progress: bool = True,
     on_record: Callable[[dict[str, Any]], None] | None = None,
+    executor: TrialExecutor | None = None,
 ) -> SessionCounts:
-    """Run every scenario of ``suite`` into ``<out>/results.jsonl``; returns what was done."""
+    """Run every scenario of ``suite`` into ``<out>/results.jsonl``; returns what was done.
+
+    The trials run here, one after another, unless ``executor`` runs them (bench.cluster).
+    """
     store = ResultStore(suite.out / STORE_NAME)
     total = suite.counts()["trials"]
-    session = BenchSession(store, resume=resume, progress=progress, total_trials=total, on_record=on_record)
+    session = BenchSession(store, resume=resume, progress=progress, total_trials=total, on_record=on_record,
+                           executor=executor)  # fmt: skip
     try:
         for n, scenario in enumerate(suite.scenarios, 1):
             session.run_scenario(
@@ -913,6 +989,8 @@ def run_suite(
                 lambda s=scenario: ensure_bag(suite, s, progress=progress),
                 label=f"[{n}/{len(suite.scenarios)}] ",
             )
+        if executor is not None:
+            executor.finish(session)
     finally:
         session.close()
     return session.counts

@@ -21,12 +21,29 @@ from .config import Config, ConfigError
 from .dense import DenseCLIP
 from .methods import METHODS, Method, Precision
 from .text import ClassList, TextBank, resolve_templates
-from .windows import average_windows, extract_windows, fit_to_window, pair, resize_image, target_size, window_grid
+from .windows import (
+    average_windows,
+    extract_windows,
+    fit_to_window,
+    pair,
+    resize_image,
+    target_size,
+    window_grid,
+    window_plan,
+)
 
 LOG = logging.getLogger("mlmp_ros.segmenter")
 
 # Settings that can change while the segmenter runs (the rest need a new Segmenter).
 RUNTIME_SETTINGS = ("classes", "adaptation.mode", "adaptation.steps", "adaptation.lr")
+
+# Upsampled class probabilities held at once (float elements, 64 MB): the full-resolution
+# (C, H, W) volume is never built, whatever the input size.
+POST_BUDGET = 1 << 24
+
+
+class FrameLimitError(ValueError):
+    """An image would need more windows than the segmenter's ``max_windows``."""
 
 
 @dataclass
@@ -105,6 +122,8 @@ class Segmenter:
         if self.window[0] % ph or self.window[1] % pw:
             raise ConfigError(f"window {config.window} must be a multiple of the patch size {ph}x{pw}")
         self.text = self._text_bank(ClassList.resolve(config.classes))
+        # Refuse images that would need more windows than this (None: no limit); see plan().
+        self.max_windows: int | None = None
         self.method: Method = method_cls(self.encoder, self.text, config, self.layers, self.precision)
 
     # --------------------------------------------------------------- classes
@@ -145,6 +164,22 @@ class Segmenter:
         self.method.reset()
 
     # ----------------------------------------------------------------- frames
+    def plan(self, height: int, width: int) -> tuple[tuple[int, int], int]:
+        """(processing size, window count) of a height x width image; allocates nothing."""
+        return window_plan(height, width, self.config.resize, self.window, self.stride)
+
+    def check_size(self, height: int, width: int) -> None:
+        """Raise :class:`FrameLimitError` if the image needs more than ``max_windows`` windows."""
+        if self.max_windows is None:
+            return
+        size, count = self.plan(height, width)
+        if count > self.max_windows:
+            raise FrameLimitError(
+                f"a {width}x{height} image needs {count} windows of {self.window[1]}x{self.window[0]} "
+                f"(resize {list(self.config.resize)} makes it {size[1]}x{size[0]}), more than the limit of "
+                f"{self.max_windows}; its aspect ratio or size is too extreme"
+            )
+
     def prepare(self, images: Sequence[np.ndarray]) -> tuple[torch.Tensor, _Layout]:
         """Resize each image, cut its windows and normalise them into one batch."""
         layout = _Layout([], [], [])
@@ -152,6 +187,7 @@ class Segmenter:
         for i, img in enumerate(images):
             check_image(img, i)
             h, w = img.shape[:2]
+            self.check_size(h, w)
             size = fit_to_window(target_size(h, w, self.config.resize), self.window)
             resized = resize_image(img, size)
             corners = window_grid(size[0], size[1], self.window, self.stride)
@@ -218,21 +254,41 @@ class Segmenter:
         )
 
 
-def upsample_argmax(probs: torch.Tensor, size: tuple[int, int], keep: bool, chunk: int = 16):
-    """Bilinear upsampling of class probabilities, then max / argmax, a few classes at a time."""
+def upsample_argmax(probs: torch.Tensor, size: tuple[int, int], keep: bool, chunk: int | None = None):
+    """Bilinear upsampling of class probabilities, then max / argmax, a few classes at a time.
+
+    ``chunk`` classes are upsampled at once: 16 while that fits in :data:`POST_BUDGET`
+    elements (up to 1 Mpx: exactly the computation of earlier versions), fewer for larger
+    outputs, down to one class at a time, so memory is bounded by the output size, not
+    classes x output size.  Each class is interpolated on its own and ties go to the
+    lowest class index, so the labels do not depend on ``chunk`` (PyTorch may round a
+    3-class chunk differently in the last bit of the confidence).  ``keep`` (the full
+    volume) is for callers that ask for it.
+    """
+    n = probs.shape[0]
+    if chunk is None:
+        chunk = max(1, min(16, POST_BUDGET // max(1, size[0] * size[1])))
     best = labels = None
     kept = []
-    for c0 in range(0, probs.shape[0], chunk):
+    for c0 in range(0, n, chunk):
         up = F.interpolate(probs[None, c0 : c0 + chunk], size=size, mode="bilinear", align_corners=False)[0]
         if keep:
             kept.append(up)
-        val, idx = up.max(0)
-        if best is None:
-            best, labels = val, idx
+        if up.shape[0] == 1:
+            val, idx = up[0], None
         else:
-            better = val > best
-            best = torch.where(better, val, best)
-            labels = torch.where(better, idx + c0, labels)
+            val, idx = up.max(0)
+        if best is None:
+            best = val.clone() if keep and idx is None else val
+            labels = torch.full(size, c0, dtype=torch.int64, device=val.device) if idx is None else idx + c0
+            continue
+        better = val > best
+        torch.where(better, val, best, out=best)
+        if idx is None:
+            labels.masked_fill_(better, c0)
+        else:
+            torch.where(better, idx + c0, labels, out=labels)
+        del up, val, idx, better
     return best, labels, (torch.cat(kept, 0) if keep else probs)
 
 

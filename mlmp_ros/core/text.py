@@ -9,6 +9,8 @@ list and kept on the model's device.
 
 from __future__ import annotations
 
+import difflib
+import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -18,6 +20,18 @@ import yaml
 
 from ..resources import config_path
 from .config import ConfigError
+
+# Labels are published as 16-bit images (mono16 above 255 classes).
+MAX_CLASSES = 65535
+# What a single class entry looks like when it was meant as a list name or a file.
+_FILE_LIKE = re.compile(r"[/\\]|\.(txt|ya?ml|csv|json|names)$", re.IGNORECASE)
+_NAME_LIKE = re.compile(r"^[A-Za-z][A-Za-z0-9]*([_.][A-Za-z0-9]+)+$|^[A-Za-z]+[0-9]+$")
+
+
+def builtin_class_lists() -> list[str]:
+    """The names of the built-in class lists (config/class_names/<name>.names.txt)."""
+    folder = config_path("class_names")
+    return sorted(p.name[: -len(".names.txt")] for p in folder.glob("*.names.txt"))
 
 
 @dataclass(frozen=True)
@@ -35,6 +49,10 @@ class ClassList:
         for name, syn in zip(self.names, self.synonyms):
             if not name or not syn or any(not s for s in syn):
                 raise ConfigError(f"class '{name}' has an empty name")
+        if len(self.names) > MAX_CLASSES:
+            raise ConfigError(
+                f"{len(self.names)} classes: at most {MAX_CLASSES} fit in the 16-bit label image"
+            )
 
     def __len__(self) -> int:
         return len(self.names)
@@ -70,6 +88,7 @@ class ClassList:
                 if not path.is_file():
                     raise ConfigError(f"class file not found: {path}")
                 return cls.from_file(path)
+            _refuse_list_lookalike(key)
         return cls.from_lines(spec)
 
     @classmethod
@@ -86,6 +105,19 @@ class ClassList:
         if not lines:
             raise ConfigError(f"class file {path} is empty")
         return cls.from_lines(lines, names)
+
+
+def _refuse_list_lookalike(key: str) -> None:
+    """A single class entry that looks like a list name or a file but is neither is a typo."""
+    known = builtin_class_lists()
+    close = difflib.get_close_matches(key.lower(), known, n=3, cutoff=0.6)
+    if not (_FILE_LIKE.search(key) or _NAME_LIKE.match(key) or close):
+        return
+    hint = f"did you mean {' or '.join(close)}? " if close else ""
+    raise ConfigError(
+        f"classes: '{key}' is neither a built-in class list nor a file; {hint}built-in lists: {', '.join(known)}. "
+        "For a single class named so, give it with a synonym ('name, name') or add more classes"
+    )
 
 
 def resolve_templates(spec: Sequence[str] | str) -> list[str]:

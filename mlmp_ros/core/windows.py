@@ -71,6 +71,25 @@ def window_grid(height: int, width: int, window: tuple[int, int], stride: tuple[
     return [(y, x) for y in ys for x in xs]
 
 
+def _count(size: int, window: int, stride: int) -> int:
+    """len(_positions(size, window, stride)) without building the list."""
+    if size < window:
+        return 1  # fit_to_window scales the image up first
+    n = (size - window) // stride + 1
+    return n + 1 if (n - 1) * stride + window < size else n
+
+
+def window_plan(
+    height: int, width: int, resize: Sequence[int], window: tuple[int, int], stride: tuple[int, int]
+) -> tuple[tuple[int, int], int]:
+    """(processing size, number of windows) of an image, by arithmetic only (nothing is allocated).
+
+    A thin image explodes here: 1x4000 with ``resize [224]`` is 224x896000, 7999 windows.
+    """
+    size = fit_to_window(target_size(height, width, resize), window)
+    return size, _count(size[0], window[0], stride[0]) * _count(size[1], window[1], stride[1])
+
+
 def fit_to_window(size: tuple[int, int], window: tuple[int, int]) -> tuple[int, int]:
     """Scale (height, width) up, keeping the aspect, until both sides hold one window."""
     h, w = size

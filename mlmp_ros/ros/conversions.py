@@ -9,8 +9,10 @@ costs 82 ms in rclpy.
 
 from __future__ import annotations
 
+import io
 import json
 import sys
+import threading
 from collections.abc import Mapping, Sequence
 
 import cv2
@@ -52,6 +54,7 @@ OUTPUT_ENCODINGS: dict[str, tuple[int, type]] = {
 }
 
 COMPRESSED_FORMATS = ("jpeg", "jpg", "png")
+_PIL_LOCK = threading.Lock()  # compressed_size lifts PIL's global pixel limit for one header read
 
 
 class BadFrame(ValueError):
@@ -111,14 +114,43 @@ def _bridge_to_rgb(msg: Image) -> np.ndarray:
     return np.ascontiguousarray(rgb)
 
 
-def compressed_to_rgb(msg: CompressedImage) -> np.ndarray:
-    """Decode a jpeg or png CompressedImage to (H, W, 3) uint8 RGB; raises :class:`BadFrame`."""
+def compressed_size(msg: CompressedImage) -> tuple[int, int] | None:
+    """(height, width) from a jpeg / png header, without decoding the pixels; None if unreadable.
+
+    A 200 KB png can hold a 16000x12000 image: its size must be known before decoding.
+    """
+    from PIL import Image as PILImage
+
+    with _PIL_LOCK:
+        limit, PILImage.MAX_IMAGE_PIXELS = PILImage.MAX_IMAGE_PIXELS, None  # the caller judges the size
+        try:
+            with PILImage.open(io.BytesIO(bytes(msg.data))) as img:
+                width, height = img.size
+        except Exception:  # noqa: BLE001 - PIL raises many kinds for bad data; decoding will say why
+            return None
+        finally:
+            PILImage.MAX_IMAGE_PIXELS = limit
+    return int(height), int(width)
+
+
+def compressed_to_rgb(msg: CompressedImage, max_pixels: int | None = None) -> np.ndarray:
+    """Decode a jpeg or png CompressedImage to (H, W, 3) uint8 RGB; raises :class:`BadFrame`.
+
+    ``max_pixels``: refuse, from the header and before decoding, an image with more pixels.
+    """
     fmt = msg.format.lower()
     if fmt and not any(f in fmt for f in COMPRESSED_FORMATS):
         raise BadFrame(f"unsupported compressed format '{msg.format}' (jpeg or png)")
     data = np.frombuffer(msg.data, np.uint8)
     if data.size == 0:
         raise BadFrame("compressed image holds no data")
+    if max_pixels is not None:
+        size = compressed_size(msg)
+        if size is not None and size[0] * size[1] > max_pixels:
+            raise BadFrame(
+                f"the compressed image ({data.size} bytes) would decode to {size[1]}x{size[0]} = "
+                f"{size[0] * size[1]} pixels, more than input.max_pixels {max_pixels}; not decoded"
+            )
     bgr = cv2.imdecode(data, cv2.IMREAD_COLOR)
     if bgr is None or bgr.size == 0:
         raise BadFrame(f"cannot decode the compressed image ({data.size} bytes, format '{msg.format}')")
@@ -156,7 +188,11 @@ def labels_to_image(labels: np.ndarray, header: Header) -> Image:
     return array_to_image(labels, "mono8" if labels.dtype == np.uint8 else "mono16", header)
 
 
-def confidence_to_image(confidence: np.ndarray, header: Header) -> Image:
+def confidence_to_image(confidence: np.ndarray, header: Header, encoding: str = "32FC1") -> Image:
+    """32FC1 (the probability) or mono8 (round(255 p), what Nav2's semantic_segmentation_layer reads)."""
+    if encoding == "mono8":
+        scaled = np.floor(confidence.astype(np.float32, copy=False) * np.float32(255.0) + np.float32(0.5))
+        return array_to_image(np.clip(scaled, 0, 255).astype(np.uint8), "mono8", header)
     return array_to_image(confidence.astype(np.float32, copy=False), "32FC1", header)
 
 

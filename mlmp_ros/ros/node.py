@@ -11,16 +11,21 @@ Run: ``mlmp-segment --ros-args --params-file config/segment.yaml -r image:=/came
 
 from __future__ import annotations
 
+import gc
+import itertools
 import logging
+import os
 import signal
 import sys
 import threading
 import time
 import warnings
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
 import rclpy
+import yaml
 from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
 from rcl_interfaces.msg import SetParametersResult
 from rclpy.callback_groups import MutuallyExclusiveCallbackGroup
@@ -31,16 +36,18 @@ from rclpy.qos import ReliabilityPolicy
 from rclpy.time import Time
 from sensor_msgs.msg import CompressedImage, Image
 from std_msgs.msg import Header
-from std_srvs.srv import Trigger
+from std_srvs.srv import SetBool, Trigger
 
 from ..core import ConfigError, ModelNameError, Segmenter, WeightsError
-from ..core.segmenter import RUNTIME_SETTINGS
+from ..core.methods.base import AdaptationCancelled
+from ..core.segmenter import RUNTIME_SETTINGS, FrameLimitError
 from ..core.text import ClassList
 from . import rss_bytes
 from .conversions import (
     BadFrame,
     array_to_image,
     colorize,
+    compressed_size,
     compressed_to_rgb,
     confidence_to_image,
     image_to_rgb,
@@ -64,6 +71,22 @@ NODE_NAME = "mlmp_segment"
 QOS_CHECK_PERIOD = 1.0  # seconds between looks at the camera publisher's QoS (input.reliability: auto)
 WARN_THROTTLE = 5.0  # seconds between repeated warnings about bad frames
 RESET_TIMEOUT = 120.0  # seconds ~/reset waits for the worker
+STOP_TIMEOUT = 10.0  # seconds a stop waits for the worker (it stops between adaptation steps)
+INPUT_RECENT = 2.0  # input counts as arriving if a frame came within max(this, 2 diagnostics periods)
+WALL_CLOCK_SLACK = 24 * 3600 * 10**9  # a stamp this close to the system clock is taken as wall-clock time
+
+USAGE = """usage: mlmp-segment [-h] [--ros-args ...]
+
+The mlmp_ros segmentation node: camera images in (image, or image/compressed with
+input.compressed), segmentation/labels, segmentation/confidence, segmentation/colored,
+segmentation/label_info and /diagnostics out; services ~/reset and ~/enable.
+
+  mlmp-segment --ros-args --params-file config/segment.yaml -r image:=/camera/image_raw
+  mlmp-segment --ros-args --params-file config/segment.yaml -p adaptation.steps:=5
+
+Every parameter, with its default and meaning, is in config/segment.yaml (installed
+under share/mlmp_ros/config) and in `ros2 param describe /mlmp_segment <name>`.
+"""
 
 
 @dataclass
@@ -84,6 +107,7 @@ class Work:
     frame: Frame | None = None
     changes: dict[str, Any] = field(default_factory=dict)
     resets: list[ResetRequest] = field(default_factory=list)
+    calls: list[Callable[[], None]] = field(default_factory=list)
 
 
 class WorkQueue:
@@ -98,6 +122,7 @@ class WorkQueue:
         self._frame: Frame | None = None
         self._changes: dict[str, Any] = {}
         self._resets: list[ResetRequest] = []
+        self._calls: list[Callable[[], None]] = []
         self._closed = False
 
     def put_frame(self, frame: Frame) -> bool:
@@ -107,6 +132,18 @@ class WorkQueue:
             self._frame = frame
             self._cond.notify()
         return replaced
+
+    def take_frame(self) -> Frame | None:
+        """The waiting frame, if any (it is no longer waiting)."""
+        with self._cond:
+            frame, self._frame = self._frame, None
+        return frame
+
+    def put_call(self, call: Callable[[], None]) -> None:
+        """Run ``call`` on the worker, between frames."""
+        with self._cond:
+            self._calls.append(call)
+            self._cond.notify()
 
     def put_changes(self, changes: dict[str, Any]) -> None:
         with self._cond:
@@ -127,13 +164,13 @@ class WorkQueue:
     def get(self) -> Work | None:
         """The next work (blocking); None once closed."""
         with self._cond:
-            while not (self._closed or self._frame or self._changes or self._resets):
+            while not (self._closed or self._frame or self._changes or self._resets or self._calls):
                 self._cond.wait()
             if self._closed:
                 return None
-            if self._changes or self._resets:
-                work = Work(changes=self._changes, resets=self._resets)
-                self._changes, self._resets = {}, []
+            if self._changes or self._resets or self._calls:
+                work = Work(changes=self._changes, resets=self._resets, calls=self._calls)
+                self._changes, self._resets, self._calls = {}, [], []
                 return work
             work = Work(frame=self._frame)
             self._frame = None
@@ -161,6 +198,12 @@ class Stats:
         self.last_loss: float | None = None
         self.last_status = ""
         self.last_frame_at: float | None = None
+        self.started_at = time.monotonic()
+        self.last_input_at: float | None = None
+        self.busy_since: float | None = None  # monotonic: the worker took the frame it works on
+        self.expected: float | None = None  # seconds per frame (moving average of finished frames)
+        self.lost = 0  # messages the DDS reader reported lost (message-lost events)
+        self.rate_skipped = 0  # frames replaced while input.max_rate_hz held the worker back
         self._new_period(time.monotonic())
 
     def _new_period(self, now: float) -> None:
@@ -168,6 +211,7 @@ class Stats:
         self.p_received = self.p_processed = self.p_bad = self.p_errors = 0
         self.p_failures = self.p_incompatible = 0
         self.p_latency: list[float] = []
+        self.p_stamp_age: list[float] = []
         self.p_model: list[float] = []
         self.p_overhead: list[float] = []
 
@@ -175,8 +219,26 @@ class Stats:
         with self.lock:
             self.received += 1
             self.p_received += 1
+            self.last_input_at = time.monotonic()
             if replaced:
                 self.dropped += 1
+
+    def dropped_waiting(self) -> None:
+        with self.lock:
+            self.dropped += 1
+
+    def replaced_while_waiting(self) -> None:
+        with self.lock:
+            self.dropped += 1
+            self.rate_skipped += 1
+
+    def messages_lost(self, count: int) -> None:
+        with self.lock:
+            self.lost += count
+
+    def busy(self, since: float | None) -> None:
+        with self.lock:
+            self.busy_since = since
 
     def bad_frame(self, reason: str) -> None:
         with self.lock:
@@ -190,13 +252,15 @@ class Stats:
             self.p_errors += 1
             self.last_error = reason
 
-    def frame_done(self, *, latency: float | None, model: float, overhead: dict[str, float], steps: int,
-                   loss: float | None, status: str) -> None:
+    def frame_done(self, *, latency: float, stamp_age: float | None, model: float, overhead: dict[str, float],
+                   steps: int, loss: float | None, status: str, took: float) -> None:
         with self.lock:
             self.processed += 1
             self.p_processed += 1
-            if latency is not None:
-                self.p_latency.append(latency)
+            self.p_latency.append(latency)
+            if stamp_age is not None:
+                self.p_stamp_age.append(stamp_age)
+            self.expected = took if self.expected is None else 0.8 * self.expected + 0.2 * took
             self.p_model.append(model)
             self.p_overhead.append(overhead)
             self.steps = steps
@@ -241,6 +305,7 @@ class SegmentNode(Node):
         self.settings = NodeSettings.from_values(values)
         # The configuration accepted so far (the worker's segmenter catches up between frames).
         self.accepted = core_config(values)
+        ClassList.resolve(self.accepted.classes)  # a typo in the class list fails before the model loads
         self.segmenter: Segmenter | None = None
         self.stats = Stats()
         self._work = WorkQueue()
@@ -249,6 +314,10 @@ class SegmentNode(Node):
         self._reliability: ReliabilityPolicy | None = None
         self._colours = None
         self._idle_since = time.perf_counter()
+        self._last_start: float | None = None  # perf_counter when the last frame was taken (input.max_rate_hz)
+        self._stopping = threading.Event()
+        self._enabled = True
+        self._enable_lock = threading.Lock()
 
     # ------------------------------------------------------------ parameters
     def _declare_parameters(self) -> dict[str, Any]:
@@ -298,6 +367,8 @@ class SegmentNode(Node):
             self.get_logger().info(f"loading {cfg.model} (weights: {cfg.weights}, device: {cfg.device})")
             segmenter = Segmenter(cfg)
         self.segmenter = segmenter
+        segmenter.max_windows = self.settings.max_windows
+        segmenter.method.step_hook = self._before_step
         self._colours = palette(len(segmenter.class_names))
 
         self._input_group = MutuallyExclusiveCallbackGroup()
@@ -312,6 +383,7 @@ class SegmentNode(Node):
         self._pub_diagnostics = self.create_publisher(DiagnosticArray, "/diagnostics", 10)
 
         self.create_service(Trigger, "~/reset", self._on_reset, callback_group=self._service_group)
+        self.create_service(SetBool, "~/enable", self._on_enable, callback_group=self._service_group)
         self.add_on_set_parameters_callback(self._on_set_parameters)
 
         self._input_topic = self._resolve_input_topic()
@@ -331,10 +403,22 @@ class SegmentNode(Node):
             f"input.reliability: {self.settings.reliability})"
         )
 
-    def stop(self) -> None:
+    def stop(self, timeout: float = STOP_TIMEOUT) -> bool:
+        """Cancel the frame in flight (between adaptation steps) and end the worker; False if it did not end."""
+        self._stopping.set()
         self._work.close()
         if self._worker is not None:
-            self._worker.join(timeout=30.0)
+            self._worker.join(timeout=timeout)
+            return not self._worker.is_alive()
+        return True
+
+    def _before_step(self) -> None:
+        """The segmenter calls this before every adaptation step: stop here when the node stops."""
+        delay = self.settings.step_delay  # tests only (dev.step_delay): a slow frame on any machine
+        if delay > 0:
+            self._stopping.wait(delay)
+        if self._stopping.is_set():
+            raise AdaptationCancelled("the node is stopping")
 
     # ------------------------------------------------------------------ input
     def _resolve_input_topic(self) -> str:
@@ -353,20 +437,39 @@ class SegmentNode(Node):
         return reliability_for_publishers(self.get_publishers_info_by_topic(self._input_topic))
 
     def _subscribe(self, reliability: ReliabilityPolicy) -> None:
-        if self._subscription is not None:
-            self.destroy_subscription(self._subscription)
+        self._unsubscribe()
         msg_type = CompressedImage if self.settings.compressed else Image
-        self._subscription = self.create_subscription(
-            msg_type,
-            self._input_topic,
-            self._on_image,
-            input_qos(reliability, self.settings.depth),
-            callback_group=self._input_group,
-            event_callbacks=SubscriptionEventCallbacks(incompatible_qos=self._on_incompatible_qos),
-        )
+        qos = input_qos(reliability, self.settings.depth)
+        try:  # message_lost: samples the DDS reader knows it never got (not every RMW reports them)
+            events = SubscriptionEventCallbacks(incompatible_qos=self._on_incompatible_qos,
+                                                message_lost=self._on_message_lost)
+            self._subscription = self.create_subscription(
+                msg_type, self._input_topic, self._on_image, qos, callback_group=self._input_group,
+                event_callbacks=events)
+        except Exception:  # noqa: BLE001 - UnsupportedEventTypeError, or an rclpy without message_lost
+            events = SubscriptionEventCallbacks(incompatible_qos=self._on_incompatible_qos)
+            self._subscription = self.create_subscription(
+                msg_type, self._input_topic, self._on_image, qos, callback_group=self._input_group,
+                event_callbacks=events)
         self._reliability = reliability
 
+    def _unsubscribe(self) -> None:
+        if self._subscription is not None:
+            self.destroy_subscription(self._subscription)
+            self._subscription = None
+
+    def _on_message_lost(self, event: Any) -> None:
+        count = int(getattr(event, "total_count_change", 0) or 0)
+        if count > 0:
+            self.stats.messages_lost(count)
+
     def _check_input_qos(self) -> None:
+        with self._enable_lock:
+            if not self._enabled:
+                return
+            self._match_input_qos()
+
+    def _match_input_qos(self) -> None:
         wanted = self._wanted_reliability()
         if wanted != self._reliability:
             self.get_logger().info(
@@ -391,11 +494,45 @@ class SegmentNode(Node):
         self.get_logger().warning(
             f"incompatible QoS on {self._input_topic}: a publisher's offer does not satisfy this node's "
             f"{reliability_name(self._reliability)} subscription (policy {policy}, "
-            f"{event.total_count} incompatible so far); no images arrive from it; {hint}"
+            f"{event.total_count} incompatible so far); no images arrive from it; {hint}",
+            throttle_duration_sec=WARN_THROTTLE,
         )
 
     def _on_image(self, msg: Image | CompressedImage) -> None:
+        if not self._enabled:
+            return
         self.stats.frame_in(self._work.put_frame(Frame(msg, time.perf_counter())))
+
+    def _on_enable(self, request: SetBool.Request, response: SetBool.Response) -> SetBool.Response:
+        """~/enable false: unsubscribe and free the accelerator's working memory (the model stays); true: back on."""
+        with self._enable_lock:
+            if bool(request.data) == self._enabled:
+                response.success, response.message = True, f"already {'enabled' if self._enabled else 'disabled'}"
+                return response
+            self._enabled = bool(request.data)
+            if self._enabled:
+                self._subscribe(self._wanted_reliability())
+                response.message = f"enabled: listening on {self._input_topic}"
+            else:
+                self._unsubscribe()
+                if self._work.take_frame() is not None:
+                    self.stats.dropped_waiting()
+                self._work.put_call(self._release_memory)
+                response.message = (f"disabled: unsubscribed from {self._input_topic}; working memory released, "
+                                    "the model stays loaded")
+        response.success = True
+        self.get_logger().info(response.message)
+        return response
+
+    def _release_memory(self) -> None:
+        """On the worker: drop cached tensors so the accelerator's working memory goes back."""
+        gc.collect()
+        device = self.segmenter.device
+        if getattr(device, "type", "") == "cuda":
+            import torch
+
+            torch.cuda.synchronize(device)
+            torch.cuda.empty_cache()
 
     def _on_reset(self, request: Trigger.Request, response: Trigger.Response) -> Trigger.Response:
         pending = self._work.put_reset()
@@ -416,15 +553,39 @@ class SegmentNode(Node):
                     self._apply_changes(work.changes)
                 for request in work.resets:
                     self._reset(request)
+                for call in work.calls:
+                    call()
                 if work.frame is not None:
-                    self._process(work.frame)
+                    frame = self._hold_to_rate(work.frame)
+                    if frame is not None and self._enabled:
+                        self._process(frame)
+            except AdaptationCancelled:
+                return  # the node is stopping
             except Exception as exc:  # noqa: BLE001 - a frame must never end the worker
+                if self._stopping.is_set():
+                    return  # e.g. publishing after the context was shut down: not an error
                 self.stats.frame_error(f"{type(exc).__name__}: {exc}")
                 self.get_logger().error(
                     f"processing failed ({type(exc).__name__}: {exc}); waiting for the next frame",
                     throttle_duration_sec=WARN_THROTTLE,
                 )
+            finally:
+                self.stats.busy(None)
             self._idle_since = time.perf_counter()
+
+    def _hold_to_rate(self, frame: Frame) -> Frame | None:
+        """input.max_rate_hz: wait until the next frame may start; a newer frame that arrives meanwhile wins."""
+        rate = self.settings.max_rate_hz
+        if rate > 0 and self._last_start is not None:
+            wait = self._last_start + 1.0 / rate - time.perf_counter()
+            if wait > 0 and self._stopping.wait(wait):
+                return None
+            newer = self._work.take_frame()
+            if newer is not None:
+                self.stats.replaced_while_waiting()
+                frame = newer
+        self._last_start = time.perf_counter()
+        return frame
 
     def _apply_changes(self, changes: dict[str, Any]) -> None:
         self.segmenter.update(**changes)
@@ -443,19 +604,55 @@ class SegmentNode(Node):
         finally:
             request.done.set()
 
+    def _check_limits(self, msg: Image | CompressedImage) -> None:
+        """Refuse, before converting or decoding, a frame the limits do not allow (raises BadFrame)."""
+        settings = self.settings
+        if isinstance(msg, CompressedImage):
+            size = compressed_size(msg)
+            if size is None:
+                return  # decoding will say what is wrong
+            h, w = size
+        else:
+            h, w = int(msg.height), int(msg.width)
+            if h <= 0 or w <= 0:
+                return  # the conversion reports empty images
+        if h * w > settings.max_pixels:
+            limit = f"more than input.max_pixels {settings.max_pixels}"
+            if isinstance(msg, CompressedImage):
+                raise BadFrame(f"a compressed frame ({len(msg.data)} bytes) would decode to {w}x{h} = {h * w} "
+                               f"pixels, {limit}; not decoded")
+            raise BadFrame(f"a {w}x{h} frame has {h * w} pixels, {limit}")
+        try:
+            self.segmenter.check_size(h, w)
+        except FrameLimitError as exc:
+            raise BadFrame(f"{exc} (input.max_windows)") from None
+
     def _process(self, frame: Frame) -> None:
         taken = time.perf_counter()
+        self.stats.busy(time.monotonic())
         ready = max(frame.received, self._idle_since)
         msg = frame.msg
+        settings = self.settings
         try:
-            rgb = compressed_to_rgb(msg) if isinstance(msg, CompressedImage) else image_to_rgb(msg)
+            self._check_limits(msg)
+            if isinstance(msg, CompressedImage):
+                rgb = compressed_to_rgb(msg, settings.max_pixels)
+            else:
+                rgb = image_to_rgb(msg)
         except BadFrame as exc:
             self.stats.bad_frame(str(exc))
             self.get_logger().warning(f"skipping a bad frame: {exc}", throttle_duration_sec=WARN_THROTTLE)
             return
         converted = time.perf_counter()
-        result = self.segmenter.segment([rgb], output="input")
+        try:
+            result = self.segmenter.segment([rgb], output="input")
+        except FrameLimitError as exc:  # the check above runs first; this is the core's own guard
+            self.stats.bad_frame(str(exc))
+            self.get_logger().warning(f"skipping a bad frame: {exc}", throttle_duration_sec=WARN_THROTTLE)
+            return
         segmented = time.perf_counter()
+        if self._stopping.is_set():
+            return  # the context may be gone: publishing now would fail
         if result.status.startswith("restored"):
             self.get_logger().warning(
                 f"adaptation failed on this frame ({result.status}); published the prediction "
@@ -466,7 +663,7 @@ class SegmentNode(Node):
         settings = self.settings
         self._pub_labels.publish(labels_to_image(out.labels, header))
         if settings.confidence:
-            self._pub_confidence.publish(confidence_to_image(out.confidence, header))
+            self._pub_confidence.publish(confidence_to_image(out.confidence, header, settings.confidence_encoding))
         if settings.colored:
             coloured = colorize(out.labels, self._colours, rgb, settings.blend)
             self._pub_colored.publish(array_to_image(coloured, "rgb8", header))
@@ -478,10 +675,15 @@ class SegmentNode(Node):
             "publish": published - segmented,
             "total": published - ready - result.timings["total"],
         }
+        # Latency: from reception to publishing, on this process's steady clock.  The age of the
+        # stamp only means something when the stamps are wall-clock time (not a bag's or a simulator's).
         stamp_ns = Time.from_msg(header.stamp).nanoseconds
-        latency = (self.get_clock().now().nanoseconds - stamp_ns) * 1e-9 if stamp_ns > 0 else None
+        wall_ns = time.time_ns()
+        stamp_age = (wall_ns - stamp_ns) * 1e-9 if abs(wall_ns - stamp_ns) < WALL_CLOCK_SLACK else None
         self.stats.frame_done(
-            latency=latency,
+            latency=published - frame.received,
+            stamp_age=stamp_age,
+            took=published - taken,
             model=result.timings["total"],
             overhead=overhead,
             steps=len(result.losses),
@@ -515,6 +717,25 @@ class SegmentNode(Node):
         if s["p_errors"]:
             level = DiagnosticStatus.ERROR
             problems.insert(0, f"{s['p_errors']} frames failed (last: {s['last_error']})")
+        # A stuck worker: input arrives, but the frame in progress has taken far longer than usual.
+        now = s["now"]
+        in_progress = now - s["busy_since"] if s["busy_since"] is not None else 0.0
+        since_output = now - (s["last_frame_at"] if s["last_frame_at"] is not None else s["started_at"])
+        input_recent = max(INPUT_RECENT, 2 * self.settings.diagnostics_period)
+        input_arriving = s["last_input_at"] is not None and now - s["last_input_at"] <= input_recent
+        expected = s["expected"]
+        if input_arriving and expected is not None and in_progress > 0:
+            factor = in_progress / max(expected, 1e-3)
+            stalled = (f"no frame finished for {since_output:.1f} s: the current frame has taken {in_progress:.1f} s, "
+                       f"{factor:.0f}x the usual {expected:.2f} s")
+            if factor > self.settings.stall_error_factor:
+                level = DiagnosticStatus.ERROR
+                problems.insert(0, stalled)
+            elif factor > self.settings.stall_warn_factor:
+                level = max(level, DiagnosticStatus.WARN)
+                problems.insert(0, stalled)
+        if not self._enabled:
+            problems.append("disabled through ~/enable")
         if problems:
             message = "; ".join(problems)
         elif s["last_frame_at"] is None:
@@ -523,6 +744,7 @@ class SegmentNode(Node):
             message = "ok"
         rss = rss_bytes()
         values = {
+            "enabled": self._enabled,
             "input_topic": self._input_topic,
             "input_reliability": reliability_name(self._reliability),
             "input_rate_hz": f"{s['p_received'] / elapsed:.2f}",
@@ -530,12 +752,18 @@ class SegmentNode(Node):
             "frames_received": s["received"],
             "frames_processed": s["processed"],
             "frames_dropped": s["dropped"],
+            "frames_lost_in_dds": s["lost"],
+            "frames_skipped_by_rate_cap": s["rate_skipped"],
             "bad_frames": s["bad"],
             "last_bad_frame": s["last_bad"],
             "frame_errors": s["errors"],
             "last_frame_error": s["last_error"],
             "latency_ms": _ms(_mean(s["p_latency"])),
             "latency_max_ms": _ms(max(s["p_latency"], default=None)),
+            "stamp_age_ms": _ms(_mean(s["p_stamp_age"])),
+            "time_since_last_output_s": f"{since_output:.2f}",
+            "frame_in_progress_s": f"{in_progress:.2f}",
+            "expected_frame_ms": _ms(expected),
             "model_ms": _ms(_mean(s["p_model"])),
             "overhead_ms": _ms(_mean([o["total"] for o in s["p_overhead"]])),
             "overhead_max_ms": _ms(max((o["total"] for o in s["p_overhead"]), default=None)),
@@ -639,8 +867,87 @@ class _Interrupt:
             raise KeyboardInterrupt
 
 
+def _ros_arguments(argv: list[str]) -> list[str]:
+    """The tokens inside ``--ros-args ... [--]`` sections."""
+    out, inside = [], False
+    for token in argv:
+        if token == "--ros-args":
+            inside = True
+        elif token == "--" and inside:
+            inside = False
+        elif inside:
+            out.append(token)
+    return out
+
+
+def command_line_overrides(argv: list[str]) -> dict[str, str]:
+    """``-p name:=value`` / ``--param name:=value`` of the command line (the last one per name), as text."""
+    tokens = _ros_arguments(argv)
+    found: dict[str, str] = {}
+    for flag, arg in itertools.pairwise(tokens):
+        if flag in ("-p", "--param") and ":=" in arg:
+            name, text = arg.split(":=", 1)
+            found[name.split(":", 1)[-1] if name.count(":") == 1 else name] = text
+    return found
+
+
+def _same_value(text: str, applied: Any) -> bool:
+    """Whether the applied parameter value is what ``-p name:=text`` asked for."""
+    try:
+        given = yaml.safe_load(text)
+    except yaml.YAMLError:
+        given = text
+    applied = plain(applied)
+    if isinstance(applied, str):
+        return str(given) == applied or text.strip().strip("'\"") == applied
+    if isinstance(applied, bool) or isinstance(given, bool):
+        return given is applied
+    if isinstance(applied, (int, float)):
+        try:
+            return type(applied)(float(text) if isinstance(applied, float) else int(text)) == applied
+        except ValueError:
+            return False
+    if isinstance(applied, list) and isinstance(given, list) and len(given) == len(applied):
+        return all(_same_value(yaml.safe_dump(g).strip().removesuffix("...").strip(), a) for g, a in zip(given, applied))
+    return given == applied
+
+
+def check_overrides(node: Node, argv: list[str]) -> None:
+    """Refuse ``-p`` overrides that ROS dropped (a type mismatch beside --params-file is silently ignored)."""
+    problems = []
+    for name, text in command_line_overrides(argv).items():
+        if not node.has_parameter(name):
+            continue
+        applied = node.get_parameter(name).value
+        if not _same_value(text, applied):
+            problems.append(f"-p {name}:={text} was not applied (the parameter is {_describe(applied)}, now "
+                            f"{applied!r} from the parameter file or default): give {_kind_of(applied)}")
+    if problems:
+        raise ConfigError(problems)
+
+
+def _describe(value: Any) -> str:
+    value = plain(value)
+    if isinstance(value, list):
+        return "a list"
+    return {bool: "a boolean", int: "an integer", float: "a floating-point number", str: "a string"}.get(
+        type(value), type(value).__name__)
+
+
+def _kind_of(value: Any) -> str:
+    value = plain(value)
+    if isinstance(value, list):
+        return _kind(value) if value else "a list"
+    return _kind(value)
+
+
 def main(args: list[str] | None = None) -> int:
     """Entry point of ``mlmp-segment``; returns the exit code."""
+    argv = list(sys.argv if args is None else args)
+    before_ros = argv[1:argv.index("--ros-args")] if "--ros-args" in argv else argv[1:]
+    if any(a in ("-h", "--help") for a in before_ros):
+        print(USAGE, end="")
+        return 0
     _setup_logging()
     interrupt = _Interrupt()
     signal.signal(signal.SIGINT, interrupt)  # rclpy.init chains its handler to this one
@@ -652,6 +959,7 @@ def main(args: list[str] | None = None) -> int:
     code = None
     try:
         node = SegmentNode()
+        check_overrides(node, argv)
         node.start()
     except STARTUP_ERRORS as exc:
         what = "invalid parameters" if isinstance(exc, (ConfigError, ParameterException)) else "cannot load the model"
@@ -672,7 +980,14 @@ def main(args: list[str] | None = None) -> int:
     except (KeyboardInterrupt, ExternalShutdownException):
         pass
     finally:
-        node.stop()
+        stopped = node.stop()
+        if not stopped:
+            # A single step longer than the stop timeout: leave without waiting for it (exit 0; tearing
+            # rclpy down under a running thread would abort the process).
+            node.get_logger().warning(f"the frame in progress did not stop within {STOP_TIMEOUT:.0f} s; exiting")
+            sys.stdout.flush()
+            sys.stderr.flush()
+            os._exit(0)
         executor.shutdown(timeout_sec=5.0)
         node.destroy_node()
         rclpy.try_shutdown()

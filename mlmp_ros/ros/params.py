@@ -19,6 +19,7 @@ from ..core.config import Config, ConfigError
 from ..core.segmenter import RUNTIME_SETTINGS
 
 RELIABILITIES = ("auto", "reliable", "best_effort")
+CONFIDENCE_ENCODINGS = ("32FC1", "mono8")
 
 # Core settings that are lists in the core but one string as a ROS parameter
 # ("auto" or "-1,-2,-3"; "auto", a prompt-file name or a YAML file).
@@ -69,10 +70,17 @@ DESCRIPTIONS: dict[str, str] = {
     "input.compressed": "subscribe to image/compressed (jpeg/png) instead of image",
     "input.reliability": "input QoS reliability: auto (match the camera publisher) | reliable | best_effort",
     "input.depth": "input QoS history depth",
-    "output.confidence": "publish segmentation/confidence (32FC1) [run time]",
+    "input.max_windows": "refuse (count as bad) a frame that needs more sliding windows than this after the resize",
+    "input.max_pixels": "refuse (count as bad) a frame of more pixels than this (compressed: read from the header before decoding)",
+    "input.max_rate_hz": "process at most this many frames per second (0: no cap); the newest frame wins [run time]",
+    "output.confidence": "publish segmentation/confidence [run time]",
+    "output.confidence_encoding": "32FC1 (probability 0..1) | mono8 (round(255 p), as Nav2's semantic_segmentation_layer reads it) [run time]",
     "output.colored": "publish segmentation/colored (rgb8 palette image) [run time]",
     "output.blend": "weight of the input image under the palette in segmentation/colored, 0..1 [run time]",
     "diagnostics.period": "seconds between /diagnostics messages",
+    "diagnostics.stall_warn_factor": "WARN when, while input arrives, no frame finished for this many expected frame times",
+    "diagnostics.stall_error_factor": "ERROR when, while input arrives, no frame finished for this many expected frame times",
+    "dev.step_delay": "TESTS ONLY: sleep this many seconds before every adaptation step (makes a frame slow) [run time]",
 }
 
 # The node's own parameters and the NodeSettings fields they set.
@@ -80,14 +88,25 @@ NODE_FIELDS: dict[str, str] = {
     "input.compressed": "compressed",
     "input.reliability": "reliability",
     "input.depth": "depth",
+    "input.max_windows": "max_windows",
+    "input.max_pixels": "max_pixels",
+    "input.max_rate_hz": "max_rate_hz",
     "output.confidence": "confidence",
+    "output.confidence_encoding": "confidence_encoding",
     "output.colored": "colored",
     "output.blend": "blend",
     "diagnostics.period": "diagnostics_period",
+    "diagnostics.stall_warn_factor": "stall_warn_factor",
+    "diagnostics.stall_error_factor": "stall_error_factor",
+    "dev.step_delay": "step_delay",
 }
 
+# Parameters for tests only: declared, but not in config/segment.yaml.
+DEV_PARAMETERS = ("dev.step_delay",)
+
 # What may change while the node runs; everything else is read-only.
-RUNTIME_PARAMETERS = (*RUNTIME_SETTINGS, "output.confidence", "output.colored", "output.blend")
+RUNTIME_PARAMETERS = (*RUNTIME_SETTINGS, "output.confidence", "output.confidence_encoding", "output.colored",
+                      "output.blend", "input.max_rate_hz", "dev.step_delay")
 
 
 @dataclass(frozen=True)
@@ -123,6 +142,8 @@ def parameter_specs() -> list[ParameterSpec]:
             desc.integer_range = [IntegerRange(from_value=1, to_value=1000, step=1)]
         elif name == "input.reliability":
             desc.additional_constraints = "one of: " + ", ".join(RELIABILITIES)
+        elif name == "output.confidence_encoding":
+            desc.additional_constraints = "one of: " + ", ".join(CONFIDENCE_ENCODINGS)
         specs.append(ParameterSpec(name, default, desc))
     return specs
 
@@ -146,10 +167,17 @@ class NodeSettings:
     compressed: bool = False
     reliability: str = "auto"
     depth: int = 1
+    max_windows: int = 64
+    max_pixels: int = 7680 * 4320  # 8K UHD
+    max_rate_hz: float = 0.0
     confidence: bool = True
+    confidence_encoding: str = "32FC1"
     colored: bool = False
     blend: float = 0.0
     diagnostics_period: float = 1.0
+    stall_warn_factor: float = 5.0
+    stall_error_factor: float = 20.0
+    step_delay: float = 0.0
 
     @classmethod
     def from_values(cls, values: Mapping[str, Any]) -> NodeSettings:
@@ -175,6 +203,21 @@ class NodeSettings:
             p.append(f"input.depth must be an integer >= 1, not {self.depth}")
         if not (isinstance(self.blend, (int, float)) and 0.0 <= self.blend <= 1.0):
             p.append(f"output.blend must be in [0, 1], not {self.blend}")
+        for name in ("max_windows", "max_pixels"):
+            value = getattr(self, name)
+            if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+                p.append(f"input.{name} must be an integer >= 1, not {value}")
+        if not (isinstance(self.max_rate_hz, (int, float)) and self.max_rate_hz >= 0 and math.isfinite(self.max_rate_hz)):
+            p.append(f"input.max_rate_hz must be >= 0 (0: no cap), not {self.max_rate_hz}")
+        if self.confidence_encoding not in CONFIDENCE_ENCODINGS:
+            p.append(f"output.confidence_encoding must be one of {', '.join(CONFIDENCE_ENCODINGS)}, "
+                     f"not '{self.confidence_encoding}'")
+        warn, error = self.stall_warn_factor, self.stall_error_factor
+        if not (isinstance(warn, (int, float)) and isinstance(error, (int, float)) and 1 <= warn <= error):
+            p.append(f"diagnostics.stall_warn_factor ({warn}) and stall_error_factor ({error}) must satisfy "
+                     "1 <= warn <= error")
+        if not (isinstance(self.step_delay, (int, float)) and self.step_delay >= 0):
+            p.append(f"dev.step_delay must be >= 0, not {self.step_delay}")
         period = self.diagnostics_period
         if not (isinstance(period, (int, float)) and period > 0 and math.isfinite(period)):
             p.append(f"diagnostics.period must be a positive number of seconds, not {period}")

@@ -10,11 +10,13 @@ import pytest
 import yaml
 from rclpy.serialization import deserialize_message, serialize_message
 from sensor_msgs.msg import CompressedImage, Image
+from std_msgs.msg import Header
 
 from mlmp_ros.core import Config, ConfigError
 from mlmp_ros.core.config import ros_parameters
 from mlmp_ros.core.segmenter import RUNTIME_SETTINGS
 from mlmp_ros.ros import conversions as conv
+from mlmp_ros.ros.conversions import BadFrame, compressed_size, compressed_to_rgb, confidence_to_image, image_to_array
 from mlmp_ros.ros.live import (
     _python_value,
     cdr_stamp,
@@ -24,6 +26,7 @@ from mlmp_ros.ros.live import (
 )
 from mlmp_ros.ros.node import Frame, WorkQueue
 from mlmp_ros.ros.params import (
+    DEV_PARAMETERS,
     NODE_DEFAULTS,
     NodeSettings,
     core_config,
@@ -209,7 +212,8 @@ def test_every_core_setting_is_a_parameter_with_a_description():
     assert set(specs) == set(Config().flat()) | set(NODE_DEFAULTS)
     assert all(s.descriptor.description for s in specs.values())
     writable = {n for n, s in specs.items() if not s.descriptor.read_only}
-    assert set(RUNTIME_SETTINGS) <= writable <= set(RUNTIME_SETTINGS) | {n for n in NODE_DEFAULTS if n.startswith("output.")}
+    extra = {n for n in NODE_DEFAULTS if n.startswith("output.")} | {"input.max_rate_hz", *DEV_PARAMETERS}
+    assert set(RUNTIME_SETTINGS) <= writable <= set(RUNTIME_SETTINGS) | extra
 
 
 def test_parameter_defaults_build_the_core_defaults():
@@ -232,7 +236,9 @@ def test_the_parameter_file_matches_the_declared_types():
 
     walk(data)
     specs = {s.name: s for s in parameter_specs()}
-    assert set(flat) == set(specs)
+    assert set(flat) == set(specs) - set(DEV_PARAMETERS)  # every parameter but the test-only ones
+    for name in NODE_DEFAULTS:  # the node's own defaults are the file's values
+        assert name in DEV_PARAMETERS or flat[name] == NODE_DEFAULTS[name], name
     for name, value in flat.items():
         default = specs[name].default
         assert type(value) is type(default), name
@@ -281,3 +287,32 @@ def test_closing_wakes_the_worker_and_answers_waiting_resets():
     assert got and got[0].resets == [request]
     assert pending.done.is_set() and not pending.ok and "shutting down" in pending.message
     assert queue.get() is None
+
+
+def test_mono8_confidence_is_round_255_p():
+    conf = np.array([[0.0, 1.0, 0.5, 0.499], [1 / 255, 0.998, 0.002, 0.0019]], np.float32)
+    msg = confidence_to_image(conf, Header(), "mono8")
+    assert msg.encoding == "mono8" and msg.step == msg.width == 4
+    expected = np.floor(conf.astype(np.float64) * 255 + 0.5).astype(np.uint8)
+    np.testing.assert_array_equal(image_to_array(msg), expected)
+    assert confidence_to_image(conf, Header()).encoding == "32FC1"
+
+
+def test_a_compressed_image_size_is_read_from_its_header():
+    for ext in (".png", ".jpg"):
+        ok, data = cv2.imencode(ext, make_image(30, 50))
+        assert ok
+        msg = CompressedImage(format=ext[1:], data=data.tobytes())
+        assert compressed_size(msg) == (30, 50)
+        with pytest.raises(BadFrame, match="max_pixels"):
+            compressed_to_rgb(msg, max_pixels=30 * 50 - 1)
+        assert compressed_to_rgb(msg, max_pixels=30 * 50).shape == (30, 50, 3)
+    assert compressed_size(CompressedImage(format="jpeg", data=b"not an image")) is None
+    # Beyond PIL's own decompression-bomb limit the size is still read (and PIL's limit is kept).
+    from PIL import Image as PILImage
+
+    from .test_node_compressed import huge_png
+
+    limit = PILImage.MAX_IMAGE_PIXELS
+    assert compressed_size(CompressedImage(format="png", data=huge_png(20000, 10000))) == (10000, 20000)
+    assert limit == PILImage.MAX_IMAGE_PIXELS

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import struct
 import time
+import zlib
 
 import cv2
 import numpy as np
@@ -77,6 +79,44 @@ def test_a_corrupt_jpeg_is_skipped_and_the_next_frame_served(live):
     assert "cannot decode" in diag.values["last_bad_frame"] and "bad frames" in diag.message
     outs = send(live, good)
     assert outs["labels"].width == 100
+    assert live.output(bad_stamp) is None
+
+
+def huge_png(width: int, height: int, rows_per_block: int = 100) -> bytes:
+    """A valid grey png of width x height zeros, built fast: one compressed block of rows, repeated.
+
+    After a full flush deflate forgets what came before, so every block of identical rows
+    compresses to identical bytes; the zlib trailer's Adler-32 is computed over all rows.
+    """
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data) & 0xFFFFFFFF)
+
+    assert height % rows_per_block == 0
+    block = b"\x00" * ((width + 1) * rows_per_block)  # filter byte + grey pixels, per row
+    raw = zlib.compressobj(9, zlib.DEFLATED, -15)
+    compressed_block = raw.compress(block) + raw.flush(zlib.Z_FULL_FLUSH)
+    checksum = 1
+    for _ in range(height // rows_per_block):
+        checksum = zlib.adler32(block, checksum)
+    end = zlib.compressobj(9, zlib.DEFLATED, -15).flush(zlib.Z_FINISH)  # an empty final block
+    body = b"\x78\xda" + compressed_block * (height // rows_per_block) + end + struct.pack(">I", checksum)
+    header = struct.pack(">IIBBBBB", width, height, 8, 0, 0, 0, 0)
+    return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", body) + chunk(b"IEND", b"")
+
+
+def test_a_small_png_of_a_huge_image_is_refused_before_decoding(live):
+    data = huge_png(16000, 12000)  # 192 Mpx; it would have asked for 12 GB
+    assert len(data) < 400_000
+    count = int(live.wait_for_diagnostics().values["bad_frames"])
+    msg = CompressedImage(format="png", data=data)
+    msg.header.stamp.sec = 6
+    sent = time.monotonic()
+    bad_stamp = live.publish(msg)
+    diag = live.wait_for_diagnostics(lambda d: int(d.values["bad_frames"]) > count, timeout=20.0, after=sent)
+    reason = diag.values["last_bad_frame"]
+    assert "16000x12000" in reason and "input.max_pixels" in reason and "not decoded" in reason, reason
+    outs = send(live, compressed(make_image(100, 120, seed=3), ".png", "png"))
+    assert outs["labels"].width == 120
     assert live.output(bad_stamp) is None
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 
@@ -41,6 +42,15 @@ def test_start_up_errors_say_what_to_fix(tmp_path):
             NodeProcess(None, {**TINY, "adaptation.lr": 1}, env=NODE_ENV, log_path=tmp_path / "type.log"),
             ["parameter 'adaptation.lr' must be a floating-point number"],
         ),
+        # Beside --params-file, ROS drops a -p of the wrong type silently and keeps the file's value.
+        "override of the wrong type beside a params file": (
+            NodeProcess(PARAMS_FILE, {**TINY, "adaptation.steps": "abc"}, env=NODE_ENV, log_path=tmp_path / "drop.log"),
+            ["-p adaptation.steps:=", "was not applied", "an integer"],
+        ),
+        "class list typo": (
+            NodeProcess(PARAMS_FILE, {**TINY, "classes": ["voc_21"]}, env=NODE_ENV, log_path=tmp_path / "typo.log"),
+            ["'voc_21' is neither a built-in class list nor a file", "did you mean voc21"],
+        ),
         "bad node setting": (
             NodeProcess(PARAMS_FILE, {**TINY, "input.reliability": "sometimes"}, env=NODE_ENV,
                         log_path=tmp_path / "qos.log"),
@@ -72,3 +82,13 @@ def test_a_live_session_surfaces_why_its_node_died(tmp_path):
         LiveSession(node).start(timeout=120.0)
     assert "exited with code 1" in str(err.value) and "unknown model 'ViT-Nope-99'" in str(err.value)
     assert not node.alive()
+
+
+def test_help_prints_usage_without_starting_the_node():
+    from mlmp_ros.ros.live import node_command
+
+    done = subprocess.run([*node_command(), "--help"], capture_output=True, text=True, timeout=60,
+                          env={**os.environ, **NODE_ENV})
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.startswith("usage: mlmp-segment") and "--params-file" in done.stdout
+    assert "loading" not in done.stdout + done.stderr and "ready" not in done.stdout + done.stderr

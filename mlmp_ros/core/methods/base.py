@@ -14,7 +14,8 @@ import contextlib
 import fnmatch
 import logging
 import math
-from collections.abc import Iterator
+import time
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import ClassVar
 
@@ -27,6 +28,11 @@ from ..dense import DenseCLIP, DenseFeatures, entropy, patch_logits, to_grid
 from ..text import TextBank
 
 LOG = logging.getLogger("mlmp_ros.methods")
+WARN_THROTTLE = 5.0  # seconds between "adaptation failed" warnings
+
+
+class AdaptationCancelled(Exception):
+    """Raised by a step hook to stop an adaptation between steps (the weights go back)."""
 
 
 def is_out_of_memory(exc: BaseException) -> bool:
@@ -115,6 +121,10 @@ class Method:
         # Budgets and continual safeguards (core/safeguards.py); None = the paper's loop.
         self.control = None
         self.reset_reasons: dict[str, int] = {}
+        # Called before every optimiser step; may raise AdaptationCancelled (a node stopping).
+        self.step_hook: Callable[[], None] | None = None
+        self._warned_at = -float("inf")
+        self._unwarned = 0
         self.named_params = self.trainable_parameters() if self.adapts else []
         self.configure()
         params = [p for _, p in self.named_params]
@@ -228,6 +238,7 @@ class Method:
         for i in range(self.steps):
             if control is not None and not control.before_step(self, i, losses):
                 break
+            self.before_step()
             with self.precision.autocast():
                 loss = self.step_loss(batch)
             losses.append(loss.detach())
@@ -235,6 +246,11 @@ class Method:
             if control is not None:
                 control.after_step(self)
         return losses
+
+    def before_step(self) -> None:
+        """Every adaptation loop calls this before each step (see ``step_hook``)."""
+        if self.step_hook is not None:
+            self.step_hook()
 
     @torch.no_grad()
     def predict(self, batch: Batch) -> tuple[torch.Tensor, torch.Tensor | None]:
@@ -282,6 +298,9 @@ class Method:
                 reason = "non-finite loss"
             elif not self.parameters_finite():
                 reason = "non-finite weights"
+        except AdaptationCancelled:
+            self.restore(before)  # no half-adapted weights
+            raise
         except Exception as exc:
             if not is_out_of_memory(exc):
                 raise
@@ -293,7 +312,13 @@ class Method:
         self.restore(before)
         self.failures += 1
         self.last_failure = reason
-        LOG.warning("adaptation failed (%s); the last good weights are back", reason)
+        now = time.monotonic()
+        if now - self._warned_at >= WARN_THROTTLE:
+            more = f" ({self._unwarned} more failures since the last warning)" if self._unwarned else ""
+            LOG.warning("adaptation failed (%s); the last good weights are back%s", reason, more)
+            self._warned_at, self._unwarned = now, 0
+        else:
+            self._unwarned += 1
         return f"restored: {reason}", losses
 
     def parameter_count(self) -> int:

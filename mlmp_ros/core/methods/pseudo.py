@@ -176,6 +176,7 @@ class WATT(_TokenDistillation):
                     self._set_params(average)
                     self.optimizer.state.clear()
                 for _ in range(cfg.l):
+                    self.before_step()
                     with self.precision.autocast():
                         loss = self.step_loss(batch, t)
                     losses.append(loss.detach())
