@@ -44,6 +44,7 @@ import torch
 
 from .config import ConfigError
 from .methods import Method
+from .methods.base import AdaptationCancelled
 from .safeguards import AdaptationControl
 from .segmenter import RUNTIME_SETTINGS, BatchResult, Segmenter
 
@@ -110,6 +111,8 @@ class _Adapter:
             for (_, p), (_, q) in zip(self.method.named_params, pred.named_params):
                 p.copy_(q)
         self.method.mode, self.method.steps = pred.mode, pred.steps
+        self._outer_hook = getattr(pred, "step_hook", None)  # e.g. a node stopping, tests' step delay
+        self.method.step_hook = self._before_step
         self.method.control = control
         self.control = control
         self.version = 0
@@ -125,6 +128,15 @@ class _Adapter:
         if threaded:
             self.thread = threading.Thread(target=self._loop, name="mlmp-adapt", daemon=True)
             self.thread.start()
+
+    def _before_step(self) -> None:
+        """Stop between steps when the thread is asked to (settings change, schedule switch, close)."""
+        if self._stop:
+            raise AdaptationCancelled("the adaptation thread is stopping")
+        if self._outer_hook is not None:
+            self._outer_hook()
+        if self._stop:
+            raise AdaptationCancelled("the adaptation thread is stopping")
 
     # ----------------------------------------------------------- threaded
     def submit(self, index: int, images: list[np.ndarray]) -> None:
@@ -143,6 +155,8 @@ class _Adapter:
                 self._frame = None
             try:
                 published = self.job(index, images)
+            except AdaptationCancelled:
+                return  # stopping (the weights of the cancelled job were put back)
             except BaseException as exc:  # noqa: BLE001 - reported by the stream
                 LOG.error("adaptation thread failed: %s", exc)
                 self.error = exc
@@ -290,6 +304,7 @@ class StreamSegmenter:
             m.set_text(self.seg.text)
             self.seg.method.mode = "off"
         if new.adaptation.schedule != old_schedule:
+            self.lags.clear()
             if new.adaptation.schedule == "async":
                 self._start_async()
             else:
@@ -385,7 +400,8 @@ class StreamSegmenter:
             "steps": c["steps"],
             "steps_per_s": c["steps"] / elapsed,
             "step_ms": c["step_ms"],
-            "lag_frames": lags[len(lags) // 2] if lags else None,
+            "lag_frames": self.lags[-1] if self.lags else None,  # the last frame's
+            "lag_frames_median": lags[len(lags) // 2] if lags else None,  # of the last 100 frames
             "lag_frames_max": lags[-1] if lags else None,
             "resets": dict(method.reset_reasons),
             "failures": method.failures,

@@ -41,6 +41,7 @@ from std_srvs.srv import SetBool, Trigger
 from ..core import ConfigError, ModelNameError, Segmenter, WeightsError
 from ..core.methods.base import AdaptationCancelled
 from ..core.segmenter import RUNTIME_SETTINGS, FrameLimitError
+from ..core.streaming import STREAM_SETTINGS, StreamSegmenter
 from ..core.text import ClassList
 from . import rss_bytes
 from .conversions import (
@@ -307,6 +308,9 @@ class SegmentNode(Node):
         self.accepted = core_config(values)
         ClassList.resolve(self.accepted.classes)  # a typo in the class list fails before the model loads
         self.segmenter: Segmenter | None = None
+        self.stream: StreamSegmenter | None = None  # the schedule (sync / async) around the segmenter
+        self._resets_seen: dict[str, int] = {}
+        self._steps_mark: tuple[float, int] | None = None
         self.stats = Stats()
         self._work = WorkQueue()
         self._worker: threading.Thread | None = None
@@ -342,7 +346,7 @@ class SegmentNode(Node):
         """Validate run-time changes now; the worker applies them between frames."""
         core_changes, node_changes = {}, {}
         for p in params:
-            if p.name in RUNTIME_SETTINGS:
+            if p.name in RUNTIME_SETTINGS or p.name in STREAM_SETTINGS:
                 core_changes[p.name] = plain(p.value)
             elif p.name in NODE_DEFAULTS:
                 node_changes[p.name] = plain(p.value)
@@ -369,6 +373,7 @@ class SegmentNode(Node):
         self.segmenter = segmenter
         segmenter.max_windows = self.settings.max_windows
         segmenter.method.step_hook = self._before_step
+        self.stream = StreamSegmenter(segmenter)
         self._colours = palette(len(segmenter.class_names))
 
         self._input_group = MutuallyExclusiveCallbackGroup()
@@ -409,7 +414,10 @@ class SegmentNode(Node):
         self._work.close()
         if self._worker is not None:
             self._worker.join(timeout=timeout)
-            return not self._worker.is_alive()
+            if self._worker.is_alive():
+                return False
+        if self.stream is not None:
+            self.stream.close()  # the adaptation thread (async) stops at its next step
         return True
 
     def _before_step(self) -> None:
@@ -588,7 +596,7 @@ class SegmentNode(Node):
         return frame
 
     def _apply_changes(self, changes: dict[str, Any]) -> None:
-        self.segmenter.update(**changes)
+        self.stream.update(**changes)
         self.get_logger().info("applied " + ", ".join(f"{k}={v}" for k, v in changes.items()))
         if "classes" in changes:
             self._colours = palette(len(self.segmenter.class_names))
@@ -596,7 +604,7 @@ class SegmentNode(Node):
 
     def _reset(self, request: ResetRequest) -> None:
         try:
-            self.segmenter.reset()
+            self.stream.reset()
             request.ok = True
             request.message = f"adapted parameters are back to the source weights (reset {self.segmenter.method.resets})"
         except Exception as exc:  # noqa: BLE001 - reported to the caller
@@ -645,7 +653,8 @@ class SegmentNode(Node):
             return
         converted = time.perf_counter()
         try:
-            result = self.segmenter.segment([rgb], output="input")
+            streamed = self.stream.segment([rgb], output="input")
+            result = streamed.result
         except FrameLimitError as exc:  # the check above runs first; this is the core's own guard
             self.stats.bad_frame(str(exc))
             self.get_logger().warning(f"skipping a bad frame: {exc}", throttle_duration_sec=WARN_THROTTLE)
@@ -653,6 +662,7 @@ class SegmentNode(Node):
         segmented = time.perf_counter()
         if self._stopping.is_set():
             return  # the context may be gone: publishing now would fail
+        self._report_resets()
         if result.status.startswith("restored"):
             self.get_logger().warning(
                 f"adaptation failed on this frame ({result.status}); published the prediction "
@@ -691,6 +701,15 @@ class SegmentNode(Node):
             status=result.status,
         )
 
+    def _report_resets(self) -> None:
+        """Log the continual resets (by reason) since the last frame."""
+        reasons = dict(self.stream.method.reset_reasons)
+        new = {k: v - self._resets_seen.get(k, 0) for k, v in reasons.items() if v != self._resets_seen.get(k, 0)}
+        self._resets_seen = reasons
+        if any(k != "manual" for k in new):
+            self.get_logger().warning("adaptation reset to the source weights: " +
+                                      ", ".join(f"{k} x{v}" for k, v in new.items()))  # fmt: skip
+
     # ---------------------------------------------------------------- outputs
     def _publish_label_info(self) -> None:
         seg = self.segmenter
@@ -700,7 +719,11 @@ class SegmentNode(Node):
     def _publish_diagnostics(self) -> None:
         s = self.stats.take_period()
         seg = self.segmenter
-        method = seg.method
+        method = self.stream.method
+        streaming = self.stream.stats()
+        now_m = time.monotonic()
+        mark, self._steps_mark = self._steps_mark, (now_m, streaming["steps"])
+        steps_per_s = (streaming["steps"] - mark[1]) / max(now_m - mark[0], 1e-9) if mark else streaming["steps_per_s"]
         elapsed = s["elapsed"]
         problems = []
         level = DiagnosticStatus.OK
@@ -773,6 +796,15 @@ class SegmentNode(Node):
             "adaptation_method": seg.config.adaptation.method,
             "adaptation_mode": seg.config.adaptation.mode,
             "adaptation_steps": s["steps"],
+            "adaptation_schedule": streaming["schedule"],
+            "adaptation_steps_total": streaming["steps"],
+            "adaptation_steps_per_s": f"{steps_per_s:.2f}",
+            "adaptation_step_ms": _ms(None if streaming["step_ms"] is None else streaming["step_ms"] / 1000.0),
+            "adaptation_lag_frames": "" if streaming["lag_frames"] is None else streaming["lag_frames"],
+            "adaptation_lag_frames_median": "" if streaming["lag_frames_median"] is None else streaming["lag_frames_median"],
+            "adaptation_budget_stops": streaming["stops"]["budget"],
+            "adaptation_plateau_stops": streaming["stops"]["plateau"],
+            "resets_by_reason": ", ".join(f"{k}={v}" for k, v in sorted(streaming["resets"].items())),
             "last_loss": "" if s["last_loss"] is None else f"{s['last_loss']:.6g}",
             "adaptation_status": s["last_status"],
             "adaptation_failures": method.failures,

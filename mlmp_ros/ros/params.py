@@ -17,6 +17,7 @@ from rcl_interfaces.msg import FloatingPointRange, IntegerRange, ParameterDescri
 
 from ..core.config import Config, ConfigError
 from ..core.segmenter import RUNTIME_SETTINGS
+from ..core.streaming import STREAM_SETTINGS
 
 RELIABILITIES = ("auto", "reliable", "best_effort")
 CONFIDENCE_ENCODINGS = ("32FC1", "mono8")
@@ -55,6 +56,22 @@ DESCRIPTIONS: dict[str, str] = {
     "adaptation.momentum": "SGD momentum (sgd only)",
     "adaptation.params": "what adapts: 'layernorm' or fnmatch patterns over the image encoder's parameter names",
     "adaptation.reset_every": "continual mode: back to the source weights every N frames (0: never)",
+    "adaptation.schedule": "sync (adapt, then predict: the paper) | async (predict at once with the newest adapted "
+    "weights; adaptation runs beside it on the newest frame) [run time]",
+    "adaptation.every": "adapt on every Nth frame (1: every frame) [run time]",
+    "adaptation.budget_ms": "no adaptation step starts that would pass this many ms per frame (0: no budget) [run time]",
+    "adaptation.plateau": "stop a frame's steps when the loss improved by less than this fraction (0: off) [run time]",
+    "adaptation.safeguards.reliable_e0": "EATA token filter: only tokens with entropy < e0 ln C count (0: off; "
+    "EATA: 0.4) [run time]",
+    "adaptation.safeguards.ensemble_alpha": "after every step theta <- a theta + (1-a) theta_source (1: off; "
+    "ROID: 0.99) [run time]",
+    "adaptation.safeguards.collapse": "continual: reset when the predictions collapse (class histogram or "
+    "entropy moving average) [run time]",
+    "adaptation.safeguards.collapse_ratio": "collapse: effective number of predicted classes below this "
+    "fraction of its value after the last reset [run time]",
+    "adaptation.safeguards.collapse_entropy": "collapse: mean normalised prediction entropy below this [run time]",
+    "adaptation.safeguards.drift": "continual: reset on a jump in the input's patch-token statistics [run time]",
+    "adaptation.safeguards.drift_factor": "drift: a jump is a change above this many times the usual one [run time]",
     "adaptation.tpt.n_ctx": "TPT: learnable context tokens",
     "adaptation.tpt.init": "TPT: initial context text",
     "adaptation.clipartt.k": "CLIPArTT: classes per pseudo-label prompt",
@@ -105,7 +122,7 @@ NODE_FIELDS: dict[str, str] = {
 DEV_PARAMETERS = ("dev.step_delay",)
 
 # What may change while the node runs; everything else is read-only.
-RUNTIME_PARAMETERS = (*RUNTIME_SETTINGS, "output.confidence", "output.confidence_encoding", "output.colored",
+RUNTIME_PARAMETERS = (*RUNTIME_SETTINGS, *STREAM_SETTINGS, "output.confidence", "output.confidence_encoding", "output.colored",
                       "output.blend", "input.max_rate_hz", "dev.step_delay")
 
 
