@@ -236,6 +236,8 @@ def _score(st, stream, arrival, published, per_frame, nc, ignore, rate, cost) ->
     processed = SegmentationMetrics(nc, ignore, names)
     seg_camera = {s: SegmentationMetrics(nc, ignore, names) for s in stream.segments}
     seg_processed = {s: SegmentationMetrics(nc, ignore, names) for s in stream.segments}
+    tenth = max(1, len(stream.frames) // 10)
+    first, last = SegmentationMetrics(nc, ignore, names), SegmentationMetrics(nc, ignore, names)
     by_time = sorted(published, key=lambda p: p[0])
     own = {k: labels for _, k, labels in published}
     timeline = []
@@ -254,6 +256,10 @@ def _score(st, stream, arrival, published, per_frame, nc, ignore, rate, cost) ->
             if pred.shape != frame.labels.shape:
                 pred = resize_labels(pred, frame.labels.shape)
         camera.update(pred, frame.labels)
+        if i < tenth:
+            first.update(pred, frame.labels)
+        if i >= len(stream.frames) - tenth:
+            last.update(pred, frame.labels)
         seg_camera[frame.segment].update(pred, frame.labels)
         valid = frame.labels != ignore
         acc = float((pred[valid] == frame.labels[valid]).mean()) if valid.any() else None
@@ -273,6 +279,10 @@ def _score(st, stream, arrival, published, per_frame, nc, ignore, rate, cost) ->
         "settings": {k: v for k, v in st.config.flat().items() if k.startswith("adaptation.")},
         "miou_camera": camera.compute()["mIoU"],
         "miou_processed": processed.compute()["mIoU"],
+        # the first and last 10% of the stream (a collapse shows as the last far below the first
+        # when both parts show the same conditions)
+        "miou_camera_first10": first.compute()["mIoU"],
+        "miou_camera_last10": last.compute()["mIoU"],
         "frames_processed": len(per_frame),
         "frames_without_labels": no_labels,
         "latency_p50_s": float(np.percentile(lat, 50)) if len(lat) else None,

@@ -1,0 +1,134 @@
+"""Schedules x modes x safeguards on a chained world stream, scored at camera rate (JSON).
+
+Writes world stream bags (``mlmp-bench make-bags world --streams``) unless ``--bags`` has
+them, chains them (fog -> night -> dirt by default: each shift sets in over its part),
+and replays the chain at ``--rate`` Hz through ``mlmp_ros.bench.stream`` for every
+configuration below, with the bundled world model on this CPU.  Times are measured
+(the simulated clock advances by each prediction's and adaptation's measured time), so
+they depend on the machine and on what else runs on it.
+
+    python benchmarks/stream_bench.py --frames 150 --out benchmarks/results/stream_world.json
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+SAFE = {
+    "adaptation.safeguards.reliable_e0": 0.4,
+    "adaptation.safeguards.ensemble_alpha": 0.99,
+    "adaptation.safeguards.collapse": True,
+    "adaptation.safeguards.drift": True,
+}
+CONFIGS = {
+    "noadapt": {"adaptation.method": "noadapt"},
+    "tent sync episodic": {"adaptation.method": "tent"},
+    "tent sync continual": {"adaptation.method": "tent", "adaptation.mode": "continual"},
+    "tent async episodic": {"adaptation.method": "tent", "adaptation.schedule": "async"},
+    "tent async continual": {
+        "adaptation.method": "tent",
+        "adaptation.schedule": "async",
+        "adaptation.mode": "continual",
+    },
+    "tent async continual + safeguards": {
+        "adaptation.method": "tent",
+        "adaptation.schedule": "async",
+        "adaptation.mode": "continual",
+        **SAFE,
+    },
+    "tent sync continual + safeguards": {"adaptation.method": "tent", "adaptation.mode": "continual", **SAFE},
+    "mlmp sync episodic": {"adaptation.method": "mlmp"},
+    "mlmp async continual + safeguards": {
+        "adaptation.method": "mlmp",
+        "adaptation.schedule": "async",
+        "adaptation.mode": "continual",
+        **SAFE,
+    },
+}
+KEPT = ("miou_camera", "miou_processed", "miou_camera_first10", "miou_camera_last10", "frames", "frames_processed", "frames_without_labels", "latency_p50_s",
+        "latency_p95_s", "resets", "adaptation_steps", "lag_frames_median", "segments")  # fmt: skip
+
+
+def host() -> dict:
+    import torch
+
+    cpu = platform.processor() or ""
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+        flags = next(x for x in Path("/proc/cpuinfo").read_text().splitlines() if x.startswith("flags"))
+        simd = [f for f in ("avx2", "avx512f", "avx512_bf16", "amx_tile") if f" {f}" in flags]
+    except (OSError, StopIteration):
+        simd = []
+    return {"cpu": cpu, "cores": os.cpu_count(), "simd": simd, "torch": torch.__version__,
+            "torch_threads": torch.get_num_threads(), "load_average": os.getloadavg(),
+            "note": "shared CPU (other jobs ran at the same time): times are noisy"}  # fmt: skip
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--frames", type=int, default=150, help="frames per world stream")
+    ap.add_argument("--streams", default="fog,night,dirt")
+    ap.add_argument("--rate", type=float, default=10.0)
+    ap.add_argument("--bags", default="", help="folder with world_stream_<shift>/original bags (default: write them)")
+    ap.add_argument("--configs", default="", help="names from CONFIGS, separated by '|' (default: all)")
+    ap.add_argument("--threads", type=int, default=int(os.environ.get("OMP_NUM_THREADS", "2")))
+    ap.add_argument("--out", default="benchmarks/results/stream_world.json")
+    args = ap.parse_args(argv)
+
+    import torch
+
+    from mlmp_ros.bench.cli import main as bench
+    from mlmp_ros.bench.stream import build_stream, replay_stream
+    from mlmp_ros.core import Config
+
+    torch.set_num_threads(args.threads)
+    bags = Path(args.bags or tempfile.mkdtemp(prefix="stream_bench_"))
+    shifts = [s for s in args.streams.split(",") if s]
+    paths = [bags / f"world_stream_{s}" / "original" for s in shifts]
+    if not all(p.exists() for p in paths):
+        code = bench(["make-bags", "world", "--streams", args.streams, "--count", str(args.frames),
+                      "--corruptions", "original", "--out", str(bags), "--no-progress"])  # fmt: skip
+        if code:
+            return code
+    stream = build_stream([str(p) for p in paths], limit=args.frames)
+    base = Config(model="mlmp-world", weights="world", device="cpu")
+    names = [n for n in args.configs.split("|") if n] or list(CONFIGS)
+    out = Path(args.out)
+    results = json.loads(out.read_text()) if out.exists() else {}
+    runs = results.setdefault("runs", {})
+    results.update(
+        {
+            "what": f"mlmp-bench stream: world streams {' -> '.join(shifts)} chained ({args.frames} frames each), "
+            f"{args.rate} Hz camera, bundled mlmp-world model, 10 steps, lr 1e-3, measured times on a "
+            "simulated clock",
+            "host": host(),
+            "safeguards": SAFE,
+        }
+    )
+    for name in names:
+        t0 = time.perf_counter()
+        report = replay_stream(stream, base.replace(**CONFIGS[name]), rate_hz=args.rate)
+        runs[name] = {k: report[k] for k in KEPT}
+        runs[name]["settings"] = CONFIGS[name]
+        runs[name]["wall_s"] = time.perf_counter() - t0
+        r = runs[name]
+        print(f"{name}: mIoU camera {r['miou_camera']:.2f}, processed {r['miou_processed']:.2f} "
+              f"({r['frames_processed']}/{r['frames']}), latency p50 {r['latency_p50_s']:.3f} s, "
+              f"resets {r['resets']}", flush=True)  # fmt: skip
+        out.parent.mkdir(parents=True, exist_ok=True)
+        out.write_text(json.dumps(results, indent=1))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
