@@ -125,6 +125,10 @@ class Segmenter:
         # Refuse images that would need more windows than this (None: no limit); see plan().
         self.max_windows: int | None = None
         self.method: Method = method_cls(self.encoder, self.text, config, self.layers, self.precision)
+        if uses_control(config.adaptation):  # budgets or safeguards (core/safeguards.py)
+            from .safeguards import AdaptationControl
+
+            self.method.control = AdaptationControl(config.adaptation)
 
     # --------------------------------------------------------------- classes
     def _text_bank(self, classes: ClassList) -> TextBank:
@@ -290,6 +294,16 @@ def upsample_argmax(probs: torch.Tensor, size: tuple[int, int], keep: bool, chun
             torch.where(better, idx + c0, labels, out=labels)
         del up, val, idx, better
     return best, labels, (torch.cat(kept, 0) if keep else probs)
+
+
+def uses_control(adaptation) -> bool:
+    """True when budgets or safeguards differ from the paper's loop (which runs without a control)."""
+    from .config import AdaptationConfig
+
+    default = AdaptationConfig()
+    return (adaptation.every, adaptation.budget_ms, adaptation.plateau, adaptation.safeguards) != (
+        default.every, default.budget_ms, default.plateau, default.safeguards
+    ) or adaptation.safeguards.reliable_e0 > 0
 
 
 def check_image(img: np.ndarray, index: int = 0) -> None:

@@ -246,3 +246,10 @@ def test_schedule_switch_at_run_time():
         assert torch.equal(p, q)
     out = stream.segment(frames(1)[0])
     assert out.result.status == "ok" and out.lag == 0
+
+
+def test_a_plain_segmenter_applies_budgets_and_safeguards_too():
+    assert segmenter().method.control is None  # the paper's loop, untouched
+    seg = segmenter(adaptation__mode="continual", adaptation__every=2)
+    statuses = [seg.segment([img]).status for img in frames(3)]
+    assert statuses == ["ok", "skipped", "ok"]
