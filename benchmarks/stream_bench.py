@@ -83,6 +83,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--configs", default="", help="names from CONFIGS, separated by '|' (default: all)")
     ap.add_argument("--threads", type=int, default=int(os.environ.get("OMP_NUM_THREADS", "2")))
     ap.add_argument("--out", default="benchmarks/results/stream_world.json")
+    ap.add_argument("--vitb", action="store_true", help="latency only: ViT-B-16 with random weights, windows of "
+                    "224 (stride 112) on frames resized to 448x336; configs noadapt and mlmp sync/async")  # fmt: skip
     args = ap.parse_args(argv)
 
     import torch
@@ -102,13 +104,21 @@ def main(argv: list[str] | None = None) -> int:
             return code
     stream = build_stream([str(p) for p in paths], limit=args.frames)
     base = Config(model="mlmp-world", weights="world", device="cpu")
-    names = [n for n in args.configs.split("|") if n] or list(CONFIGS)
+    overrides = None
+    default = list(CONFIGS)
+    if args.vitb:
+        base = Config(model="ViT-B-16-quickgelu", weights="random", device="cpu")
+        overrides = {"resize": [448, 336], "window": [224], "stride": [112]}
+        CONFIGS["mlmp async episodic"] = {"adaptation.method": "mlmp", "adaptation.schedule": "async"}
+        default = ["noadapt", "mlmp sync episodic", "mlmp async episodic"]
+    names = [n for n in args.configs.split("|") if n] or default
     out = Path(args.out)
     results = json.loads(out.read_text()) if out.exists() else {}
     runs = results.setdefault("runs", {})
     results.update(
         {
-            "what": f"mlmp-bench stream: world streams {' -> '.join(shifts)} chained ({args.frames} frames each), "
+            "what": ("LATENCY ONLY (random weights): ViT-B-16-quickgelu, 448x336, windows 224/112; " if args.vitb
+                 else "") + f"mlmp-bench stream: world streams {' -> '.join(shifts)} chained ({args.frames} frames each), "
             f"{args.rate} Hz camera, bundled mlmp-world model, 10 steps, lr 1e-3, measured times on a "
             "simulated clock",
             "host": host(),
@@ -117,7 +127,7 @@ def main(argv: list[str] | None = None) -> int:
     )
     for name in names:
         t0 = time.perf_counter()
-        report = replay_stream(stream, base.replace(**CONFIGS[name]), rate_hz=args.rate)
+        report = replay_stream(stream, base.replace(**CONFIGS[name]), rate_hz=args.rate, overrides=overrides)
         runs[name] = {k: report[k] for k in KEPT}
         runs[name]["settings"] = CONFIGS[name]
         runs[name]["wall_s"] = time.perf_counter() - t0

@@ -143,12 +143,19 @@ def replay_stream(
     clock: str = "measured",
     loaded=None,
     progress: bool = False,
+    overrides: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
-    """Replay ``stream`` at ``rate_hz`` through a segmenter of ``config``; the JSON-ready report."""
+    """Replay ``stream`` at ``rate_hz`` through a segmenter of ``config``; the JSON-ready report.
+
+    ``overrides`` are applied after the bag's class list and window protocol (e.g. another
+    window size for a timing run with another backbone).
+    """
     if not (rate_hz > 0 and math.isfinite(rate_hz)):
         raise RunError(f"--rate must be a positive number of Hz, not {rate_hz}")
     cost = Clock(clock)
     config = segmenter_config(config, stream.info)
+    if overrides:
+        config = config.replace(**overrides)
     seg = Segmenter(config, loaded=loaded)
     torch.manual_seed(0)
     st = StreamSegmenter(seg, threaded=False)
