@@ -117,8 +117,10 @@ def main(argv: list[str] | None = None) -> int:
     runs = results.setdefault("runs", {})
     results.update(
         {
-            "what": ("LATENCY ONLY (random weights): ViT-B-16-quickgelu, 448x336, windows 224/112; " if args.vitb
-                 else "") + f"mlmp-bench stream: world streams {' -> '.join(shifts)} chained ({args.frames} frames each), "
+            "what": (
+                "LATENCY ONLY (random weights): ViT-B-16-quickgelu, 448x336, windows 224/112; " if args.vitb else ""
+            )
+            + f"mlmp-bench stream: world streams {' -> '.join(shifts)} chained ({args.frames} frames each), "
             f"{args.rate} Hz camera, bundled mlmp-world model, 10 steps, lr 1e-3, measured times on a "
             "simulated clock",
             "host": host(),
