@@ -153,21 +153,22 @@ def _blob_mask(rng, h, w, cx, cy, rx, ry, rough=0.25) -> np.ndarray:
 
 
 def _objects(rng, img, lab, horizon: int) -> None:
-    h, w = lab.shape
+    h, w_frame = lab.shape
+    w = min(w_frame, h * 4 / 3)  # object sizes follow a 4:3 view, also in wide panoramas
     n = int(rng.integers(0, 5))
     feet = np.sort(rng.uniform(horizon + 0.08 * (h - horizon), h * 1.1, n))  # far to near
     for yb in feet:
         s = (yb - horizon) / max(h - horizon, 1)  # apparent size ~ nearness
         kind = str(rng.choice(("wall", "fence", "crate", "bush", "tree", "boulder")))
-        cx = rng.uniform(0.05, 0.95) * w
+        cx = rng.uniform(0.05, 0.95) * w_frame
         if kind in ("wall", "fence", "crate"):
             ow = s * w * (rng.uniform(0.3, 0.9) if kind != "crate" else rng.uniform(0.1, 0.2))
             oh = s * h * {"wall": rng.uniform(0.35, 0.8), "fence": rng.uniform(0.15, 0.3), "crate": rng.uniform(0.12, 0.22)}[kind]
-            x0, x1 = int(max(0, cx - ow / 2)), int(min(w, cx + ow / 2))
+            x0, x1 = int(max(0, cx - ow / 2)), int(min(w_frame, cx + ow / 2))
             y0, y1 = int(max(0, yb - oh)), int(min(h, yb))
             if x1 - x0 < 2 or y1 - y0 < 2:
                 continue
-            mask = np.zeros((h, w), bool)
+            mask = np.zeros((h, w_frame), bool)
             mask[y0:y1, x0:x1] = True
             if kind == "fence":  # posts and rails with gaps
                 xx = np.arange(x1 - x0)
@@ -182,17 +183,17 @@ def _objects(rng, img, lab, horizon: int) -> None:
         elif kind == "tree":
             tw = max(2, s * w * rng.uniform(0.02, 0.05))
             th = s * h * rng.uniform(0.4, 0.9)
-            mask = np.zeros((h, w), bool)
+            mask = np.zeros((h, w_frame), bool)
             y0 = int(max(0, yb - th))
-            mask[y0 : int(min(h, yb)), int(max(0, cx - tw / 2)) : int(min(w, cx + tw / 2))] = True
+            mask[y0 : int(min(h, yb)), int(max(0, cx - tw / 2)) : int(min(w_frame, cx + tw / 2))] = True
             _paint(img, lab, mask, "wood", rng, max(0.15, s * 0.5))
             r = s * w * rng.uniform(0.08, 0.2)
-            canopy = _blob_mask(rng, h, w, cx, yb - th, r, r * rng.uniform(0.8, 1.3), 0.3)
+            canopy = _blob_mask(rng, h, w_frame, cx, yb - th, r, r * rng.uniform(0.8, 1.3), 0.3)
             _paint(img, lab, canopy, "foliage", rng, max(0.15, s))
         else:
             r = s * w * (rng.uniform(0.06, 0.18) if kind == "bush" else rng.uniform(0.04, 0.12))
             ry = r * rng.uniform(0.5, 0.9)
-            mask = _blob_mask(rng, h, w, cx, yb - ry * 0.8, r, ry, 0.25 if kind == "bush" else 0.12)
+            mask = _blob_mask(rng, h, w_frame, cx, yb - ry * 0.8, r, ry, 0.25 if kind == "bush" else 0.12)
             _paint(img, lab, mask, "foliage" if kind == "bush" else "rock", rng, max(0.15, s))
 
 

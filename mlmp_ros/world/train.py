@@ -170,6 +170,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--checkpoint", default="", help="checkpoint file for resuming (default: <out>.ckpt)")
     ap.add_argument("--checkpoint-every", type=int, default=25)
+    ap.add_argument("--stop-after", type=int, default=0,
+                    help="stop after this many steps (the schedule still spans --steps) and export the weights")
     args = ap.parse_args(argv)
 
     torch.set_num_threads(args.threads)
@@ -198,7 +200,8 @@ def main(argv: list[str] | None = None) -> int:
         log_path.write_text(json.dumps({"args": vars(args), "classes": list(CLASSES), "aux_blocks": list(aux_blocks)}) + "\n")
     model.train()
     t_start = time.time()
-    for step in range(start, args.steps):
+    stop = min(args.steps, args.stop_after) if args.stop_after > 0 else args.steps
+    for step in range(start, stop):
         t0 = time.time()
         images, targets = sample_batch(args.seed, step, args.batch)
         t1 = time.time()
@@ -234,14 +237,14 @@ def main(argv: list[str] | None = None) -> int:
             fh.write(json.dumps(rec) + "\n")
         if step % 5 == 0 or step == args.steps - 1:
             print(json.dumps(rec), flush=True)
-        if (step + 1) % args.checkpoint_every == 0 or step == args.steps - 1:
+        if (step + 1) % args.checkpoint_every == 0 or step == stop - 1:
             tmp = ckpt_path.with_suffix(".tmp")
             torch.save({"model": model.state_dict(), "opt": opt.state_dict(), "step": step + 1}, str(tmp))
             os.replace(tmp, ckpt_path)
     model.eval()
     save_weights(model, out)
     with log_path.open("a") as fh:
-        fh.write(json.dumps({"done": args.steps, "seconds_this_run": round(time.time() - t_start, 1)}) + "\n")
+        fh.write(json.dumps({"done": stop, "of": args.steps, "seconds_this_run": round(time.time() - t_start, 1)}) + "\n")
     print(f"wrote {out} ({out.stat().st_size / 1e6:.1f} MB)", flush=True)
     return 0
 
