@@ -154,7 +154,7 @@ class WorldStream:
         cw = int(round(ch * self.width / self.height))
         cw = min(cw, self._pw)
         x0 = int(round(sweep * (self._pw - cw)))
-        y_centre = self._ph * (0.55 + 0.03 * np.sin(2 * np.pi * i / 13.0))
+        y_centre = self._ph * (0.45 + 0.03 * np.sin(2 * np.pi * i / 13.0))
         y0 = int(np.clip(round(y_centre - ch / 2), 0, self._ph - ch))
         return y0, x0, ch, cw
 
