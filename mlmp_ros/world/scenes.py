@@ -143,13 +143,21 @@ def _far_band(rng, img, lab, horizon: int) -> None:
 
 def _blob_mask(rng, h, w, cx, cy, rx, ry, rough=0.25) -> np.ndarray:
     """An irregular ellipse (a bush, a boulder, a canopy) as a bool mask."""
-    yy, xx = np.ogrid[0:h, 0:w]
-    ang = np.arctan2((yy - cy) / max(ry, 1), (xx - cx) / max(rx, 1))
     k = rng.integers(3, 7)
     phase = rng.uniform(0, 2 * np.pi, 3)
+    mask = np.zeros((h, w), bool)
+    # Only the box the shape can reach is computed (the wobble is at most 1 + 0.8 * rough).
+    reach = 1 + 0.8 * abs(rough) + 1e-3
+    y0, y1 = max(0, int(np.floor(cy - reach * max(ry, 1))) - 1), min(h, int(np.ceil(cy + reach * max(ry, 1))) + 2)
+    x0, x1 = max(0, int(np.floor(cx - reach * max(rx, 1))) - 1), min(w, int(np.ceil(cx + reach * max(rx, 1))) + 2)
+    if y1 <= y0 or x1 <= x0:
+        return mask
+    yy, xx = np.ogrid[y0:y1, x0:x1]
+    ang = np.arctan2((yy - cy) / max(ry, 1), (xx - cx) / max(rx, 1))
     wobble = 1 + rough * (np.sin(k * ang + phase[0]) * 0.5 + np.sin((k + 2) * ang + phase[1]) * 0.3)
     d = ((xx - cx) / max(rx, 1)) ** 2 + ((yy - cy) / max(ry, 1)) ** 2
-    return d < wobble**2
+    mask[y0:y1, x0:x1] = d < wobble**2
+    return mask
 
 
 def _objects(rng, img, lab, horizon: int) -> None:
