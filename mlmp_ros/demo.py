@@ -236,7 +236,11 @@ def main(argv: list[str] | None = None) -> int:
               f"{len(world.frames)} frames 640x480, '{args.shift}' setting in; the ground truth is known, "
               "so each frame's mIoU is printed as its labels arrive.", flush=True)  # fmt: skip
         weights, why_random = "world", ""
-        params = {**world_settings(), **node_parameters(args)}
+        # NoAdapt unless --method says otherwise: on this small model MLMP's fusion of the middle
+        # blocks costs accuracy (measured in mlmp_ros/world/MODEL_CARD.md), adaptation is not the point here.
+        params = {**world_settings(), "adaptation.method": "noadapt", **node_parameters(args)}
+        print(f"mlmp-demo: method {params['adaptation.method']} (--method mlmp or tent to adapt; "
+              "see mlmp_ros/world/MODEL_CARD.md for what each does on this model)", flush=True)
     else:
         if why_random:
             print("\n" + RANDOM_BANNER.format(reason=why_random) + "\n", flush=True)

@@ -270,7 +270,7 @@ def render_scene(seed: int, height: int = 480, width: int = 640, layout: str | N
         layout = str(rng.choice(LAYOUTS, p=(0.6, 0.2, 0.2)))
     if layout not in _LAYOUT_FN:
         raise ValueError(f"unknown layout '{layout}' (known: {', '.join(LAYOUTS)})")
-    _UNIT[0] = max(width, height * 4 / 3) / 640.0
+    _UNIT[0] = height * 4 / 3 / 640.0  # a 4:3 frame of this height; wider frames see more, not bigger
     img, lab = _LAYOUT_FN[layout](rng, height, width)
     grain = rng.integers(-3, 4, img.shape, dtype=np.int16)  # sensor grain, +-3 levels
     out = np.clip((img * 255.0 + 0.5).astype(np.int16) + grain, 0, 255).astype(np.uint8)
