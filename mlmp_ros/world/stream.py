@@ -43,7 +43,7 @@ def _fog(img: np.ndarray, s: float, rng: np.random.Generator, state: dict) -> np
     if "fog" not in state or state["fog"].shape != (h, w):
         y = np.linspace(1.0, 0.0, h, dtype=np.float32)[:, None]  # top of the frame is far away
         state["fog"] = np.clip(0.55 + 0.45 * y + 0.15 * (fbm(rng, h, w, w / 4, 2) - 0.5), 0, 1)
-    a = (s * 0.92 * state["fog"])[..., None]
+    a = (s * 0.75 * state["fog"])[..., None]  # thick fog still shows what is near
     colour = np.array((205, 210, 215), np.float32)
     return img.astype(np.float32) * (1 - a) + colour * a
 
