@@ -66,7 +66,7 @@ def main(argv: list[str] | None = None) -> int:
         table.setdefault(f"{r['dataset']}/{r['corruption']}", {})[r["method"]] = cell
     cpu = platform.processor()
     try:
-        cpu = next(l.split(":", 1)[1].strip() for l in Path("/proc/cpuinfo").read_text().splitlines() if l.startswith("model name"))
+        cpu = next(ln.split(":", 1)[1].strip() for ln in Path("/proc/cpuinfo").read_text().splitlines() if ln.startswith("model name"))
     except (OSError, StopIteration):
         pass
     report = {

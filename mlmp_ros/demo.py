@@ -110,7 +110,7 @@ def world_overlay(image: np.ndarray, labels: np.ndarray, truth: np.ndarray, text
         return PALETTE[np.minimum(lab, len(PALETTE) - 1)]
 
     panel = np.concatenate([image, paint(labels), paint(truth)], axis=1)
-    h, w = image.shape[:2]
+    w = image.shape[1]
     for col, title in enumerate(("camera", "segmentation", "ground truth")):
         cv2.putText(panel, title, (col * w + 10, 28), cv2.FONT_HERSHEY_SIMPLEX, 0.8, (0, 0, 0), 3, cv2.LINE_AA)
         cv2.putText(panel, title, (col * w + 10, 28), cv2.FONT_HERSHEY_SIMPLEX, 0.8, (255, 255, 255), 1, cv2.LINE_AA)

@@ -136,9 +136,9 @@ class WorldStream:
         self.seed, self.n_frames, self.height, self.width = int(seed), int(n_frames), int(height), int(width)
         self.shift, self.onset, self.full, self.pan = shift, float(onset), float(full), float(pan)
         # The panorama: 1.25 frames high, wide enough for the pan (it turns back when longer).
-        self._ph = int(round(height * 1.25))
+        self._ph = round(height * 1.25)
         travel = min(n_frames, 40) * pan
-        self._pw = int(round(width * 1.25 * (1.0 + travel)))
+        self._pw = round(width * 1.25 * (1.0 + travel))
         scene = render_scene(self.seed, self._ph, self._pw, layout="outdoor")
         self.panorama, self.panorama_labels = scene.image, scene.labels
 
@@ -150,10 +150,10 @@ class WorldStream:
         phase = i / 40.0  # one sweep every 40 frames, back and forth
         sweep = 1.0 - abs((phase % 2.0) - 1.0)  # 0 -> 1 -> 0
         zoom = 0.8 + 0.2 * (0.5 + 0.5 * np.cos(2 * np.pi * i / 25.0))  # 0.8 .. 1.0 of the widest view
-        ch = int(round(self._ph * 0.8 * zoom))
-        cw = int(round(ch * self.width / self.height))
+        ch = round(self._ph * 0.8 * zoom)
+        cw = round(ch * self.width / self.height)
         cw = min(cw, self._pw)
-        x0 = int(round(sweep * (self._pw - cw)))
+        x0 = round(sweep * (self._pw - cw))
         y_centre = self._ph * (0.45 + 0.03 * np.sin(2 * np.pi * i / 13.0))
         y0 = int(np.clip(round(y_centre - ch / 2), 0, self._ph - ch))
         return y0, x0, ch, cw

@@ -52,7 +52,7 @@ def noise(rng: np.random.Generator, h: int, w: int, cell: float, interp: int = c
     grid = rng.random((gh, gw), dtype=np.float32)
     if cell <= 1.0:
         return grid[:h, :w]
-    big = cv2.resize(grid, (int(round(gw * cell)), int(round(gh * cell))), interpolation=interp)
+    big = cv2.resize(grid, (round(gw * cell), round(gh * cell)), interpolation=interp)
     oy, ox = int(rng.integers(0, max(1, int(cell)))), int(rng.integers(0, max(1, int(cell))))
     return big[oy : oy + h, ox : ox + w]
 
@@ -132,7 +132,7 @@ def water(rng, h, w, scale=1.0):
 def brick_wall(rng, h, w, scale=1.0):
     bw = max(6, int(rng.uniform(40, 60) * scale))
     bh = max(3, int(bw * rng.uniform(0.35, 0.45)))
-    mortar = max(1, int(round(bh * 0.15)))
+    mortar = max(1, round(bh * 0.15))
     yy, xx = np.mgrid[0:h, 0:w].astype(np.int32)
     row = yy // bh
     xs = xx + (row % 2) * (bw // 2)

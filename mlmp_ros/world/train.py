@@ -37,13 +37,12 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from ..core.dense import CLIP_MEAN, CLIP_STD  # the normalisation the segmenter applies
 from .scenes import class_fractions, render_scene
 from .textures import CLASSES, texture
 
 MODEL_NAME = "mlmp-world"
 HELD_OUT_SEED = 1_000_000_000
-CLIP_MEAN = (122.7709, 116.7460, 104.0937)
-CLIP_STD = (68.5005, 66.6322, 70.3232)
 
 TEMPLATES = (
     "a photo of a {}",

@@ -4,8 +4,6 @@ at 640x480 and 1280x720."""
 
 from __future__ import annotations
 
-import cv2
-import numpy as np
 import pytest
 
 from mlmp_ros.bench.metrics import SegmentationMetrics
