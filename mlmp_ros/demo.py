@@ -172,21 +172,24 @@ class WorldStreamRun:
         self.per_frame[index] = rec
         return rec
 
+    def print_new(self, live) -> None:
+        """Score and print the frames whose labels arrived since the last call (publish order gives the index)."""
+        with live._cond:
+            published = sorted(live._published)
+            arrived = {s: o for s, o in live.outputs["labels"].items() if o.array is not None}
+        for stamp, out in sorted(arrived.items()):
+            if stamp in self.printed or stamp not in published:
+                continue
+            self.printed.add(stamp)
+            rec = self.score(published.index(stamp), out.array)
+            run = self.metrics.compute()["mIoU"]
+            print(f"  frame {rec['frame']:3d}  {self.shift} {rec['severity']:.2f}  mIoU {rec['miou']:5.1f}  "
+                  f"(run so far {run:5.1f})", flush=True)  # fmt: skip
+
     def watch(self, live, stop) -> None:
-        """Print each frame's mIoU as its labels arrive (publish order gives the frame index)."""
-        while not stop.is_set():
-            with live._cond:
-                published = sorted(live._published)
-                arrived = {s: o for s, o in live.outputs["labels"].items() if o.array is not None}
-            for stamp, out in sorted(arrived.items()):
-                if stamp in self.printed or stamp not in published:
-                    continue
-                self.printed.add(stamp)
-                rec = self.score(published.index(stamp), out.array)
-                run = self.metrics.compute()["mIoU"]
-                print(f"  frame {rec['frame']:3d}  {self.shift} {rec['severity']:.2f}  mIoU {rec['miou']:5.1f}  "
-                      f"(run so far {run:5.1f})", flush=True)  # fmt: skip
-            stop.wait(0.2)
+        """Print each frame's mIoU as its labels arrive, until ``stop`` is set."""
+        while not stop.wait(0.2):
+            self.print_new(live)
 
 
 def overlay(image: np.ndarray, labels: np.ndarray, names: dict[int, str], random_weights: bool = False) -> np.ndarray:
@@ -282,6 +285,7 @@ def main(argv: list[str] | None = None) -> int:
             if world is not None:
                 stop.set()
                 watcher.join(timeout=5.0)
+                world.print_new(live)  # labels that came in after the watcher's last look
         done = [rec.stamp_ns for rec in result.frames if rec.labels is not None]
         try:  # confidence is published right after the labels
             live.wait_until(lambda: all(s in live.outputs["confidence"] for s in done), 5.0, "confidence maps")
