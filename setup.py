@@ -16,7 +16,7 @@ setup(
     license="Apache-2.0",
     python_requires=">=3.10",
     packages=find_packages(exclude=["test", "test.*"]),
-    package_data={PACKAGE: ["model_configs/*.json", "data/sample_stream/*"]},
+    package_data={PACKAGE: ["model_configs/*.json", "data/sample_stream/*", "world/*.safetensors", "world/*.md"]},
     data_files=[
         ("share/ament_index/resource_index/packages", [f"resource/{PACKAGE}"]),
         (f"share/{PACKAGE}", ["package.xml"]),

@@ -11,7 +11,12 @@ what comes back and writes:
 
 Real weights make the overlays meaningful: an open_clip pretrained tag that can be
 fetched (the default ``openai`` is downloaded once and cached), or a local file given
-with ``--weights``.  Without them the demo says plainly that it runs on random weights.
+with ``--weights``.  Without them (no internet, nothing cached) the demo runs the bundled
+world model (``mlmp-world``, a small CLIP trained on the procedural world of
+:mod:`mlmp_ros.world`) on a world camera stream generated on the fly, whose ground truth
+is known: it prints each frame's mIoU as the labels arrive and the run's mIoU, and each
+overlay shows the frame, the segmentation and the ground truth side by side.
+``--weights random`` keeps the photographs with random weights.
 """
 
 from __future__ import annotations
@@ -53,6 +58,11 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--loops", type=int, default=1, help="times to play the 8-frame stream")
     p.add_argument("--paced", action="store_true", help="send each frame only after the previous result (no drops)")
     p.add_argument("--timeout", type=float, default=600.0, help="seconds to wait for the last result")
+    w = p.add_argument_group("world stream (used when no real weights can be had)")
+    w.add_argument("--world", action="store_true", help="run the world model on a world stream even if real weights exist")
+    w.add_argument("--frames", type=int, default=30, help="frames of the world stream (default 30)")
+    w.add_argument("--shift", default="fog", help="shift that sets in over the stream: none, fog, night, rain, blur, dirt")
+    w.add_argument("--seed", type=int, default=None, help="world stream seed (default: a held-out stream)")
     return p.parse_args(argv)
 
 
@@ -92,6 +102,96 @@ def choose_weights(args: argparse.Namespace, params_file: Path) -> tuple[str, st
     return (str(path) if Path(weights).expanduser().exists() else weights), ""
 
 
+def world_overlay(image: np.ndarray, labels: np.ndarray, truth: np.ndarray, text: str) -> np.ndarray:
+    """Frame | segmentation | ground truth (world palette), a legend and the frame's mIoU below."""
+    from .world import CLASSES, PALETTE
+
+    def paint(lab: np.ndarray) -> np.ndarray:
+        return PALETTE[np.minimum(lab, len(PALETTE) - 1)]
+
+    panel = np.concatenate([image, paint(labels), paint(truth)], axis=1)
+    w = image.shape[1]
+    for col, title in enumerate(("camera", "segmentation", "ground truth")):
+        cv2.putText(panel, title, (col * w + 10, 28), cv2.FONT_HERSHEY_SIMPLEX, 0.8, (0, 0, 0), 3, cv2.LINE_AA)
+        cv2.putText(panel, title, (col * w + 10, 28), cv2.FONT_HERSHEY_SIMPLEX, 0.8, (255, 255, 255), 1, cv2.LINE_AA)
+    present = sorted(set(np.unique(labels).tolist()) | set(np.unique(truth).tolist()))
+    legend = np.full((72, panel.shape[1], 3), 255, np.uint8)
+    cv2.putText(legend, text, (8, 24), cv2.FONT_HERSHEY_SIMPLEX, 0.65, (0, 0, 0), 1, cv2.LINE_AA)
+    x = 8
+    for cls in present:
+        if cls >= len(CLASSES):
+            continue
+        legend[38:58, x : x + 20] = PALETTE[cls]
+        cv2.putText(legend, CLASSES[cls], (x + 26, 54), cv2.FONT_HERSHEY_SIMPLEX, 0.55, (0, 0, 0), 1, cv2.LINE_AA)
+        x += 40 + 11 * len(CLASSES[cls])
+    return np.concatenate([panel, legend], axis=0)
+
+
+def frame_miou(labels: np.ndarray, truth: np.ndarray, metrics=None) -> float:
+    """mIoU (%) of one frame over the classes present in it or predicted; adds to ``metrics``."""
+    from .bench.metrics import SegmentationMetrics
+    from .world import CLASSES
+
+    one = SegmentationMetrics(len(CLASSES))
+    one.update(labels, truth)
+    if metrics is not None:
+        metrics.update(labels, truth)
+    return float(one.compute()["mIoU"])
+
+
+class WorldStreamRun:
+    """The world stream the demo plays, its ground truth, and the live mIoU as labels arrive."""
+
+    def __init__(self, frames: int, shift: str, seed: int | None):
+        from .world.dataset import STREAM_SEED
+        from .world.stream import SHIFTS, WorldStream
+
+        if shift not in SHIFTS:
+            raise SystemExit(f"mlmp-demo: unknown shift '{shift}' (choose from {', '.join(SHIFTS)})")
+        if frames < 1:
+            raise SystemExit("mlmp-demo: --frames must be at least 1")
+        self.seed = STREAM_SEED + 900 if seed is None else int(seed)
+        self.stream = WorldStream(self.seed, frames, shift=shift)
+        self.frames = list(self.stream)
+        self.shift = shift
+        self.printed: set[int] = set()
+        self.per_frame: dict[int, dict[str, Any]] = {}
+        from .bench.metrics import SegmentationMetrics
+        from .world import CLASSES
+
+        self.metrics = SegmentationMetrics(len(CLASSES), class_names=list(CLASSES))
+
+    def items(self, loops: int) -> list[tuple[int, np.ndarray]]:
+        period = 100_000_000
+        return [(i * period, self.frames[i % len(self.frames)].image) for i in range(loops * len(self.frames))]
+
+    def score(self, index: int, labels: np.ndarray) -> dict[str, Any]:
+        frame = self.frames[index % len(self.frames)]
+        miou = frame_miou(labels, frame.labels, self.metrics)
+        rec = {"frame": index, "severity": round(frame.severity, 2), "miou": round(miou, 1)}
+        self.per_frame[index] = rec
+        return rec
+
+    def print_new(self, live) -> None:
+        """Score and print the frames whose labels arrived since the last call (publish order gives the index)."""
+        with live._cond:
+            published = sorted(live._published)
+            arrived = {s: o for s, o in live.outputs["labels"].items() if o.array is not None}
+        for stamp, out in sorted(arrived.items()):
+            if stamp in self.printed or stamp not in published:
+                continue
+            self.printed.add(stamp)
+            rec = self.score(published.index(stamp), out.array)
+            run = self.metrics.compute()["mIoU"]
+            print(f"  frame {rec['frame']:3d}  {self.shift} {rec['severity']:.2f}  mIoU {rec['miou']:5.1f}  "
+                  f"(run so far {run:5.1f})", flush=True)  # fmt: skip
+
+    def watch(self, live, stop) -> None:
+        """Print each frame's mIoU as its labels arrive, until ``stop`` is set."""
+        while not stop.wait(0.2):
+            self.print_new(live)
+
+
 def overlay(image: np.ndarray, labels: np.ndarray, names: dict[int, str], random_weights: bool = False) -> np.ndarray:
     """The frame beside its segmentation blended over it, with a legend of the classes present."""
     from .ros.conversions import colorize, palette
@@ -129,9 +229,25 @@ def main(argv: list[str] | None = None) -> int:
     stay_on_loopback()
     print(f"mlmp-demo: node parameters from {params_file}", flush=True)
     weights, why_random = choose_weights(args, params_file)
-    if why_random:
-        print("\n" + RANDOM_BANNER.format(reason=why_random) + "\n", flush=True)
-    params = {**node_parameters(args), "weights": weights}
+    world = None
+    from .world.model import has_bundled_weights, world_settings
+
+    if args.world or (why_random and args.weights is None and args.model is None and has_bundled_weights()):
+        world = WorldStreamRun(args.frames, args.shift, args.seed)
+        print(f"mlmp-demo: no real CLIP weights ({why_random})." if why_random else "mlmp-demo: --world given.", flush=True)
+        print(f"mlmp-demo: running the bundled world model (mlmp-world) on a generated world stream: "
+              f"{len(world.frames)} frames 640x480, '{args.shift}' setting in; the ground truth is known, "
+              "so each frame's mIoU is printed as its labels arrive.", flush=True)  # fmt: skip
+        weights, why_random = "world", ""
+        # NoAdapt unless --method says otherwise: on this small model MLMP's fusion of the middle
+        # blocks costs accuracy (measured in mlmp_ros/world/MODEL_CARD.md), adaptation is not the point here.
+        params = {**world_settings(), "adaptation.method": "noadapt", **node_parameters(args)}
+        print(f"mlmp-demo: method {params['adaptation.method']} (--method mlmp or tent to adapt; "
+              "see mlmp_ros/world/MODEL_CARD.md for what each does on this model)", flush=True)
+    else:
+        if why_random:
+            print("\n" + RANDOM_BANNER.format(reason=why_random) + "\n", flush=True)
+        params = {**node_parameters(args), "weights": weights}
 
     from .ros.live import LiveSession, NodeProcess
 
@@ -143,9 +259,13 @@ def main(argv: list[str] | None = None) -> int:
     out.mkdir(parents=True, exist_ok=True)
     for old in out.glob("overlay_*.png"):
         old.unlink()
-    inputs = {stamp: frame for stamp, frame in sample_frames()}
-    raw = list(sample_raw_messages())
-    stream = [item for _ in range(max(1, args.loops)) for item in raw]
+    if world is not None:
+        stream = world.items(max(1, args.loops))
+        inputs = dict(stream)
+    else:
+        inputs = {stamp: frame for stamp, frame in sample_frames()}
+        raw = list(sample_raw_messages())
+        stream = [item for _ in range(max(1, args.loops)) for item in raw]
     node = NodeProcess(params_file, params, log_path=out / "node.log")
     print("mlmp-demo: starting the node (model load and text embeddings take a while on a CPU) ...", flush=True)
     t0 = time.monotonic()
@@ -153,7 +273,19 @@ def main(argv: list[str] | None = None) -> int:
         ready = time.monotonic() - t0
         print(f"mlmp-demo: node ready after {ready:.1f} s; playing {len(stream)} frames", flush=True)
         schedule = {"paced": True} if args.paced else {"rate_hz": args.rate}
-        result = live.play(stream, restamp=True, timeout=args.timeout, **schedule)
+        if world is not None:
+            import threading
+
+            stop = threading.Event()
+            watcher = threading.Thread(target=world.watch, args=(live, stop), daemon=True)
+            watcher.start()
+        try:
+            result = live.play(stream, restamp=True, timeout=args.timeout, **schedule)
+        finally:
+            if world is not None:
+                stop.set()
+                watcher.join(timeout=5.0)
+                world.print_new(live)  # labels that came in after the watcher's last look
         done = [rec.stamp_ns for rec in result.frames if rec.labels is not None]
         try:  # confidence is published right after the labels
             live.wait_until(lambda: all(s in live.outputs["confidence"] for s in done), 5.0, "confidence maps")
@@ -171,7 +303,14 @@ def main(argv: list[str] | None = None) -> int:
             continue
         path = out / f"overlay_{len(overlays):02d}.png"
         image = inputs[sources[rec.stamp_ns]]
-        picture = overlay(image, rec.labels.array, names, random_weights=bool(why_random))
+        if world is not None:
+            score = world.per_frame.get(rec.index) or world.score(rec.index, rec.labels.array)
+            truth = world.frames[rec.index % len(world.frames)].labels
+            text = (f"frame {rec.index}  {args.shift} {score['severity']:.2f}   mIoU {score['miou']:.1f} "
+                    f"(run {world.metrics.compute()['mIoU']:.1f})")  # fmt: skip
+            picture = world_overlay(image, rec.labels.array, truth, text)
+        else:
+            picture = overlay(image, rec.labels.array, names, random_weights=bool(why_random))
         cv2.imwrite(str(path), cv2.cvtColor(picture, cv2.COLOR_RGB2BGR))
         overlays.append(path)
     from .bench.bags import write_recorded_images
@@ -188,6 +327,19 @@ def main(argv: list[str] | None = None) -> int:
         "output_messages": n_msgs,
         "overlays": [str(p) for p in overlays],
     }
+    if world is not None:
+        for rec in result.frames:  # frames whose labels came after the watcher stopped
+            if rec.labels is not None and rec.labels.array is not None and rec.index not in world.per_frame:
+                world.score(rec.index, rec.labels.array)
+        run = world.metrics.compute()
+        summary["world"] = {
+            "stream_seed": world.seed,
+            "shift": world.shift,
+            "frames": len(world.frames),
+            "run_miou": run["mIoU"],
+            "run_pixel_accuracy": run["aAcc"],
+            "per_frame": [world.per_frame[i] for i in sorted(world.per_frame)],
+        }
     (out / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
     print_summary(summary)
     return 0 if result.processed else 1
@@ -214,6 +366,16 @@ def print_summary(s: dict[str, Any]) -> None:
     if d:
         print(f"model time        {d.get('model_ms', '-')} ms per frame; node overhead {d.get('overhead_ms', '-')} ms")
         print(f"node memory       {d.get('rss_mb', '-')} MB RSS")
+    w = s.get("world")
+    if w:
+        scored = w["per_frame"]
+        print(f"world stream      seed {w['stream_seed']}, {w['frames']} frames, '{w['shift']}' setting in")
+        print(f"accuracy          mIoU over the run {w['run_miou']:.1f} (pixel accuracy {w['run_pixel_accuracy']:.1f}) "
+              f"on {len(scored)} processed frames, against the ground truth")  # fmt: skip
+        if scored:
+            first, last = scored[0], scored[-1]
+            print(f"                  first frame {first['miou']:.1f} ({w['shift']} {first['severity']:.2f}), "
+                  f"last frame {last['miou']:.1f} ({w['shift']} {last['severity']:.2f})")  # fmt: skip
     print(f"outputs           {s['outputs_bag']} ({s['output_messages']} messages), {len(s['overlays'])} overlays in {Path(s['outputs_bag']).parent}")
     if s["frames_dropped"]:
         print("note              the node was slower than the camera; use --paced to process every frame")

@@ -63,3 +63,5 @@ def test_colcon_builds_the_ament_python_layout(tmp_path):
     site = next(install.glob("lib/python3*/site-packages/mlmp_ros"))
     assert (site / "data" / "sample_stream" / "metadata.yaml").is_file()
     assert (site / "model_configs" / "mlmp-tiny-test.json").is_file()
+    assert (site / "model_configs" / "mlmp-world.json").is_file()
+    assert (site / "world" / "mlmp-world.safetensors").is_file() and (site / "world" / "MODEL_CARD.md").is_file()

@@ -121,8 +121,8 @@ def add_make_bags(sub: Any) -> None:
         "bag is kept). Corruptions are applied at the original size, seeded by the image index.",
     )
     p.add_argument("dataset", help="voc20, voc21, context59, context60, cityscapes, coco_object, coco_stuff, "
-                   "acdc_fog|night|rain|snow, gta5")  # fmt: skip
-    p.add_argument("root", help="the data set's folder (e.g. /data/VOCdevkit/VOC2012)")
+                   "acdc_fog|night|rain|snow, gta5, or world / world_stream_<shift> (generated, no root)")  # fmt: skip
+    p.add_argument("root", nargs="?", help="the data set's folder (e.g. /data/VOCdevkit/VOC2012); not for world")
     p.add_argument("--corruptions", "-c", default="original", help="'all', or names separated by commas "
                    "(default: original)")  # fmt: skip
     p.add_argument("--condition", help="ACDC condition (fog, night, rain, snow) when dataset is 'acdc'")
@@ -134,17 +134,61 @@ def add_make_bags(sub: Any) -> None:
     p.add_argument("--no-presize", action="store_true", help="keep the original image sizes in the bag")
     p.add_argument("--limit", type=_positive, help="only the first N images of the split")
     p.add_argument("--no-progress", action="store_true")
+    w = p.add_argument_group("world (generated scenes and streams)")
+    w.add_argument("--streams", default="", help="also write world streams: 'all' or shifts separated by commas "
+                   "(none, fog, night, rain, blur, dirt) as <out>/world_stream_<shift>/original")  # fmt: skip
+    w.add_argument("--count", type=_positive, help="scenes (default 40) or frames per stream (default 60)")
+    w.add_argument("--size", default="640x480", help="frame size WxH (default 640x480)")
+    w.add_argument("--seed", type=int, help="first scene seed / stream seed (default: the held-out seeds)")
     p.set_defaults(handler=cmd_make_bags)
 
 
+def _world_jobs(args: argparse.Namespace, corruptions: list[str]) -> list[tuple[Any, str]]:
+    """(data set, corruption) pairs for ``make-bags world``: scenes per corruption, then streams."""
+    from ..world.dataset import WorldDataset
+    from ..world.stream import SHIFTS
+
+    try:
+        width, height = (int(v) for v in args.size.lower().split("x"))
+    except ValueError:
+        raise UsageError(f"--size takes WxH (e.g. 640x480), got '{args.size}'") from None
+    if width < 32 or height < 32:
+        raise UsageError(f"--size must be at least 32x32, got {args.size}")
+    common = {"count": args.count, "height": height, "width": width, "seed": args.seed}
+    jobs: list[tuple[Any, str]] = []
+    if args.dataset.strip().lower() == "world":
+        jobs += [(WorldDataset("world", **common), c) for c in corruptions]
+    else:
+        jobs += [(WorldDataset(args.dataset, **common), c) for c in corruptions]
+    text = args.streams.strip()
+    shifts = list(SHIFTS) if text == "all" else [s.strip() for s in text.split(",") if s.strip()]
+    bad = [s for s in shifts if s not in SHIFTS]
+    if bad:
+        raise UsageError(f"unknown stream shift {', '.join(bad)}; use 'all' or names from: {', '.join(SHIFTS)}")
+    jobs += [(WorldDataset(f"world_stream_{s}", **common), "original") for s in shifts]
+    return jobs
+
+
 def cmd_make_bags(args: argparse.Namespace) -> int:
+    from ..world.dataset import is_world
     from .datasets import open_dataset
+
+    corruptions = parse_corruptions(args.corruptions)
+    if is_world(args.dataset):
+        return _write_bags(args, _world_jobs(args, corruptions))
+    if args.streams:
+        raise UsageError("--streams is for the world data set only")
+    if not args.root:
+        raise UsageError(f"make-bags {args.dataset} needs the data set's folder (root)")
+    dataset = open_dataset(args.dataset, args.root, args.condition)
+    return _write_bags(args, [(dataset, c) for c in corruptions])
+
+
+def _write_bags(args: argparse.Namespace, jobs: list[tuple[Any, str]]) -> int:
     from .make_bags import make_bag
     from .suite import check_bag_matches
 
-    corruptions = parse_corruptions(args.corruptions)
-    dataset = open_dataset(args.dataset, args.root, args.condition)
-    for corruption in corruptions:
+    for dataset, corruption in jobs:
         out = Path(args.out) / dataset.name / corruption
         if out.exists():
             check_bag_matches(out, dataset.name, corruption, args.severity, args.channel_order,

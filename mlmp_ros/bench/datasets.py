@@ -188,6 +188,11 @@ def resolve_name(name: str, condition: str | None = None) -> tuple[str, str | No
     """Normalise a data set name and ACDC condition: ``acdc_fog`` -> ('acdc', 'fog')."""
     key = name.strip().lower()
     condition = condition.strip().lower() if isinstance(condition, str) else condition
+    if key == "world" or key.startswith("world_stream_"):  # generated (mlmp_ros.world), no root needed
+        from ..world.dataset import WorldDataset
+
+        WorldDataset(key, count=1)  # checks the name
+        return key, None
     if key.startswith("acdc_"):
         named_condition = key[len("acdc_") :]
         if condition is not None and condition != named_condition:
@@ -311,6 +316,10 @@ def open_dataset(name: str, root: str | os.PathLike[str], condition: str | None 
     layout fails now rather than hours into a bag or a run.
     """
     key, condition = resolve_name(name, condition)
+    if key not in _LAYOUTS:  # a generated world data set; the root is not used
+        from ..world.dataset import WorldDataset
+
+        return WorldDataset(key)  # type: ignore[return-value]
     layout = _LAYOUTS[key]
     root = Path(root).expanduser()
     expected = _layout_text(layout, condition)

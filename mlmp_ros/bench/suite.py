@@ -564,9 +564,10 @@ def ensure_bag(
                           presize=suite.presize, storage=suite.storage, limit=suite.limit)  # fmt: skip
         return path
     root = suite.root_for(scenario.dataset)
-    if not root:
+    generated = scenario.dataset == "world" or scenario.dataset.startswith("world_stream_")  # mlmp_ros.world
+    if not root and not generated:
         raise DatasetError(f"no data root for {scenario.dataset}: add it under 'roots' in the suite file")
-    dataset = open_dataset(scenario.dataset, root)
+    dataset = open_dataset(scenario.dataset, root or ".")
     return make_bag(
         dataset,
         scenario.corruption,

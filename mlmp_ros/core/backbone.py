@@ -138,7 +138,17 @@ def _looks_like_path(weights: str) -> bool:
     return os.sep in weights or weights.startswith(("~", ".")) or weights.endswith(_WEIGHT_SUFFIXES)
 
 
+# Weights shipped inside the package: model name -> {tag: file under mlmp_ros/}.
+BUNDLED_WEIGHTS = {"mlmp-world": {"world": ("world", "mlmp-world.safetensors")}}
+
+
 def _weights_file(name: str, weights: str, *, cache_dir: str | None, offline: bool) -> Path:
+    bundled = BUNDLED_WEIGHTS.get(name, {}).get(weights)
+    if bundled is not None:
+        path = package_data_path(*bundled)
+        if not path.is_file():
+            raise WeightsError(f"the bundled weights '{weights}' of {name} are missing from this installation ({path})")
+        return path
     path = Path(weights).expanduser()
     if path.is_file():
         return path

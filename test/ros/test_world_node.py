@@ -1,0 +1,72 @@
+"""The node over DDS with the world model: its labels agree with the ground truth as well as
+the offline Segmenter's do (channel order, resizing and label mapping), raw and compressed,
+at 640x480 and 1280x720."""
+
+from __future__ import annotations
+
+import pytest
+
+from mlmp_ros.bench.metrics import SegmentationMetrics
+from mlmp_ros.world import CLASSES, render_scene
+from mlmp_ros.world.model import world_config, world_settings
+from mlmp_ros.world.train import HELD_OUT_SEED
+
+from .ros_helpers import NODE_ENV, PARAMS_FILE
+
+SEED = HELD_OUT_SEED + 400_000
+SIZES = [(480, 640), (720, 1280)]
+TIMEOUT = 120.0
+FLOOR = 12.0  # offline NoAdapt on these frames measured 15.27 (640x480) and 30.15 (1280x720)
+
+
+@pytest.fixture(scope="module")
+def frames():
+    return {size: [render_scene(SEED + i + 10 * k, *size) for i in range(2)] for k, size in enumerate(SIZES)}
+
+
+@pytest.fixture(scope="module")
+def offline(frames):
+    """Labels of the offline Segmenter (the same core the node runs) for every frame."""
+    import torch
+
+    from mlmp_ros.core import Segmenter
+
+    torch.set_num_threads(1)
+    seg = Segmenter(world_config(**{"adaptation.method": "noadapt"}))
+    return {size: [seg.segment([s.image]).frames[0].labels for s in scenes] for size, scenes in frames.items()}
+
+
+def miou(pairs) -> float:
+    metrics = SegmentationMetrics(len(CLASSES))
+    for pred, truth in pairs:
+        metrics.update(pred, truth)
+    return float(metrics.compute()["mIoU"])
+
+
+@pytest.mark.parametrize("compressed", [False, True], ids=["raw", "jpeg"])
+def test_node_labels_match_the_ground_truth_as_the_offline_segmenter_does(frames, offline, compressed):
+    from mlmp_ros.ros.live import LiveSession, NodeProcess
+
+    params = {**world_settings(), "device": "cpu", "adaptation.method": "noadapt", "input.compressed": compressed}
+    node = NodeProcess(PARAMS_FILE, params, namespace=f"mlmp_test_world_{int(compressed)}", env=NODE_ENV)
+    live = LiveSession(node, compressed=compressed)
+    live.start()
+    try:
+        assert live.wait_for_label_info(lambda m: len(m) == len(CLASSES), TIMEOUT) == dict(enumerate(CLASSES))
+        for size, scenes in frames.items():
+            node_pairs, offline_pairs = [], []
+            for i, scene in enumerate(scenes):
+                stamp = live.publish(scene.image, 1_650_000_000 * 10**9 + size[0] * 1000 + i)
+                out = live.wait_for_output(stamp, TIMEOUT)
+                assert (out.height, out.width, out.encoding) == (*size, "mono8")
+                node_pairs.append((out.array, scene.labels))
+                offline_pairs.append((offline[size][i], scene.labels))
+                if not compressed:  # the same pixels through the same core: the same labels
+                    assert (out.array == offline[size][i]).mean() > 0.995
+            node_score, offline_score = miou(node_pairs), miou(offline_pairs)
+            assert offline_score >= FLOOR
+            # jpeg changes the pixels a little, nothing else may change the answer
+            assert abs(node_score - offline_score) <= (3.0 if compressed else 0.5), (size, node_score, offline_score)
+    finally:
+        live.close()
+        node.cleanup()
