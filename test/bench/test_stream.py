@@ -85,3 +85,16 @@ def test_stream_command_writes_report_and_plot(bags, tmp_path, capsys):
     assert (out / "stream.png").stat().st_size > 1000
     assert "mIoU at camera rate" in capsys.readouterr().out
     assert main(["stream", str(bags[0]), "--clock", "fixed:x", *TINY, "--out", str(out)]) == 2
+
+
+def test_corruption_sequences_from_one_bag(bags):
+    pytest.importorskip("imagecorruptions")
+    from mlmp_ros.bench.corruptions import CORRUPTIONS
+
+    severity = build_stream([str(bags[0])], sequence="severity", corruption="fog", frames_per_segment=1)
+    assert severity.segments == [f"fog-{s}" for s in (1, 2, 3, 4, 5, 4, 3, 2, 1)] and len(severity.frames) == 9
+    assert not np.array_equal(severity.frames[0].image, severity.frames[4].image)  # severity 1 vs 5
+    chain = build_stream([str(bags[0])], sequence="corruptions", frames_per_segment=1)
+    assert chain.segments == [f"{c}-5" for c in CORRUPTIONS]
+    plain = build_stream([str(bags[0])])
+    assert all(np.array_equal(a.labels, b.labels) for a, b in zip(chain.frames, plain.frames))  # labels unchanged
