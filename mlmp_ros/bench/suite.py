@@ -67,7 +67,7 @@ STORE_NAME = "results.jsonl"
 NOT_RUN = "not run"
 DONE = "done"
 # Settings that do not change a result, left out of the config hash.
-_UNHASHED = ("device", "cache_dir", "offline", "flush_denormal")  # where and how fast, not what
+_UNHASHED = ("device", "cache_dir", "offline", "flush_denormal", "compile")  # where and how fast, not what
 # Settings every scenario takes from its bag.
 _FROM_BAG = ("classes", "resize", "window", "stride")
 
