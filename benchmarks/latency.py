@@ -196,7 +196,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--warmup", type=int, default=1)
     p.add_argument("--threads", type=int, default=0, help="torch threads (0: torch's default)")
     p.add_argument("--reference", default="", help="path to a checkout of github.com/dosowiechi/MLMP: time it too")
-    p.add_argument("--budget-s", type=float, default=280.0, help="stop starting new work after this many seconds")
+    p.add_argument("--compile-methods", nargs="+", default=["mlmp"], help="methods timed in the +compile configurations (compilation takes a minute or more each)")
+    p.add_argument("--budget-s", type=float, default=None, help="stop starting new work after this many seconds (default: 280 on CUDA, none on the CPU)")
     p.add_argument("--out", help="also write the JSON here")
     args = p.parse_args(argv)
 
@@ -209,8 +210,9 @@ def main(argv: list[str] | None = None) -> int:
     if args.threads:
         torch.set_num_threads(args.threads)
     start = time.perf_counter()
-    deadline = start + args.budget_s
     device = resolve_device(args.device)
+    budget = args.budget_s if args.budget_s is not None else (280.0 if device.type == "cuda" else 0.0)
+    deadline = start + budget if budget > 0 else float("inf")
     info = machine()
     cuda = device.type == "cuda"
     labels = args.configs or default_configs(device.type, info["cpu_native_bf16"])
@@ -222,8 +224,8 @@ def main(argv: list[str] | None = None) -> int:
     report = {"benchmark": "latency", "command": "python benchmarks/latency.py " + " ".join(argv if argv is not None else sys.argv[1:]),
               "machine": info, "device": str(device), "settings": settings, "models": [], "skipped": []}
 
-    def out_of_time() -> bool:
-        return time.perf_counter() > deadline
+    def out_of_time(margin: float = 0.0) -> bool:
+        return time.perf_counter() + margin > deadline
 
     for model_name in models:
         if out_of_time():
@@ -236,6 +238,8 @@ def main(argv: list[str] | None = None) -> int:
         segs: dict[tuple[str, str], Segmenter] = {}
         for method in args.methods:
             for c in configs:
+                if c["compile"] == "on" and method not in args.compile_methods:
+                    continue
                 cfg = Config(
                     model=model_name, weights=args.weights, device=str(device), precision=c["precision"], compile=c["compile"],
                     classes=CLASSES, resize=[args.size, args.size], window=[args.size], stride=[args.size // 2],
@@ -268,8 +272,10 @@ def main(argv: list[str] | None = None) -> int:
 
         # Warm-up (compilation happens here and is reported).
         warm: dict[tuple[str, str], dict] = {}
-        for key, seg in list(segs.items()):
-            if out_of_time():
+        order = [k for k, v in segs.items() if not v.method.compiler.enabled] + [k for k, v in segs.items() if v.method.compiler.enabled]
+        for key in order:
+            seg = segs[key]
+            if out_of_time(margin=90.0 if seg.method.compiler.enabled else 0.0):
                 report["skipped"].append({"model": model_name, "method": key[0], "config": key[1], "reason": "time budget (warm-up)"})
                 del segs[key]
                 continue
