@@ -75,6 +75,8 @@ class Segmenter:
         self.config = config
         self.device = resolve_device(config.device)
         self.precision = Precision(config.precision, self.device)
+        if config.precision == "auto":
+            LOG.info("precision auto: %s on %s", self.precision.name, self.device)
         if self.device.type == "cpu" and config.flush_denormal:
             torch.set_flush_denormal(True)
         if self.precision.name == "bf16" and self.device.type == "cpu" and not cpu_has_native_bf16():
