@@ -74,7 +74,7 @@ NOT_RUN = "not run"
 DONE = "done"
 SKIPPED_PREFIX = "skipped by the suite: "  # reason of trials a suite file skips on purpose
 # Settings that do not change a result, left out of the config hash.
-_UNHASHED = ("device", "cache_dir", "offline", "flush_denormal")  # where and how fast, not what
+_UNHASHED = ("device", "cache_dir", "offline", "flush_denormal", "compile")  # where and how fast, not what
 # Settings every scenario takes from its bag.
 _FROM_BAG = ("classes", "resize", "window", "stride")
 # What a record copies from its bag's description: how the images were made and how many the split has.

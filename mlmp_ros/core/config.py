@@ -25,7 +25,8 @@ FEATURES = ("auto", "reduced", "vanilla")
 FUSIONS = ("auto", "mean", "entropy_weighted")
 MODES = ("off", "episodic", "continual")
 SCHEDULES = ("sync", "async")
-PRECISIONS = ("fp32", "bf16", "fp16")
+PRECISIONS = ("auto", "fp32", "bf16", "fp16")
+COMPILES = ("auto", "on", "off")
 OPTIMIZERS = ("adam", "adamw", "sgd")
 
 
@@ -142,7 +143,13 @@ class Config:
     cache_dir: str = ""
     offline: bool = False
     device: str = "auto"
+    # "auto": bf16 on CUDA (where the GPU has bf16) and on CPUs with native bf16
+    # (AVX-512-BF16 or AMX), fp32 otherwise.  fp32 is the paper protocol's precision.
     precision: str = "fp32"
+    # torch.compile (inductor) of the adaptation step and the prediction; "auto": on
+    # where it pays (CUDA), eager on the CPU.  Compiled once per input shape; a failed
+    # compilation falls back to eager with a warning.
+    compile: str = "auto"
     # CPU only: flush denormal floats to zero (process-wide). Near-zero gradients
     # otherwise take the CPU's slow denormal path (TENT on ViT-B/16: 1.6x slower).
     flush_denormal: bool = True
@@ -208,6 +215,7 @@ class Config:
         p: list[str] = []
         a = self.adaptation
         _choice(p, "precision", self.precision, PRECISIONS)
+        _choice(p, "compile", self.compile, COMPILES)
         _choice(p, "attention", self.attention, ATTENTIONS)
         _choice(p, "features", self.features, FEATURES)
         _choice(p, "fusion", self.fusion, FUSIONS)
@@ -360,6 +368,8 @@ def _build(cls: type, data: Mapping[str, Any], prefix: str, problems: list[str],
                 continue
             kwargs[key] = _build(hint, value, f"{prefix}{key}.", problems, ignore)
             continue
+        if not prefix and key == "compile" and isinstance(value, bool):
+            value = "on" if value else "off"  # YAML 1.1 reads a bare on/off as a boolean
         try:
             kwargs[key] = _coerce(value, hint)
         except (TypeError, ValueError) as exc:

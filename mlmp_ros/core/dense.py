@@ -47,6 +47,31 @@ def entropy(logits: torch.Tensor, dim: int) -> torch.Tensor:
     return -(logits.softmax(dim) * logits.log_softmax(dim)).sum(dim)
 
 
+# Sequences up to this length take the plain matrix-product attention under CPU autocast.
+MATH_ATTENTION_MAX_TOKENS = 1024
+
+
+def attend(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
+    """``softmax(q k^T / sqrt(d) + mask) v``.
+
+    Fused SDPA everywhere except under low-precision autocast on the CPU, where the
+    flash kernel's bf16 backward is slow for CLIP's short sequences: there the scores
+    are bf16 matrix products with the softmax in float32 (autocast's rule), fwd + bwd
+    about 2.7x faster at 197 tokens.  fp32 runs keep SDPA, so fp32 results are unchanged.
+    """
+    if (
+        q.device.type == "cpu"
+        and torch.is_autocast_enabled("cpu")
+        and k.shape[-2] <= MATH_ATTENTION_MAX_TOKENS
+        and not torch.compiler.is_compiling()
+    ):
+        scores = (q * q.shape[-1] ** -0.5) @ k.transpose(-1, -2)
+        if mask is not None:
+            scores = scores + mask
+        return scores.softmax(-1, dtype=torch.float32) @ v
+    return F.scaled_dot_product_attention(q, k, v, attn_mask=mask)
+
+
 def neighbourhood_prior(h: int, w: int, std: float) -> torch.Tensor:
     """NACLIP's Omega: a Gaussian of patch distance, zero on the class token's row and column."""
     ii, jj = torch.meshgrid(torch.arange(h, dtype=torch.float64), torch.arange(w, dtype=torch.float64), indexing="ij")
@@ -74,6 +99,7 @@ class DenseCLIP(nn.Module):
         self.source_grid = tuple(visual.grid_size)
         self._omega: dict[tuple, torch.Tensor] = {}
         self._pos: dict[tuple, torch.Tensor] = {}
+        self._cast: dict[int, tuple[tuple, torch.Tensor]] = {}
         mean = torch.tensor(CLIP_MEAN).view(1, 3, 1, 1)
         std = torch.tensor(CLIP_STD).view(1, 3, 1, 1)
         self.register_buffer("mean", mean, persistent=False)
@@ -174,29 +200,59 @@ class DenseCLIP(nn.Module):
         return z + self.positional_embedding(grid).to(z.dtype), grid
 
     # ----------------------------------------------------------------- forward
-    @staticmethod
-    def _split_heads(blk: nn.Module, h: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    def _w(self, t: torch.Tensor | None) -> torch.Tensor | None:
+        """A frozen weight in autocast's dtype, cast once and kept.
+
+        Autocast casts a weight that does not require gradients on every use (its cache
+        keeps only trainable leaves): with frozen encoder weights that was a full copy of
+        every matrix per forward, a quarter of a bf16 CPU frame.  The cast is the same
+        rounding autocast does, so results are unchanged.  Adapted (trainable) weights
+        and fp32 runs pass through.
+        """
+        if t is None or t.requires_grad or not t.is_floating_point():
+            return t
+        dev = t.device.type
+        if not torch.is_autocast_enabled(dev) or torch.compiler.is_compiling():
+            return t
+        dtype = torch.get_autocast_dtype(dev)
+        if t.dtype == dtype:
+            return t
+        tag = (t._version, t.data_ptr(), dtype)
+        hit = self._cast.get(id(t))
+        if hit is not None and hit[0] == tag:
+            return hit[1]
+        cast = t.detach().to(dtype)
+        self._cast[id(t)] = (tag, cast)
+        return cast
+
+    def _mlp(self, blk: nn.Module, x: torch.Tensor) -> torch.Tensor:
+        mlp = blk.mlp
+        fc, act, proj = (getattr(mlp, n, None) for n in ("c_fc", "gelu", "c_proj"))
+        if not (isinstance(fc, nn.Linear) and isinstance(proj, nn.Linear) and act is not None):
+            return mlp(x)
+        return F.linear(act(F.linear(x, self._w(fc.weight), self._w(fc.bias))), self._w(proj.weight), self._w(proj.bias))
+
+    def _split_heads(self, blk: nn.Module, h: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         n, length, dim = h.shape
         heads = blk.attn.num_heads
-        qkv = F.linear(h, blk.attn.in_proj_weight, blk.attn.in_proj_bias)
+        qkv = F.linear(h, self._w(blk.attn.in_proj_weight), self._w(blk.attn.in_proj_bias))
         # unbind, not indexing: its backward stacks the three gradients instead of
         # zero-filling a full-size buffer per slice (about 6% of a CPU step)
         q, k, v = qkv.view(n, length, 3, heads, dim // heads).unbind(2)
         return q.transpose(1, 2), k.transpose(1, 2), v.transpose(1, 2)  # each (N, heads, L, d_head)
 
-    @staticmethod
-    def _merge_heads(blk: nn.Module, o: torch.Tensor) -> torch.Tensor:
+    def _merge_heads(self, blk: nn.Module, o: torch.Tensor) -> torch.Tensor:
         n, heads, length, dh = o.shape
         o = o.transpose(1, 2).reshape(n, length, heads * dh)
-        return blk.ls_1(F.linear(o, blk.attn.out_proj.weight, blk.attn.out_proj.bias))
+        return blk.ls_1(F.linear(o, self._w(blk.attn.out_proj.weight), self._w(blk.attn.out_proj.bias)))
 
     def _ovss_attention(self, q, k, v, grid) -> torch.Tensor:
         if self.attention == "naclip":
             omega = self.omega(grid, k.device, k.dtype)
-            return F.scaled_dot_product_attention(k, k, v, attn_mask=omega)
+            return attend(k, k, v, omega)
         if self.attention == "sclip":
-            return F.scaled_dot_product_attention(q, q, v) + F.scaled_dot_product_attention(k, k, v)
-        return F.scaled_dot_product_attention(q, k, v)
+            return attend(q, q, v) + attend(k, k, v)
+        return attend(q, k, v)
 
     @staticmethod
     def _ln(norm: nn.Module, x: torch.Tensor) -> torch.Tensor:
@@ -214,9 +270,9 @@ class DenseCLIP(nn.Module):
             blk = self.blocks[b]
             q, k, v = self._split_heads(blk, ln(blk.ln_1, z))
             if b < deepest:
-                a = self._merge_heads(blk, F.scaled_dot_product_attention(q, k, v))
+                a = self._merge_heads(blk, attend(q, k, v))
                 z_next = z + a
-                z_next = z_next + blk.ls_2(blk.mlp(ln(blk.ln_2, z_next)))
+                z_next = z_next + blk.ls_2(self._mlp(blk, ln(blk.ln_2, z_next)))
                 if b in sel:
                     raw.append(a if self.features == "reduced" else z_next)
                 z = z_next
@@ -226,18 +282,18 @@ class DenseCLIP(nn.Module):
                 raw.append(a)
             else:
                 zf = z + a
-                raw.append(zf + blk.ls_2(blk.mlp(ln(blk.ln_2, zf))))
+                raw.append(zf + blk.ls_2(self._mlp(blk, ln(blk.ln_2, zf))))
             if vanilla_cls:
                 # Token 0 of the ordinary block: its query row of q.k attention over all tokens.
-                a0 = self._merge_heads(blk, F.scaled_dot_product_attention(q[:, :, :1], k, v))
+                a0 = self._merge_heads(blk, attend(q[:, :, :1], k, v))
                 c = z[:, :1] + a0
-                c = c + blk.ls_2(blk.mlp(ln(blk.ln_2, c)))
+                c = c + blk.ls_2(self._mlp(blk, ln(blk.ln_2, c)))
                 cls_token = c[:, 0]
         return DenseFeatures(layers=sel, raw=raw, grid=grid, vanilla_cls=cls_token)
 
     def project(self, raw: torch.Tensor) -> torch.Tensor:
         """``normalise(ln_post(f) @ proj)`` per token, float32."""
-        out = (self._ln(self.visual.ln_post, raw) @ self.visual.proj).float()
+        out = (self._ln(self.visual.ln_post, raw) @ self._w(self.visual.proj)).float()
         return out / out.norm(dim=-1, keepdim=True)
 
     def forward(self, x: torch.Tensor, layers: Sequence[int] = (-1,), vanilla_cls: bool = False) -> DenseFeatures:

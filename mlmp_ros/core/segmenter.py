@@ -20,6 +20,7 @@ from .backbone import LoadedCLIP, load_clip, resolve_device
 from .config import Config, ConfigError
 from .dense import DenseCLIP
 from .methods import METHODS, Method, Precision
+from .methods.base import cpu_has_native_bf16
 from .text import ClassList, TextBank, resolve_templates
 from .windows import (
     average_windows,
@@ -91,9 +92,11 @@ class Segmenter:
         self.config = config
         self.device = resolve_device(config.device)
         self.precision = Precision(config.precision, self.device)
+        if config.precision == "auto":
+            LOG.info("precision auto: %s on %s", self.precision.name, self.device)
         if self.device.type == "cpu" and config.flush_denormal:
             torch.set_flush_denormal(True)
-        if config.precision == "bf16" and self.device.type == "cpu" and not cpu_has_native_bf16():
+        if self.precision.name == "bf16" and self.device.type == "cpu" and not cpu_has_native_bf16():
             LOG.warning("this CPU has no native bf16 matrix instructions; bf16 will be slower than fp32 here")
         if loaded is None:
             loaded = load_clip(
@@ -314,8 +317,3 @@ def check_image(img: np.ndarray, index: int = 0) -> None:
         raise ValueError(f"image {index} is empty")
 
 
-def cpu_has_native_bf16() -> bool:
-    try:
-        return bool(torch.cpu._is_avx512_bf16_supported() or torch.cpu._is_amx_tile_supported())
-    except Exception:  # noqa: BLE001 - private API may move
-        return False

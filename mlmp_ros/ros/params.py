@@ -32,7 +32,8 @@ DESCRIPTIONS: dict[str, str] = {
     "cache_dir": "folder where pretrained weights are cached ('' = open_clip's default)",
     "offline": "never download weights; use the cache or a local file",
     "device": "auto | cpu | cuda | cuda:N",
-    "precision": "fp32 | bf16 | fp16 (fp16: CUDA only)",
+    "precision": "auto | fp32 | bf16 | fp16 (auto: bf16 on CUDA and on CPUs with native bf16, else fp32; fp16: CUDA only)",
+    "compile": "auto | on | off: torch.compile of the adaptation step and prediction (auto: on for CUDA)",
     "flush_denormal": "CPU: flush denormal floats to zero (faster adaptation; process-wide)",
     "attention": "dense attention of the last block: naclip | sclip | clip",
     "features": "auto | reduced | vanilla (auto: reduced for naclip)",
@@ -121,6 +122,10 @@ NODE_FIELDS: dict[str, str] = {
 # Parameters for tests only: declared, but not in config/segment.yaml.
 DEV_PARAMETERS = ("dev.step_delay",)
 
+# Core settings whose node default differs from the core's (the core keeps the paper
+# protocol's fp32; a robot takes the fastest precision its hardware has).
+NODE_CORE_DEFAULTS: dict[str, Any] = {"precision": "auto"}
+
 # What may change while the node runs; everything else is read-only.
 RUNTIME_PARAMETERS = (*RUNTIME_SETTINGS, *STREAM_SETTINGS, "output.confidence", "output.confidence_encoding", "output.colored",
                       "output.blend", "input.max_rate_hz", "dev.step_delay")
@@ -145,6 +150,7 @@ def ros_value(name: str, value: Any) -> Any:
 def parameter_specs() -> list[ParameterSpec]:
     """Every parameter the node declares, with its default and descriptor."""
     defaults = {name: ros_value(name, value) for name, value in Config().flat().items()}
+    defaults.update(NODE_CORE_DEFAULTS)
     defaults.update(NODE_DEFAULTS)
     specs = []
     for name, default in defaults.items():

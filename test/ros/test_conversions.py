@@ -28,6 +28,7 @@ from mlmp_ros.ros.live import (
 from mlmp_ros.ros.node import Frame, WorkQueue
 from mlmp_ros.ros.params import (
     DEV_PARAMETERS,
+    NODE_CORE_DEFAULTS,
     NODE_DEFAULTS,
     NodeSettings,
     core_config,
@@ -220,7 +221,8 @@ def test_every_core_setting_is_a_parameter_with_a_description():
 
 def test_parameter_defaults_build_the_core_defaults():
     values = {s.name: s.default for s in parameter_specs()}
-    assert core_config(values).flat() == Config().flat()
+    assert core_config(values).flat() == Config().replace(**NODE_CORE_DEFAULTS).flat()
+    assert NODE_CORE_DEFAULTS == {"precision": "auto"}  # the node runs the hardware's best precision
     assert NodeSettings.from_values(values) == NodeSettings()
 
 

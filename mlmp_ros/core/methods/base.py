@@ -42,10 +42,29 @@ def is_out_of_memory(exc: BaseException) -> bool:
     return isinstance(exc, RuntimeError) and ("out of memory" in text or "can't allocate memory" in text)
 
 
+def cpu_has_native_bf16() -> bool:
+    """True when this CPU multiplies bf16 matrices natively (AVX-512-BF16 or AMX)."""
+    try:
+        return bool(torch.cpu._is_avx512_bf16_supported() or torch.cpu._is_amx_tile_supported())
+    except Exception:  # noqa: BLE001 - private API may move
+        return False
+
+
+def resolve_precision(name: str, device: torch.device) -> str:
+    """``auto`` -> bf16 on CUDA with bf16 and on CPUs with native bf16, else fp32."""
+    if name != "auto":
+        return name
+    if device.type == "cuda":
+        return "bf16" if torch.cuda.is_bf16_supported() else "fp32"
+    return "bf16" if device.type == "cpu" and cpu_has_native_bf16() else "fp32"
+
+
 class Precision:
     """Autocast for the matrix products; LayerNorm, softmax, entropy and Adam stay float32."""
 
     def __init__(self, name: str, device: torch.device):
+        self.setting = name
+        name = resolve_precision(name, device)
         self.name = name
         self.device = device
         self.dtype = {"fp32": None, "bf16": torch.bfloat16, "fp16": torch.float16}[name]
@@ -67,6 +86,70 @@ class Precision:
             self.scaler.step(optimizer)
             self.scaler.update()
         optimizer.zero_grad(set_to_none=True)
+
+
+def resolve_compile(setting: str, device: torch.device) -> bool:
+    """``compile: auto`` -> on for CUDA, off on the CPU.
+
+    Measured on ViT-B/16 (README, Performance): on the CPU the matrix products are the
+    same oneDNN kernels compiled or not, the fusable element-wise work is a small share,
+    and inductor needs minutes of C++ compilation per shape, so it does not pay there.
+    """
+    if setting in ("on", "off"):
+        return setting == "on"
+    return device.type == "cuda"
+
+
+class Compiler:
+    """torch.compile (inductor) of a method's hot functions, once per input shape.
+
+    Each function is compiled the first time it is called; a new input shape compiles
+    again (frames of the same shape reuse it).  ``seconds`` adds up the frames that
+    compiled (compilation, including the backward graph's, plus that frame's run).  If
+    compilation or a compiled call fails, a warning says why and the method runs eager
+    from then on.
+    """
+
+    backend = "inductor"
+
+    def __init__(self, enabled: bool):
+        self.enabled = enabled
+        self.failed = ""
+        self.seconds = 0.0
+        self.compilations = 0
+        self._fns: dict[str, object] = {}
+        self._seen: set[tuple] = set()
+
+    def __call__(self, name: str, fn, *args):
+        if not self.enabled or self.failed:
+            return fn(*args)
+        compiled = self._fns.get(name)
+        if compiled is None:
+            compiled = self._fns[name] = torch.compile(fn, dynamic=False, backend=self.backend)
+        key = (name, torch.is_grad_enabled(), *(_shape_key(a) for a in args))
+        first = key not in self._seen
+        try:
+            out = compiled(*args)
+        except Exception as exc:
+            if is_out_of_memory(exc):
+                raise
+            self.failed = f"{type(exc).__name__}: {' '.join(str(exc).split())[:400]}"
+            LOG.warning("torch.compile of %s failed (%s); running eager from now on", name, self.failed)
+            return fn(*args)
+        if first:
+            self._seen.add(key)
+            self.compilations += 1
+        return out
+
+    def info(self) -> dict:
+        return {"enabled": self.enabled, "compilations": self.compilations, "seconds": self.seconds, "failed": self.failed}
+
+
+def _shape_key(value) -> tuple:
+    if torch.is_tensor(value):
+        return (tuple(value.shape), value.dtype)
+    tensors = [v for v in getattr(value, "__dict__", {}).values() if torch.is_tensor(v)]
+    return tuple((tuple(t.shape), t.dtype) for t in tensors)
 
 
 @dataclass
@@ -126,6 +209,7 @@ class Method:
         self._warned_at = -float("inf")
         self._unwarned = 0
         self.named_params = self.trainable_parameters() if self.adapts else []
+        self.compiler = Compiler(resolve_compile(config.compile, precision.device))
         self.configure()
         params = [p for _, p in self.named_params]
         self.optimizer = self.make_optimizer(params) if params else None
@@ -239,8 +323,7 @@ class Method:
             if control is not None and not control.before_step(self, i, losses):
                 break
             self.before_step()
-            with self.precision.autocast():
-                loss = self.step_loss(batch)
+            loss = self.compiler("step", self._step, batch)
             losses.append(loss.detach())
             self.precision.backward_and_step(loss, self.optimizer)
             if control is not None:
@@ -252,17 +335,32 @@ class Method:
         if self.step_hook is not None:
             self.step_hook()
 
+    def _step(self, batch: Batch) -> torch.Tensor:
+        with self.precision.autocast():
+            return self.step_loss(batch)
+
+    def _scores(self, batch: Batch, text: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
+        with self.precision.autocast():
+            feats = self.features(batch)
+            return fuse_and_score(self.encoder, feats, text, self.fusion)
+
     @torch.no_grad()
     def predict(self, batch: Batch) -> tuple[torch.Tensor, torch.Tensor | None]:
         """Window logits over queries (N, Q, wh, ww) and, if used, the layer weights (S, N)."""
-        with self.precision.autocast():
-            feats = self.features(batch)
-            logits, weights = fuse_and_score(self.encoder, feats, self.text.ensemble, self.fusion)
+        logits, weights = self.compiler("predict", self._scores, batch, self.text.ensemble)
         window = batch.x.shape[-2:]
         return F.interpolate(logits, size=window, mode="bilinear", align_corners=False), weights
 
     def run(self, x: torch.Tensor) -> MethodOutput:
         """Adapt on a batch of windows per the mode, then predict."""
+        compiled_before = self.compiler.compilations
+        t0 = time.perf_counter()
+        out = self._run(x)
+        if self.compiler.compilations != compiled_before:
+            self.compiler.seconds += time.perf_counter() - t0
+        return out
+
+    def _run(self, x: torch.Tensor) -> MethodOutput:
         batch = self.prepare(x)
         status, losses = self.adapt_frame(batch)
         window_logits, weights = self.predict(batch)
