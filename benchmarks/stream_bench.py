@@ -52,6 +52,16 @@ CONFIGS = {
         **SAFE,
     },
 }
+# one safeguard at a time (the ablation of the bundle above)
+ASYNC_CONTINUAL = {"adaptation.method": "tent", "adaptation.schedule": "async", "adaptation.mode": "continual"}
+CONFIGS.update(
+    {
+        "tent async continual + reliable_e0 0.4": {**ASYNC_CONTINUAL, "adaptation.safeguards.reliable_e0": 0.4},
+        "tent async continual + ensemble_alpha 0.99": {**ASYNC_CONTINUAL, "adaptation.safeguards.ensemble_alpha": 0.99},
+        "tent async continual + collapse": {**ASYNC_CONTINUAL, "adaptation.safeguards.collapse": True},
+        "tent async continual + drift": {**ASYNC_CONTINUAL, "adaptation.safeguards.drift": True},
+    }
+)
 KEPT = ("miou_camera", "miou_processed", "miou_camera_first10", "miou_camera_last10", "frames", "frames_processed", "frames_without_labels", "latency_p50_s",
         "latency_p95_s", "resets", "adaptation_steps", "lag_frames_median", "segments")  # fmt: skip
 
