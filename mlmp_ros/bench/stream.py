@@ -271,8 +271,9 @@ def _score(st, stream, arrival, published, per_frame, nc, ignore, rate, cost) ->
         valid = frame.labels != ignore
         acc = float((pred[valid] == frame.labels[valid]).mean()) if valid.any() else None
         if i in own:
-            processed.update(own[i], frame.labels)
-            seg_processed[frame.segment].update(own[i], frame.labels)
+            mine = own[i] if own[i].shape == frame.labels.shape else resize_labels(own[i], frame.labels.shape)
+            processed.update(mine, frame.labels)
+            seg_processed[frame.segment].update(mine, frame.labels)
         timeline.append({"frame": i, "segment": frame.segment, "shown": shown, "pixel_acc": acc})
     lat = np.array([r["latency"] for r in per_frame])
     stats = st.stats()
