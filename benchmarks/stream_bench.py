@@ -131,7 +131,7 @@ def main(argv: list[str] | None = None) -> int:
                 "LATENCY ONLY (random weights): ViT-B-16-quickgelu, 448x336, windows 224/112; " if args.vitb else ""
             )
             + f"mlmp-bench stream: world streams {' -> '.join(shifts)} chained ({args.frames} frames each), "
-            f"{args.rate} Hz camera, bundled mlmp-world model, 10 steps, lr 1e-3, measured times on a "
+            f"{args.rate} Hz camera, {base.model} ({base.weights} weights), 10 steps, lr 1e-3, measured times on a "
             "simulated clock",
             "host": host(),
             "safeguards": SAFE,
