@@ -318,9 +318,19 @@ class StreamSegmenter:
 
     def reset(self) -> None:
         """Both sides back to the source weights."""
+        adapter = self._adapter
+        running = adapter is not None and adapter.thread is not None and adapter.thread.is_alive()
+        if running:
+            adapter.stop()  # the job in flight ends between two steps; nothing is half reset
         self.seg.method.reset()
-        if self._adapter is not None:
-            self._adapter.method.reset()
+        if adapter is not None:
+            adapter.method.reset()
+            adapter.take()  # weights adapted before the reset are not installed
+            adapter._frame = None  # nor is a frame seen before it adapted on
+            if running:
+                adapter._stop = False
+                adapter.thread = threading.Thread(target=adapter._loop, name="mlmp-adapt", daemon=True)
+                adapter.thread.start()
         self.adapted_on = None
 
     def close(self) -> None:

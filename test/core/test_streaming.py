@@ -253,3 +253,19 @@ def test_a_plain_segmenter_applies_budgets_and_safeguards_too():
     seg = segmenter(adaptation__mode="continual", adaptation__every=2)
     statuses = [seg.segment([img]).status for img in frames(3)]
     assert statuses == ["ok", "skipped", "ok"]
+
+
+@pytest.mark.timeout(120)
+def test_reset_under_async_puts_both_sides_back_to_the_source():
+    seg = segmenter(adaptation__schedule="async", adaptation__mode="continual", adaptation__lr=0.05)
+    source = [p.detach().clone() for _, p in seg.method.named_params]
+    stream = StreamSegmenter(seg)
+    for img in frames(3):
+        stream.segment(img)
+    stream.reset()
+    for (_, p), (_, q), s in zip(seg.method.named_params, stream.method.named_params, source):
+        assert torch.equal(p, s) and torch.equal(q, s)
+    assert stream._adapter.thread.is_alive()  # adaptation carries on after the reset
+    stream.segment(frames(1)[0])
+    stream.close()
+    assert stream.stats()["resets"].get("manual", 0) >= 1
