@@ -57,7 +57,7 @@ setup(
             "ros-jazzy-rmw-fastrtps-cpp",
         ],
         "bench": ["imagecorruptions-imaug>=1.1.5", "matplotlib", "tqdm"],
-        "test": ["pytest", "pytest-timeout", "torchmetrics", "mcap", "mcap-ros2-support", "colcon-common-extensions"],
+        "test": ["pytest", "pytest-timeout", "pytest-random-order", "torchmetrics", "mcap", "mcap-ros2-support", "colcon-common-extensions"],
     },
     zip_safe=False,
     maintainer="mlmp_ros maintainers",

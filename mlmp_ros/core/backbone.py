@@ -124,7 +124,7 @@ def load_clip(
         warnings.warn(msg, stacklevel=2)
         source = "random"
     else:
-        path = _weights_file(name, weights, cache_dir=cache_dir, offline=offline)
+        path = weights_file(name, weights, cache_dir=cache_dir, offline=offline)
         state = read_state_dict(path)
         load_into(model, state, name=name, source=str(path))
         _warn_activation_mismatch(name, weights)
@@ -138,7 +138,8 @@ def _looks_like_path(weights: str) -> bool:
     return os.sep in weights or weights.startswith(("~", ".")) or weights.endswith(_WEIGHT_SUFFIXES)
 
 
-def _weights_file(name: str, weights: str, *, cache_dir: str | None, offline: bool) -> Path:
+def weights_file(name: str, weights: str, *, cache_dir: str | None, offline: bool) -> Path:
+    """The local file of ``weights`` (a file, a folder holding one, or an open_clip tag, fetched to the cache)."""
     path = Path(weights).expanduser()
     if path.is_file():
         return path
@@ -150,6 +151,9 @@ def _weights_file(name: str, weights: str, *, cache_dir: str | None, offline: bo
     if _looks_like_path(weights):
         raise WeightsError(f"weights file not found: {path} (give an existing file, an open_clip tag such as 'openai', or 'random' for tests)")
     return _pretrained_file(name, weights, cache_dir=cache_dir, offline=offline)
+
+
+_weights_file = weights_file  # the former private name
 
 
 def _pretrained_file(name: str, tag: str, *, cache_dir: str | None, offline: bool) -> Path:

@@ -38,6 +38,7 @@ from sensor_msgs.msg import CompressedImage, Image
 from std_msgs.msg import Header
 from std_srvs.srv import SetBool, Trigger
 
+from ..constants import CONFIDENCE_TOPIC, LABELS_TOPIC, NODE_NAME
 from ..core import ConfigError, ModelNameError, Segmenter, WeightsError
 from ..core.methods.base import AdaptationCancelled
 from ..core.segmenter import RUNTIME_SETTINGS, FrameLimitError
@@ -67,7 +68,6 @@ from .qos import (
     reliability_policy,
 )
 
-NODE_NAME = "mlmp_segment"
 QOS_CHECK_PERIOD = 1.0  # seconds between looks at the camera publisher's QoS (input.reliability: auto)
 WARN_THROTTLE = 5.0  # seconds between repeated warnings about bad frames
 RESET_TIMEOUT = 120.0  # seconds ~/reset waits for the worker
@@ -376,8 +376,8 @@ class SegmentNode(Node):
         self._timer_group = MutuallyExclusiveCallbackGroup()
 
         out_qos = output_qos()
-        self._pub_labels = self.create_publisher(Image, "segmentation/labels", out_qos)
-        self._pub_confidence = self.create_publisher(Image, "segmentation/confidence", out_qos)
+        self._pub_labels = self.create_publisher(Image, LABELS_TOPIC, out_qos)
+        self._pub_confidence = self.create_publisher(Image, CONFIDENCE_TOPIC, out_qos)
         self._pub_colored = self.create_publisher(Image, "segmentation/colored", out_qos)
         self._pub_label_info = self.create_publisher(label_info_type(), "segmentation/label_info", label_info_qos())
         self._pub_diagnostics = self.create_publisher(DiagnosticArray, "/diagnostics", 10)
@@ -958,9 +958,15 @@ def main(args: list[str] | None = None) -> int:
     node = None
     code = None
     try:
+        # Made before the node logs anything: a SIGINT inside the executor's constructor would leave a
+        # half-made executor whose finaliser complains.
+        executor = MultiThreadedExecutor(num_threads=4)
         node = SegmentNode()
         check_overrides(node, argv)
         node.start()
+        # Still inside the try: a SIGINT right after "ready" (before spinning) is a clean start-up stop.
+        executor.add_node(node)
+        interrupt.armed = False
     except STARTUP_ERRORS as exc:
         what = "invalid parameters" if isinstance(exc, (ConfigError, ParameterException)) else "cannot load the model"
         code = _fail(f"{what}: {' '.join(str(exc).split())}")
@@ -972,13 +978,15 @@ def main(args: list[str] | None = None) -> int:
             node.destroy_node()
         rclpy.try_shutdown()
         return code
-    executor = MultiThreadedExecutor(num_threads=4)
-    executor.add_node(node)
-    interrupt.armed = False
     try:
         executor.spin()
     except (KeyboardInterrupt, ExternalShutdownException):
         pass
+    except Exception:
+        # A SIGINT just as spinning starts: rclpy's handler shut the context down before the first
+        # wait set was made (RCLError "context is not valid"). That is a stop, not a failure.
+        if rclpy.ok():
+            raise
     finally:
         stopped = node.stop()
         if not stopped:
