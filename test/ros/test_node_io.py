@@ -223,7 +223,6 @@ def test_bad_frames_are_skipped_counted_and_the_next_good_frame_is_served(live):
     assert "empty image" in diag.values["last_bad_frame"]
     assert diag.values["frame_errors"] == "0"
     assert live.node.alive()
-    assert "skipping a bad frame" in live.node.log()
 
 
 def test_reset_puts_the_source_weights_back(live):
@@ -258,7 +257,6 @@ def test_a_failed_adaptation_is_reported_and_the_prediction_still_published(live
         assert int(diag.values["adaptation_failures"]) >= 1
         assert "non-finite" in diag.values["last_adaptation_failure"]
         assert diag.level == 1 and "adaptation failed" in diag.message
-        assert "adaptation failed" in live.node.log()
     finally:
         live.set_parameters({"adaptation.steps": 1, "adaptation.lr": 0.001})
 
