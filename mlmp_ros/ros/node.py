@@ -598,7 +598,7 @@ class SegmentNode(Node):
         try:
             self.segmenter.reset()
             request.ok = True
-            request.message = f"adapted parameters are back to the source weights (reset {self.segmenter.method.resets})"
+            request.message = f"adapted parameters are back to the source weights (reset {self.segmenter.status().resets})"
         except Exception as exc:  # noqa: BLE001 - reported to the caller
             request.message = f"reset failed: {type(exc).__name__}: {exc}"
         finally:
@@ -695,12 +695,12 @@ class SegmentNode(Node):
     def _publish_label_info(self) -> None:
         seg = self.segmenter
         header = Header(stamp=self.get_clock().now().to_msg())
-        self._pub_label_info.publish(label_info_message(seg.class_names, header, seg.text.classes.synonyms))
+        self._pub_label_info.publish(label_info_message(seg.class_names, header, seg.status().synonyms))
 
     def _publish_diagnostics(self) -> None:
         s = self.stats.take_period()
         seg = self.segmenter
-        method = seg.method
+        status = seg.status()
         elapsed = s["elapsed"]
         problems = []
         level = DiagnosticStatus.OK
@@ -709,7 +709,7 @@ class SegmentNode(Node):
         if s["p_bad"]:
             problems.append(f"{s['p_bad']} bad frames (last: {s['last_bad']})")
         if s["p_failures"]:
-            problems.append(f"adaptation failed on {s['p_failures']} frames ({method.last_failure}); weights restored")
+            problems.append(f"adaptation failed on {s['p_failures']} frames ({status.last_adaptation_failure}); weights restored")
         if s["p_incompatible"]:
             problems.append(f"incompatible QoS on {self._input_topic}")
         if problems:
@@ -775,13 +775,13 @@ class SegmentNode(Node):
             "adaptation_steps": s["steps"],
             "last_loss": "" if s["last_loss"] is None else f"{s['last_loss']:.6g}",
             "adaptation_status": s["last_status"],
-            "adaptation_failures": method.failures,
-            "last_adaptation_failure": method.last_failure,
-            "resets": method.resets,
+            "adaptation_failures": status.adaptation_failures,
+            "last_adaptation_failure": status.last_adaptation_failure,
+            "resets": status.resets,
             "incompatible_qos_events": s["incompatible_qos"],
             "classes": len(seg.class_names),
             "model": seg.config.model,
-            "weights": seg.loaded.weights,
+            "weights": status.weights,
             "random_weights": seg.random_weights,
             "device": str(seg.device),
             "rss_mb": "" if rss is None else f"{rss / 2**20:.1f}",
