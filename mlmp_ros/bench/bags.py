@@ -54,7 +54,7 @@ from rosbags.rosbag2 import (
 from rosbags.typesys import Stores, get_typestore
 
 from ..constants import IMAGE_TOPIC, RECORDED_TOPICS
-from ..image_data import image_pixels
+from ..image_data import PIXEL_LAYOUTS, image_pixels
 
 if TYPE_CHECKING:
     from typing import Self
@@ -86,14 +86,9 @@ _FRAME_QOS = Qos(
     _ZERO, _ZERO, QosLiveliness.AUTOMATIC, _ZERO, False,
 )  # fmt: skip
 
-# encoding -> (channels, numpy dtype)
+# encoding -> (channels, numpy dtype): the encodings bench bags may hold
 _ENCODINGS: dict[str, tuple[int, np.dtype]] = {
-    "rgb8": (3, np.dtype(np.uint8)),
-    "bgr8": (3, np.dtype(np.uint8)),
-    "mono8": (1, np.dtype(np.uint8)),
-    "8UC1": (1, np.dtype(np.uint8)),
-    "mono16": (1, np.dtype(np.uint16)),
-    "16UC1": (1, np.dtype(np.uint16)),
+    enc: PIXEL_LAYOUTS[enc] for enc in ("rgb8", "bgr8", "mono8", "8UC1", "mono16", "16UC1")
 }
 
 
