@@ -8,6 +8,13 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.mlmp-installed
 DEMO_ARGS ?=
 PYTEST_ARGS ?=
+# The Kilted pass runs in random order (pytest-random-order: modules shuffled, tests shuffled
+# within each module). The seed is printed: rerun a failure with `make test-kilted TEST_SEED=N`;
+# `RANDOM_ORDER=` keeps the file order.
+ifndef TEST_SEED
+TEST_SEED := $(shell od -An -N2 -tu2 /dev/urandom | tr -d ' ')
+endif
+RANDOM_ORDER ?= -p random_order --random-order-bucket=module --random-order-seed=$(TEST_SEED)
 # Jazzy leg: the first Python 3.12 found (PATH, pyenv, /usr/bin).
 PYTHON_JAZZY ?= $(shell for p in python3.12 $$HOME/.pyenv/versions/3.12*/bin/python3.12 /usr/bin/python3.12; do \
 	$$p -c 'import sys; assert sys.version_info[:2] == (3, 12)' >/dev/null 2>&1 && { echo $$p; break; }; done)
@@ -41,7 +48,8 @@ demo: $(STAMP)
 test: test-kilted test-jazzy
 
 test-kilted: $(STAMP)
-	$(BIN)/python -m pytest -q $(PYTEST_ARGS)
+	@echo "make test-kilted: test order seed $(TEST_SEED) (same order again: make test-kilted TEST_SEED=$(TEST_SEED))"
+	$(BIN)/python -m pytest -q $(RANDOM_ORDER) $(PYTEST_ARGS)
 
 test-jazzy: $(JAZZY_STAMP)
 	$(VENV_JAZZY)/bin/python -m pytest -q -p no:cacheprovider $(PYTEST_ARGS) $(JAZZY_TESTS)

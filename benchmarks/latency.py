@@ -388,12 +388,17 @@ def main(argv: list[str] | None = None) -> int:
     report["peak_rss_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     report["loadavg_at_end"] = list(os.getloadavg()) if hasattr(os, "getloadavg") else None
     print_table(report)
+    emit(report, args.out)
+    return 0
+
+
+def emit(report: dict, out: str | None) -> None:
+    """Print the report as JSON and, with ``out``, write it there too."""
     text = json.dumps(report, indent=2)
     print(text)
-    if args.out:
-        with open(args.out, "w") as f:
+    if out:
+        with open(out, "w") as f:
             f.write(text + "\n")
-    return 0
 
 
 def print_table(report: dict) -> None:

@@ -11,7 +11,6 @@ products, attention, element-wise, LayerNorm, copies / casts and the rest.
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import sys
 import time
@@ -86,7 +85,7 @@ def main(argv: list[str] | None = None) -> int:
     args = p.parse_args(argv)
     warnings.simplefilter("ignore")
     sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__))))
-    from latency import machine  # same machine block as the latency benchmark
+    from latency import emit, machine  # same machine block and output as the latency benchmark
 
     report = {"benchmark": "profile_step", "machine": machine(), "model": args.model, "runs": []}
     for prec in args.precisions:
@@ -94,11 +93,7 @@ def main(argv: list[str] | None = None) -> int:
         report["runs"].append(run)
         print(f"# {prec}: {run['frame_s_unprofiled']:.2f} s/frame ({args.steps} steps); " + ", ".join(f"{k} {v}%" for k, v in run["groups_percent"].items()), file=sys.stderr)
     report["loadavg_at_end"] = list(os.getloadavg())
-    text = json.dumps(report, indent=2)
-    print(text)
-    if args.out:
-        with open(args.out, "w") as f:
-            f.write(text + "\n")
+    emit(report, args.out)
     return 0
 
 

@@ -85,7 +85,7 @@ def node_parameters(args: argparse.Namespace) -> dict[str, Any]:
 def choose_weights(args: argparse.Namespace, params_file: Path) -> tuple[str, str]:
     """(weights to give the node, why random) — real weights when they can be had."""
     from .core import Config
-    from .core.backbone import WeightsError, _weights_file, check_model_name
+    from .core.backbone import WeightsError, check_model_name, weights_file
 
     cfg = Config.from_yaml(params_file)
     model = args.model or cfg.model
@@ -94,7 +94,7 @@ def choose_weights(args: argparse.Namespace, params_file: Path) -> tuple[str, st
         return "random", "random weights were asked for"
     check_model_name(model)
     try:
-        path = _weights_file(model, weights, cache_dir=cfg.cache_dir or None, offline=args.offline or cfg.offline)
+        path = weights_file(model, weights, cache_dir=cfg.cache_dir or None, offline=args.offline or cfg.offline)
     except WeightsError as exc:
         if args.weights:  # the user named these weights: a failure is an error, not a fallback
             raise SystemExit(f"mlmp-demo: {exc}") from None
@@ -214,15 +214,6 @@ def overlay(image: np.ndarray, labels: np.ndarray, names: dict[int, str], random
     return np.concatenate([panel, legend], axis=0)
 
 
-def recorded(outputs: dict[str, dict[int, Any]]) -> dict[str, dict[int, bytes]]:
-    """The serialized labels and confidence a live session kept, by output topic."""
-    topics = {"labels": "/segmentation/labels", "confidence": "/segmentation/confidence"}
-    return {
-        topic: {stamp: out.serialized for stamp, out in outputs.get(kind, {}).items() if out.serialized is not None}
-        for kind, topic in topics.items()
-    }
-
-
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     params_file = args.params or config_path("segment.yaml")
@@ -313,7 +304,7 @@ def main(argv: list[str] | None = None) -> int:
             picture = overlay(image, rec.labels.array, names, random_weights=bool(why_random))
         cv2.imwrite(str(path), cv2.cvtColor(picture, cv2.COLOR_RGB2BGR))
         overlays.append(path)
-    from .bench.bags import write_recorded_images
+    from .bench.bags import recorded, write_recorded_images
 
     n_msgs = write_recorded_images(out / "outputs", recorded(outputs))
     summary = {

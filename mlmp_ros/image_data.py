@@ -9,6 +9,20 @@ from __future__ import annotations
 
 import numpy as np
 
+# sensor_msgs/Image encoding -> (channels, numpy dtype): the one table of pixel layouts.  The node's
+# input and output tables and the bag reader pick the encodings they accept from it.
+PIXEL_LAYOUTS: dict[str, tuple[int, np.dtype]] = {
+    "rgb8": (3, np.dtype(np.uint8)),
+    "bgr8": (3, np.dtype(np.uint8)),
+    "rgba8": (4, np.dtype(np.uint8)),
+    "bgra8": (4, np.dtype(np.uint8)),
+    "mono8": (1, np.dtype(np.uint8)),
+    "8UC1": (1, np.dtype(np.uint8)),
+    "mono16": (1, np.dtype(np.uint16)),
+    "16UC1": (1, np.dtype(np.uint16)),
+    "32FC1": (1, np.dtype(np.float32)),
+}
+
 
 def image_pixels(msg, channels: int, dtype, error: type[Exception] = ValueError) -> np.ndarray:
     """(H, W) or (H, W, C) pixels of ``msg``: a view of its buffer, in the message's byte order.

@@ -15,9 +15,10 @@ from pathlib import Path
 import cv2
 import numpy as np
 
+from .constants import IMAGE_TOPIC
 from .resources import package_data_path
 
-TOPIC = "/camera/image_raw"
+TOPIC = IMAGE_TOPIC
 FRAME_ID = "camera"
 SIZE = (480, 640)  # height, width
 PERIOD_NS = 100_000_000  # 10 Hz

@@ -53,12 +53,12 @@ from rosbags.rosbag2 import (
 )
 from rosbags.typesys import Stores, get_typestore
 
-from ..image_data import image_pixels
+from ..constants import IMAGE_TOPIC, RECORDED_TOPICS
+from ..image_data import PIXEL_LAYOUTS, image_pixels
 
 if TYPE_CHECKING:
     from typing import Self
 
-IMAGE_TOPIC = "/camera/image_raw"
 LABEL_TOPIC = "/ground_truth/labels"
 INFO_TOPIC = "/mlmp/dataset_info"
 INFO_KEY = "mlmp.dataset_info"
@@ -86,14 +86,9 @@ _FRAME_QOS = Qos(
     _ZERO, _ZERO, QosLiveliness.AUTOMATIC, _ZERO, False,
 )  # fmt: skip
 
-# encoding -> (channels, numpy dtype)
+# encoding -> (channels, numpy dtype): the encodings bench bags may hold
 _ENCODINGS: dict[str, tuple[int, np.dtype]] = {
-    "rgb8": (3, np.dtype(np.uint8)),
-    "bgr8": (3, np.dtype(np.uint8)),
-    "mono8": (1, np.dtype(np.uint8)),
-    "8UC1": (1, np.dtype(np.uint8)),
-    "mono16": (1, np.dtype(np.uint16)),
-    "16UC1": (1, np.dtype(np.uint16)),
+    enc: PIXEL_LAYOUTS[enc] for enc in ("rgb8", "bgr8", "mono8", "8UC1", "mono16", "16UC1")
 }
 
 
@@ -521,6 +516,14 @@ def _read_checksums(bag_dir: Path, text: str | None, frames: int) -> list[str]:
     if len(checksums) != frames:
         raise BagError(f"bag {bag_dir} holds {frames} frames but {len(checksums)} frame checksums; {again}")
     return checksums
+
+
+def recorded(outputs: Mapping[str, Mapping[int, Any]]) -> dict[str, dict[int, bytes]]:
+    """The serialized labels and confidence a live session kept (``LiveSession.outputs``), by bag topic."""
+    return {
+        topic: {stamp: out.serialized for stamp, out in outputs.get(kind, {}).items() if out.serialized is not None}
+        for kind, topic in RECORDED_TOPICS.items()
+    }
 
 
 def write_recorded_images(path: str | os.PathLike[str], topics: Mapping[str, Mapping[int, bytes]]) -> int:

@@ -20,17 +20,15 @@ import json
 import os
 import shutil
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from ..core.config import Config
-from ..core.windows import resize_labels
-from ..demo import recorded
 from ..resources import config_path
 from ..ros import stay_on_loopback
-from .bags import open_bag, write_recorded_images
+from .bags import open_bag, recorded, write_recorded_images
 from .metrics import SegmentationMetrics
-from .runner import scoring_size, segmenter_config
-from .suite import json_default
+
+if TYPE_CHECKING:
+    from ..core.config import Config
 
 
 def node_overrides(config: Config) -> dict[str, Any]:
@@ -58,7 +56,11 @@ def replay_live(
     timeout: float = 120.0,
 ) -> dict[str, Any]:
     """Play, record, score; returns the JSON-ready report (also written to ``out_dir``)."""
+    # Here, not at the top: ``mlmp-bench --help`` imports this module and must not load torch.
+    from ..core.windows import resize_labels
     from ..ros.live import LiveSession, NodeProcess
+    from .runner import scoring_size, segmenter_config
+    from .suite import json_default
 
     bag = open_bag(bag_path)
     info = bag.info

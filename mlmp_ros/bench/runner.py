@@ -358,7 +358,6 @@ def run_trial(
         },
         "model_fraction": stages["model"] * per / spent if spent > 0 else None,
     }
-    describe = getattr(segmenter.method, "describe", None)
     return TrialResult(
         seed=int(seed),
         shuffle=bool(shuffle),
@@ -371,7 +370,7 @@ def run_trial(
         loss_per_step=losses.means(),
         layer_weights=weights.summary(getattr(segmenter, "layers", ())),
         adaptation_status=dict(statuses),
-        notes=dict(describe()) if callable(describe) else {},
+        notes=dict(segmenter.method.describe()),
         trainable_parameters=int(segmenter.method.parameter_count()),
         examples=kept,
     )

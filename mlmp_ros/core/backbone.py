@@ -124,7 +124,7 @@ def load_clip(
         warnings.warn(msg, stacklevel=2)
         source = "random"
     else:
-        path = _weights_file(name, weights, cache_dir=cache_dir, offline=offline)
+        path = weights_file(name, weights, cache_dir=cache_dir, offline=offline)
         state = read_state_dict(path)
         load_into(model, state, name=name, source=str(path))
         _warn_activation_mismatch(name, weights)
@@ -142,7 +142,9 @@ def _looks_like_path(weights: str) -> bool:
 BUNDLED_WEIGHTS = {"mlmp-world": {"world": ("world", "mlmp-world.safetensors")}}
 
 
-def _weights_file(name: str, weights: str, *, cache_dir: str | None, offline: bool) -> Path:
+def weights_file(name: str, weights: str, *, cache_dir: str | None, offline: bool) -> Path:
+    """The local file of ``weights`` (bundled with the package, a file, a folder holding one, or an open_clip tag,
+    fetched to the cache)."""
     bundled = BUNDLED_WEIGHTS.get(name, {}).get(weights)
     if bundled is not None:
         path = package_data_path(*bundled)
@@ -160,6 +162,8 @@ def _weights_file(name: str, weights: str, *, cache_dir: str | None, offline: bo
     if _looks_like_path(weights):
         raise WeightsError(f"weights file not found: {path} (give an existing file, an open_clip tag such as 'openai', or 'random' for tests)")
     return _pretrained_file(name, weights, cache_dir=cache_dir, offline=offline)
+
+
 
 
 def _pretrained_file(name: str, tag: str, *, cache_dir: str | None, offline: bool) -> Path:

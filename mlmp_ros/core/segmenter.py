@@ -56,6 +56,19 @@ class FrameResult:
     probabilities: np.ndarray | None = None  # (C, H, W) float32 when asked for
 
 
+@dataclass(frozen=True)
+class SegmenterStatus:
+    """``Segmenter.status()``: counters and identity of a running segmenter."""
+
+    adaptation_failures: int  # adaptation runs that ended non-finite and were rolled back
+    last_adaptation_failure: str  # "" if none
+    resets: int  # times reset() put the source weights back
+    weights: str  # what was loaded: a tag, a file path, or "random"
+    random_weights: bool
+    class_names: tuple[str, ...]
+    synonyms: tuple[tuple[str, ...], ...]  # the query names of each class
+
+
 @dataclass
 class BatchResult:
     frames: list[FrameResult]
@@ -161,10 +174,20 @@ class Segmenter:
         new = self.config.replace(**names)
         if "classes" in names:
             self.set_classes(new.classes)
-        self.method.mode = new.adaptation.mode
-        self.method.steps = new.adaptation.steps
-        self.method.set_lr(new.adaptation.lr)
+        self.method.set_runtime(mode=new.adaptation.mode, steps=new.adaptation.steps, lr=new.adaptation.lr)
         self.config = new
+
+    def status(self) -> SegmenterStatus:
+        """A snapshot of what callers report (the node's diagnostics), without reaching into the method."""
+        return SegmenterStatus(
+            adaptation_failures=self.method.failures,
+            last_adaptation_failure=self.method.last_failure,
+            resets=self.method.resets,
+            weights=self.loaded.weights,
+            random_weights=self.loaded.random_weights,
+            class_names=tuple(self.text.classes.names),
+            synonyms=self.text.classes.synonyms,
+        )
 
     def reset(self) -> None:
         """Put the adapted parameters back to the source weights."""

@@ -415,6 +415,8 @@ class StreamSegmenter:
             "lag_frames_max": lags[-1] if lags else None,
             "resets": dict(method.reset_reasons),
             "failures": method.failures,
+            "last_failure": method.last_failure,
+            "resets_total": method.resets,
             "stops": c["stops"],
             "version": self.version,
             "torch_threads": torch.get_num_threads(),

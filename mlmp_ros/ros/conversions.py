@@ -20,7 +20,7 @@ import numpy as np
 from sensor_msgs.msg import CompressedImage, Image
 from std_msgs.msg import Header
 
-from ..image_data import image_pixels
+from ..image_data import PIXEL_LAYOUTS, image_pixels
 
 try:  # full ROS 2 installs
     from vision_msgs.msg import LabelInfo, VisionClass
@@ -33,25 +33,24 @@ except ImportError:  # pip ROS 2: std_msgs/String with JSON
 
 _BIG_ENDIAN_HOST = sys.byteorder == "big"
 
+# encoding -> OpenCV conversion to RGB (None: already RGB); channels and dtype from PIXEL_LAYOUTS
+_TO_RGB: dict[str, int | None] = {
+    "rgb8": None,
+    "bgr8": cv2.COLOR_BGR2RGB,
+    "rgba8": cv2.COLOR_RGBA2RGB,
+    "bgra8": cv2.COLOR_BGRA2RGB,
+    "mono8": cv2.COLOR_GRAY2RGB,
+    "8UC1": cv2.COLOR_GRAY2RGB,
+    "mono16": cv2.COLOR_GRAY2RGB,
+    "16UC1": cv2.COLOR_GRAY2RGB,
+}
 # encoding -> (channels, dtype, OpenCV conversion to RGB or None)
-RAW_ENCODINGS: dict[str, tuple[int, type, int | None]] = {
-    "rgb8": (3, np.uint8, None),
-    "bgr8": (3, np.uint8, cv2.COLOR_BGR2RGB),
-    "rgba8": (4, np.uint8, cv2.COLOR_RGBA2RGB),
-    "bgra8": (4, np.uint8, cv2.COLOR_BGRA2RGB),
-    "mono8": (1, np.uint8, cv2.COLOR_GRAY2RGB),
-    "8UC1": (1, np.uint8, cv2.COLOR_GRAY2RGB),
-    "mono16": (1, np.uint16, cv2.COLOR_GRAY2RGB),
-    "16UC1": (1, np.uint16, cv2.COLOR_GRAY2RGB),
+RAW_ENCODINGS: dict[str, tuple[int, np.dtype, int | None]] = {
+    enc: (*PIXEL_LAYOUTS[enc], code) for enc, code in _TO_RGB.items()
 }
 
 # Encodings of the arrays the node publishes (and the live session reads back).
-OUTPUT_ENCODINGS: dict[str, tuple[int, type]] = {
-    "mono8": (1, np.uint8),
-    "mono16": (1, np.uint16),
-    "32FC1": (1, np.float32),
-    "rgb8": (3, np.uint8),
-}
+OUTPUT_ENCODINGS: dict[str, tuple[int, np.dtype]] = {enc: PIXEL_LAYOUTS[enc] for enc in ("mono8", "mono16", "32FC1", "rgb8")}
 
 COMPRESSED_FORMATS = ("jpeg", "jpg", "png")
 _PIL_LOCK = threading.Lock()  # compressed_size lifts PIL's global pixel limit for one header read
@@ -85,7 +84,7 @@ def image_to_rgb(msg: Image) -> np.ndarray:
         return _bridge_to_rgb(msg)
     channels, dtype, code = RAW_ENCODINGS[encoding]
     pixels = image_pixels(msg, channels, dtype, BadFrame)
-    if dtype is np.uint16:
+    if dtype == np.uint16:
         pixels = _scale_to_8bit(pixels)
     if code is None:
         return np.ascontiguousarray(pixels)  # no copy unless rows are padded

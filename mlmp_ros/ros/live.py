@@ -48,6 +48,7 @@ from rclpy.time import Time
 from sensor_msgs.msg import CompressedImage, Image
 from std_srvs.srv import Trigger
 
+from ..constants import CONFIDENCE_TOPIC, LABELS_TOPIC, NODE_NAME
 from . import rss_bytes
 from .conversions import (
     array_to_image,
@@ -58,7 +59,6 @@ from .conversions import (
 from .params import plain
 from .qos import label_info_qos, output_qos, reliability_policy
 
-NODE_NAME = "mlmp_segment"
 _session_ids = itertools.count()
 
 
@@ -378,8 +378,8 @@ class LiveSession:
         base = self.namespace.rstrip("/")
         self.image_topic = image_topic or f"{base}/image" + ("/compressed" if compressed else "")
         self.topics = {
-            "labels": f"{base}/segmentation/labels",
-            "confidence": f"{base}/segmentation/confidence",
+            "labels": f"{base}/{LABELS_TOPIC}",
+            "confidence": f"{base}/{CONFIDENCE_TOPIC}",
             "colored": f"{base}/segmentation/colored",
             "label_info": f"{base}/segmentation/label_info",
         }

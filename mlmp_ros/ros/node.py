@@ -38,6 +38,7 @@ from sensor_msgs.msg import CompressedImage, Image
 from std_msgs.msg import Header
 from std_srvs.srv import SetBool, Trigger
 
+from ..constants import CONFIDENCE_TOPIC, LABELS_TOPIC, NODE_NAME
 from ..core import ConfigError, ModelNameError, Segmenter, WeightsError
 from ..core.methods.base import AdaptationCancelled
 from ..core.segmenter import RUNTIME_SETTINGS, FrameLimitError
@@ -68,7 +69,6 @@ from .qos import (
     reliability_policy,
 )
 
-NODE_NAME = "mlmp_segment"
 QOS_CHECK_PERIOD = 1.0  # seconds between looks at the camera publisher's QoS (input.reliability: auto)
 WARN_THROTTLE = 5.0  # seconds between repeated warnings about bad frames
 RESET_TIMEOUT = 120.0  # seconds ~/reset waits for the worker
@@ -381,8 +381,8 @@ class SegmentNode(Node):
         self._timer_group = MutuallyExclusiveCallbackGroup()
 
         out_qos = output_qos()
-        self._pub_labels = self.create_publisher(Image, "segmentation/labels", out_qos)
-        self._pub_confidence = self.create_publisher(Image, "segmentation/confidence", out_qos)
+        self._pub_labels = self.create_publisher(Image, LABELS_TOPIC, out_qos)
+        self._pub_confidence = self.create_publisher(Image, CONFIDENCE_TOPIC, out_qos)
         self._pub_colored = self.create_publisher(Image, "segmentation/colored", out_qos)
         self._pub_label_info = self.create_publisher(label_info_type(), "segmentation/label_info", label_info_qos())
         self._pub_diagnostics = self.create_publisher(DiagnosticArray, "/diagnostics", 10)
@@ -606,7 +606,7 @@ class SegmentNode(Node):
         try:
             self.stream.reset()
             request.ok = True
-            request.message = f"adapted parameters are back to the source weights (reset {self.segmenter.method.resets})"
+            request.message = f"adapted parameters are back to the source weights (reset {self.segmenter.status().resets})"
         except Exception as exc:  # noqa: BLE001 - reported to the caller
             request.message = f"reset failed: {type(exc).__name__}: {exc}"
         finally:
@@ -714,13 +714,13 @@ class SegmentNode(Node):
     def _publish_label_info(self) -> None:
         seg = self.segmenter
         header = Header(stamp=self.get_clock().now().to_msg())
-        self._pub_label_info.publish(label_info_message(seg.class_names, header, seg.text.classes.synonyms))
+        self._pub_label_info.publish(label_info_message(seg.class_names, header, seg.status().synonyms))
 
     def _publish_diagnostics(self) -> None:
         s = self.stats.take_period()
         seg = self.segmenter
-        method = self.stream.method
-        streaming = self.stream.stats()
+        status = seg.status()
+        streaming = self.stream.stats()  # the adaptation side's counters (its own method under async)
         now_m = time.monotonic()
         mark, self._steps_mark = self._steps_mark, (now_m, streaming["steps"])
         steps_per_s = (streaming["steps"] - mark[1]) / max(now_m - mark[0], 1e-9) if mark else streaming["steps_per_s"]
@@ -732,7 +732,7 @@ class SegmentNode(Node):
         if s["p_bad"]:
             problems.append(f"{s['p_bad']} bad frames (last: {s['last_bad']})")
         if s["p_failures"]:
-            problems.append(f"adaptation failed on {s['p_failures']} frames ({method.last_failure}); weights restored")
+            problems.append(f"adaptation failed on {s['p_failures']} frames ({status.last_adaptation_failure}); weights restored")
         if s["p_incompatible"]:
             problems.append(f"incompatible QoS on {self._input_topic}")
         if problems:
@@ -807,13 +807,13 @@ class SegmentNode(Node):
             "resets_by_reason": ", ".join(f"{k}={v}" for k, v in sorted(streaming["resets"].items())),
             "last_loss": "" if s["last_loss"] is None else f"{s['last_loss']:.6g}",
             "adaptation_status": s["last_status"],
-            "adaptation_failures": method.failures,
-            "last_adaptation_failure": method.last_failure,
-            "resets": method.resets,
+            "adaptation_failures": streaming["failures"],
+            "last_adaptation_failure": streaming["last_failure"],
+            "resets": streaming["resets_total"],
             "incompatible_qos_events": s["incompatible_qos"],
             "classes": len(seg.class_names),
             "model": seg.config.model,
-            "weights": seg.loaded.weights,
+            "weights": status.weights,
             "random_weights": seg.random_weights,
             "device": str(seg.device),
             "rss_mb": "" if rss is None else f"{rss / 2**20:.1f}",
@@ -990,9 +990,15 @@ def main(args: list[str] | None = None) -> int:
     node = None
     code = None
     try:
+        # Made before the node logs anything: a SIGINT inside the executor's constructor would leave a
+        # half-made executor whose finaliser complains.
+        executor = MultiThreadedExecutor(num_threads=4)
         node = SegmentNode()
         check_overrides(node, argv)
         node.start()
+        # Still inside the try: a SIGINT right after "ready" (before spinning) is a clean start-up stop.
+        executor.add_node(node)
+        interrupt.armed = False
     except STARTUP_ERRORS as exc:
         what = "invalid parameters" if isinstance(exc, (ConfigError, ParameterException)) else "cannot load the model"
         code = _fail(f"{what}: {' '.join(str(exc).split())}")
@@ -1004,13 +1010,15 @@ def main(args: list[str] | None = None) -> int:
             node.destroy_node()
         rclpy.try_shutdown()
         return code
-    executor = MultiThreadedExecutor(num_threads=4)
-    executor.add_node(node)
-    interrupt.armed = False
     try:
         executor.spin()
     except (KeyboardInterrupt, ExternalShutdownException):
         pass
+    except Exception:
+        # A SIGINT just as spinning starts: rclpy's handler shut the context down before the first
+        # wait set was made (RCLError "context is not valid"). That is a stop, not a failure.
+        if rclpy.ok():
+            raise
     finally:
         stopped = node.stop()
         if not stopped:

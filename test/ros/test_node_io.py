@@ -74,11 +74,15 @@ def test_outputs_are_recorded_as_arrays_and_as_serialized_messages(live):
 
 def test_play_follows_the_recorded_rate_times_speed(live):
     start = 1_900_000_000 * 10**9
-    frames = [(start + i * 200_000_000, make_image(48, 64, seed=i)) for i in range(4)]
-    result = live.play(frames, speed=2.0)
+    frames = [(start + i * 1_000_000_000, make_image(48, 64, seed=i)) for i in range(4)]
+    result = live.play(frames, speed=4.0)
     assert [f.stamp_ns for f in result.frames] == [stamp for stamp, _ in frames]
-    gaps = np.diff([f.published for f in result.frames])
-    assert np.all(gaps >= 0.095) and np.all(gaps < 0.3), gaps  # 200 ms recorded, played at x2
+    # 1 s recorded, played at x4: frame i is due 0.25 * i s after the start and never sent before
+    # (the schedule is absolute, so a late frame does not delay the next ones). Played at x1 the
+    # last frame would be sent after 3 s; the upper bound leaves 1.75 s for scheduling noise.
+    sent = np.array([f.published for f in result.frames]) - result.started
+    assert np.all(sent >= 0.25 * np.arange(4)), sent
+    assert sent[-1] < 2.5, sent
     assert result.frames[-1].labels is not None and result.processed >= 1
     with pytest.raises(ValueError, match="was sent already"):  # outputs are matched by stamp
         live.play([(start + 1, frames[0][1]), (start + 1, frames[0][1])], paced=True)
@@ -219,7 +223,6 @@ def test_bad_frames_are_skipped_counted_and_the_next_good_frame_is_served(live):
     assert "empty image" in diag.values["last_bad_frame"]
     assert diag.values["frame_errors"] == "0"
     assert live.node.alive()
-    assert "skipping a bad frame" in live.node.log()
 
 
 def test_reset_puts_the_source_weights_back(live):
@@ -254,7 +257,6 @@ def test_a_failed_adaptation_is_reported_and_the_prediction_still_published(live
         assert int(diag.values["adaptation_failures"]) >= 1
         assert "non-finite" in diag.values["last_adaptation_failure"]
         assert diag.level == 1 and "adaptation failed" in diag.message
-        assert "adaptation failed" in live.node.log()
     finally:
         live.set_parameters({"adaptation.steps": 1, "adaptation.lr": 0.001})
 

@@ -282,6 +282,16 @@ class Method:
                 self.optimizer.state[p] = {k: (v.clone() if torch.is_tensor(v) else v) for k, v in s.items()}
             self.optimizer.zero_grad(set_to_none=True)
 
+    def set_runtime(self, *, mode: str, steps: int, lr: float) -> None:
+        """The settings that may change between frames (``Segmenter.update``, the node's parameters)."""
+        self.mode = mode
+        self.steps = steps
+        self.set_lr(lr)
+
+    def describe(self) -> dict:
+        """Method-specific notes for the benchmark's trial record; none by default."""
+        return {}
+
     def reset(self, reason: str = "manual") -> None:
         """Back to the source weights and a fresh optimiser; ``reason`` is counted."""
         self.restore(self._source)
