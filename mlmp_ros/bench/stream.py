@@ -32,17 +32,15 @@ import math
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
-import torch
 
-from ..core.config import Config
-from ..core.segmenter import Segmenter
-from ..core.streaming import Published, StreamSegmenter
-from ..core.windows import resize_labels
 from .metrics import SegmentationMetrics
-from .runner import RunError, load_frames, segmenter_config
+
+if TYPE_CHECKING:  # torch and the core load when a stream runs, not for ``mlmp-bench --help``
+    from ..core.config import Config
+    from ..core.streaming import Published, StreamSegmenter
 
 SEQUENCES = ("chain", "corruptions", "severity", "mixed")
 
@@ -72,6 +70,7 @@ def build_stream(
     seed: int = 0,
 ) -> StreamData:
     """The frames of a stream (see module docs); images and labels at the scoring size."""
+    from .runner import RunError, load_frames
     if sequence not in SEQUENCES:
         raise RunError(f"--sequence must be one of {', '.join(SEQUENCES)}, not '{sequence}'")
     loaded = [load_frames(b, limit=limit) for b in bags]
@@ -116,6 +115,7 @@ class Clock:
     """Seconds a prediction or an adaptation job takes: measured, or fixed costs."""
 
     def __init__(self, spec: str = "measured"):
+        from .runner import RunError
         self.spec = spec
         self.fixed: tuple[float, float] | None = None
         if spec != "measured":
@@ -150,6 +150,12 @@ def replay_stream(
     ``overrides`` are applied after the bag's class list and window protocol (e.g. another
     window size for a timing run with another backbone).
     """
+    import torch
+
+    from ..core.segmenter import Segmenter
+    from ..core.streaming import StreamSegmenter
+    from .runner import RunError, segmenter_config
+
     if not (rate_hz > 0 and math.isfinite(rate_hz)):
         raise RunError(f"--rate must be a positive number of Hz, not {rate_hz}")
     cost = Clock(clock)
@@ -238,6 +244,8 @@ def _replay(st: StreamSegmenter, stream: StreamData, rate: float, cost: Clock, p
 
 
 def _score(st, stream, arrival, published, per_frame, nc, ignore, rate, cost) -> dict[str, Any]:
+    from ..core.windows import resize_labels
+
     names = stream.info.get("class_names")
     camera = SegmentationMetrics(nc, ignore, names)
     processed = SegmentationMetrics(nc, ignore, names)
