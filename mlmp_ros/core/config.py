@@ -307,6 +307,8 @@ def stream_problems(a: AdaptationConfig) -> list[str]:
         p.append(f"adaptation.plateau must be in [0, 1) (0 = off), not {a.plateau}")
     if not (0 <= g.reliable_e0 <= 1):
         p.append(f"adaptation.safeguards.reliable_e0 must be in [0, 1] (0 = off), not {g.reliable_e0}")
+    elif g.reliable_e0 > 0 and a.method not in ("tent", "mlmp", "noadapt"):
+        p.append(f"adaptation.safeguards.reliable_e0 filters the entropy loss of tent and mlmp; {a.method} has none")
     if not (0 < g.ensemble_alpha <= 1):
         p.append(f"adaptation.safeguards.ensemble_alpha must be in (0, 1] (1 = off), not {g.ensemble_alpha}")
     if not (0 <= g.collapse_ratio < 1):

@@ -53,6 +53,8 @@ def test_settings_are_validated():
         tiny_config(adaptation__schedule="later")
     with pytest.raises(ConfigError, match="adaptation.every"):
         tiny_config(adaptation__every=0)
+    with pytest.raises(ConfigError, match="reliable_e0"):
+        tiny_config(adaptation__method="watt", adaptation__safeguards__reliable_e0=0.4)
     with pytest.raises(ConfigError, match="ensemble_alpha"):
         tiny_config(adaptation__safeguards__ensemble_alpha=1.5)
     stream = StreamSegmenter(segmenter())
