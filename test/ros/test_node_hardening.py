@@ -139,8 +139,13 @@ def test_outputs_match_what_nav2_semantic_segmentation_layer_subscribes_to(live)
         stamp = outs["labels"].stamp_ns
         conf = outs["confidence"]
         assert conf.encoding == "mono8" and conf.array.dtype == np.uint8
-        p = reference["confidence"].array.astype(np.float64)
-        np.testing.assert_array_equal(conf.array, np.floor(p * 255 + 0.5).astype(np.uint8))  # round(255 p)
+        scaled = reference["confidence"].array.astype(np.float64) * 255
+        expected = np.floor(scaled + 0.5).astype(np.int16)  # round(255 p)
+        # The node rounds in float32: a value within float32's rounding of a half may go either way.
+        off = conf.array.astype(np.int16) != expected
+        tie = np.abs(scaled - np.floor(scaled) - 0.5) < 1e-4
+        assert not (off & ~tie).any(), np.argwhere(off & ~tie)[:5]
+        assert np.abs(conf.array.astype(np.int16) - expected).max() <= 1
         np.testing.assert_array_equal(outs["labels"].array, reference["labels"].array)
 
         def arrived():
