@@ -7,7 +7,6 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-import torch
 
 from mlmp_ros.bench.cli import main
 from mlmp_ros.bench.datasets import open_dataset
@@ -17,7 +16,7 @@ from mlmp_ros.bench.runner import RunError, segmenter_config
 from mlmp_ros.bench.stream import build_stream, replay_stream
 from mlmp_ros.core import Segmenter
 
-from ..conftest import tiny_clip, tiny_config
+from ..conftest import tiny_clip, tiny_config, torch_threads
 from .test_runner import write_voc
 
 TINY = ["--set", "model=mlmp-tiny-test", "--set", "weights=random", "--set", "device=cpu"]
@@ -31,11 +30,9 @@ def bags(tmp_path_factory) -> list[Path]:
 
 
 @pytest.fixture(autouse=True)
-def _threads():
-    before = torch.get_num_threads()
-    torch.set_num_threads(2)
-    yield
-    torch.set_num_threads(before)
+def _two_threads():
+    with torch_threads(2):
+        yield
 
 
 def test_sync_stream_scores_the_labels_on_the_topic(bags):

@@ -18,7 +18,7 @@ from mlmp_ros.core.dense import DenseCLIP
 from mlmp_ros.core.methods import base
 from mlmp_ros.core.methods.base import Compiler, Precision, resolve_compile
 
-from ..conftest import tiny_clip, tiny_config
+from ..conftest import tiny_clip, tiny_config, torch_threads
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -29,10 +29,8 @@ def _img(seed=0, h=224, w=224):
 
 @pytest.fixture(autouse=True)
 def _one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+    with torch_threads(1):
+        yield
 
 
 def test_precision_auto_follows_the_hardware(monkeypatch):

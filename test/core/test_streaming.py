@@ -13,17 +13,15 @@ from mlmp_ros.core import ConfigError, Segmenter
 from mlmp_ros.core.safeguards import AdaptationControl
 from mlmp_ros.core.streaming import StreamSegmenter
 
-from ..conftest import tiny_clip, tiny_config
+from ..conftest import tiny_clip, tiny_config, torch_threads
 
 SMALL = {"window": [32], "stride": [32], "adaptation__steps": 2}
 
 
 @pytest.fixture(autouse=True)
-def _one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(2)
-    yield
-    torch.set_num_threads(before)
+def _two_threads():
+    with torch_threads(2):
+        yield
 
 
 def frames(n: int, seed: int = 0) -> list[np.ndarray]:
