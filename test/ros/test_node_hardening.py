@@ -205,8 +205,9 @@ def test_max_rate_hz_caps_the_processing_rate(live):
         result = live.play(frames, rate_hz=20.0, timeout=30.0)
         times = sorted(f.labels.received for f in result.frames if f.labels is not None)
         assert len(times) >= 2
-        # Frames start at least 0.5 s apart; the output times carry the jitter of one frame's work.
-        assert np.all(np.diff(times) > 0.3), np.diff(times)
-        assert len(times) <= (times[-1] - times[0]) * 2.0 + 1.5
+        # Frames start at least 0.5 s apart, and none starts before the first is sent or after the last output:
+        # a bound on the count that holds however long each frame's work takes (output gaps alone carry its jitter).
+        # Uncapped, this tiny model would take most of the 40 frames.
+        assert len(times) <= (times[-1] - result.started) * 2.0 + 1, (len(times), times[-1] - result.started)
     finally:
         live.set_parameters({"input.max_rate_hz": 0.0})
