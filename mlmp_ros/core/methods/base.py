@@ -208,6 +208,7 @@ class Method:
         self.step_hook: Callable[[], None] | None = None
         self._warned_at = -float("inf")
         self._unwarned = 0
+        self.setup()
         self.named_params = self.trainable_parameters() if self.adapts else []
         self.compiler = Compiler(resolve_compile(config.compile, precision.device))
         self.configure()
@@ -216,8 +217,28 @@ class Method:
         self._source = self.snapshot()
 
     # ---------------------------------------------------------------- set-up
+    def setup(self) -> None:
+        """Build the method's own state (learnable tensors, caches, per-frame records).
+
+        Called once by ``__init__``, after the common attributes are set and before
+        :meth:`trainable_parameters`, which only reports what is built here.  The
+        default builds nothing of its own and calls :meth:`setup_text`.  Subclasses
+        that override it call ``super().setup()`` last (or :meth:`setup_text` themselves).
+        """
+        self.setup_text()
+
+    def setup_text(self) -> None:
+        """Rebuild the state that depends on the class list (``self.text``).
+
+        Called by :meth:`setup` and again by :meth:`set_text`; learnable parameters and
+        the optimiser are never rebuilt here (the adaptation is class-agnostic and stays).
+        """
+
     def trainable_parameters(self) -> list[tuple[str, nn.Parameter]]:
-        """The image encoder's parameters matched by ``adaptation.params`` (paper: every LayerNorm)."""
+        """The image encoder's parameters matched by ``adaptation.params`` (paper: every LayerNorm).
+
+        A getter: it builds nothing (method state belongs in :meth:`setup`).
+        """
         visual = self.encoder.visual
         named = dict(visual.named_parameters())
         ln_names = visual_layernorm_names(visual)
@@ -252,6 +273,7 @@ class Method:
     def set_text(self, text: TextBank) -> None:
         """Use another class list (the adapted weights are class-agnostic and stay)."""
         self.text = text
+        self.setup_text()
 
     def set_lr(self, lr: float) -> None:
         if self.optimizer is not None:

@@ -24,7 +24,8 @@ class TPT(Method):
 
     name = "tpt"
 
-    def trainable_parameters(self) -> list[tuple[str, nn.Parameter]]:
+    def setup(self) -> None:
+        """The learnable context, initialised from ``adaptation.tpt.init``, then the tokens."""
         clip = self.encoder.clip
         n_ctx = self.adaptation.tpt.n_ctx
         init = self.adaptation.tpt.init
@@ -39,16 +40,15 @@ class TPT(Method):
                 extra = torch.randn(n_ctx - length, init_ctx.shape[1], generator=gen) * 0.02
                 init_ctx = torch.cat([init_ctx, extra.to(init_ctx.device)], 0)
         self.ctx = nn.Parameter(init_ctx.clone())
-        self._build_tokens()
-        return [("tpt.ctx", self.ctx)]
+        super().setup()  # -> setup_text: the tokens of every query
 
-    def _build_tokens(self) -> None:
+    def setup_text(self) -> None:
+        """The tokenised "<context> <query>" of every query of the current class list."""
         texts = [f"{self._prefix} {q}" for q in self.text.classes.queries]
         self.tokens = self.text.tokenizer(texts).to(self.ctx.device)
 
-    def set_text(self, text) -> None:
-        super().set_text(text)
-        self._build_tokens()
+    def trainable_parameters(self) -> list[tuple[str, nn.Parameter]]:
+        return [("tpt.ctx", self.ctx)]
 
     def text_features(self) -> torch.Tensor:
         return encode_tokens(self.encoder.clip, self.tokens, self.ctx)
