@@ -10,6 +10,9 @@ An :class:`AdaptationControl` attached to a :class:`~mlmp_ros.core.methods.Metho
   always runs, to be measured;
 - ``adaptation.plateau``: a frame's steps stop when the loss improved by less than that
   fraction of itself over the last step;
+- WATT runs its own loop (M rounds of L steps per template, core/methods/pseudo.py):
+  the budget applies to each of its steps the same way, and the plateau compares the
+  mean losses of successive rounds (see ``WATT.adapt``);
 - safeguards (``adaptation.safeguards``), each off by default:
 
   * ``reliable_e0`` (EATA, Niu et al. 2022) is applied inside the entropy loss;
@@ -122,18 +125,23 @@ class AdaptationControl:
         now = self.clock()
         if index == 0:
             self._t_frame = now
-        a = self.adaptation
-        if a.plateau > 0 and len(losses) >= 2:
-            prev, last = float(losses[-2]), float(losses[-1])
-            if prev - last < a.plateau * abs(prev):
-                self._stopped = "plateau"
-                return False
-        budget = a.budget_ms / 1000.0
+        if len(losses) >= 2 and self.plateau_stop(float(losses[-2]), float(losses[-1])):
+            return False
+        budget = self.adaptation.budget_ms / 1000.0
         if budget > 0 and self.step_time is not None and (now - self._t_frame) + self.step_time > budget:
             self._stopped = "budget"
             return False
         self._t_step = self.clock()
         return True
+
+    def plateau_stop(self, previous: float, last: float) -> bool:
+        """True (and the frame counted as stopped by the plateau) when ``last`` improved on
+        ``previous`` by less than ``adaptation.plateau`` times ``|previous|``; off at 0."""
+        plateau = self.adaptation.plateau
+        if plateau > 0 and previous - last < plateau * abs(previous):
+            self._stopped = "plateau"
+            return True
+        return False
 
     def after_step(self, method) -> None:
         dt = self.clock() - self._t_step

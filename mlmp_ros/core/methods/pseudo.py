@@ -92,16 +92,12 @@ class CLIPArTT(_TokenDistillation):
     name = "clipartt"
     cache_size = 20000
 
-    def trainable_parameters(self):
+    def setup_text(self) -> None:
+        """An empty prompt-embedding cache (its keys are indices into the class list)."""
         self._prompt_cache: OrderedDict[tuple[int, ...], torch.Tensor] = OrderedDict()
-        return super().trainable_parameters()
 
     def _settings(self):
         return self.adaptation.clipartt
-
-    def set_text(self, text) -> None:
-        super().set_text(text)
-        self._prompt_cache.clear()
 
     def prompt_texts(self, combos: list[tuple[int, ...]]) -> list[str]:
         """"a photo of a c1 or c2 or c3" for each combination of query indices."""
@@ -147,6 +143,10 @@ class WATT(_TokenDistillation):
     name = "watt"
     default_templates = "templates_7"
 
+    def setup(self) -> None:
+        self.round_losses: list[float] = []  # the mean last loss of each round of the last frame
+        super().setup()
+
     def _settings(self):
         return self.adaptation.watt
 
@@ -164,26 +164,63 @@ class WATT(_TokenDistillation):
             p.copy_(v)
 
     def adapt(self, batch: Batch) -> list[torch.Tensor]:
+        """M rounds; in each, L steps per template (from the current average unless
+        ``sequential``), then the parameters become the average of the templates' runs.
+
+        With a control (``method.control``, core/safeguards.py) the budgets apply here too:
+
+        - ``adaptation.budget_ms``: checked before every one of the L x M x templates
+          steps, as in the plain loop (no step starts that would pass the budget).  A
+          round cut short ends there: the runs it has (the interrupted template's run as
+          its last step left it, if it took a step) are averaged as a whole round's would
+          be; a round that took no step leaves the previous average.
+        - ``adaptation.plateau``: compared between rounds, not steps (within a round the
+          templates' losses are not comparable): the next round does not start when the
+          last round's mean loss (:attr:`round_losses`) improved on the round before by
+          less than ``plateau`` times that loss.  So at least two rounds run.
+        - ``ensemble_alpha`` pulls toward the source after every step, as in the plain loop.
+        """
         cfg = self.adaptation.watt
+        control = self.control
         losses: list[torch.Tensor] = []
         average = [p.detach().clone() for _, p in self.named_params]
-        self.round_losses: list[float] = []
+        self.round_losses.clear()
         for _ in range(cfg.m):
-            runs = []
-            round_loss = []
-            for t in range(self.text.per_template.shape[0]):
-                if not cfg.sequential:
-                    self._set_params(average)
-                    self.optimizer.state.clear()
-                for _ in range(cfg.l):
-                    self.before_step()
-                    with self.precision.autocast():
-                        loss = self.step_loss(batch, t)
-                    losses.append(loss.detach())
-                    self.precision.backward_and_step(loss, self.optimizer)
-                round_loss.append(losses[-1])
-                runs.append([p.detach().clone() for _, p in self.named_params])
-            average = [sum(values) / len(values) for values in zip(*runs)]
+            if control is not None and len(self.round_losses) >= 2 and control.plateau_stop(*self.round_losses[-2:]):
+                break
+            runs, round_loss, cut = self._round(batch, average, losses)
+            if runs:
+                average = [sum(values) / len(values) for values in zip(*runs)]
+                self.round_losses.append(float(torch.stack(round_loss).mean()))
             self._set_params(average)
-            self.round_losses.append(float(torch.stack(round_loss).mean()))
+            if cut:
+                break
         return losses
+
+    def _round(self, batch: Batch, average: list[torch.Tensor], losses: list[torch.Tensor]):
+        """One round: each template's run of L steps.  Returns the runs' parameters, their
+        last losses, and whether the budget cut the round short."""
+        cfg = self.adaptation.watt
+        control = self.control
+        runs: list[list[torch.Tensor]] = []
+        round_loss: list[torch.Tensor] = []
+        for t in range(self.text.per_template.shape[0]):
+            if not cfg.sequential:
+                self._set_params(average)
+                self.optimizer.state.clear()
+            for i in range(cfg.l):
+                if control is not None and not control.before_step(self, len(losses), ()):
+                    if i:  # the interrupted run counts as it stands
+                        round_loss.append(losses[-1])
+                        runs.append([p.detach().clone() for _, p in self.named_params])
+                    return runs, round_loss, True
+                self.before_step()
+                with self.precision.autocast():
+                    loss = self.step_loss(batch, t)
+                losses.append(loss.detach())
+                self.precision.backward_and_step(loss, self.optimizer)
+                if control is not None:
+                    control.after_step(self)
+            round_loss.append(losses[-1])
+            runs.append([p.detach().clone() for _, p in self.named_params])
+        return runs, round_loss, False
