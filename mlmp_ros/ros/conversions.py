@@ -57,7 +57,11 @@ _PIL_LOCK = threading.Lock()  # compressed_size lifts PIL's global pixel limit f
 
 
 class BadFrame(ValueError):
-    """A received image cannot be used; the message says why."""
+    """A received image cannot be used; the message says why, ``limit`` which setting refused it (if one did)."""
+
+    def __init__(self, message: str, limit: str = ""):
+        super().__init__(message)
+        self.limit = limit
 
 
 try:
@@ -148,7 +152,8 @@ def compressed_to_rgb(msg: CompressedImage, max_pixels: int | None = None) -> np
         if size is not None and size[0] * size[1] > max_pixels:
             raise BadFrame(
                 f"the compressed image ({data.size} bytes) would decode to {size[1]}x{size[0]} = "
-                f"{size[0] * size[1]} pixels, more than input.max_pixels {max_pixels}; not decoded"
+                f"{size[0] * size[1]} pixels, more than input.max_pixels {max_pixels}; not decoded",
+                limit="input.max_pixels",
             )
     bgr = cv2.imdecode(data, cv2.IMREAD_COLOR)
     if bgr is None or bgr.size == 0:

@@ -12,25 +12,15 @@ Run: ``mlmp-segment --ros-args --params-file config/segment.yaml -r image:=/came
 from __future__ import annotations
 
 import gc
-import itertools
-import logging
-import os
-import signal
 import sys
 import threading
 import time
-import warnings
-from collections.abc import Callable
-from dataclasses import dataclass, field
 from typing import Any
 
-import rclpy
-import yaml
-from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
+from diagnostic_msgs.msg import DiagnosticArray
 from rcl_interfaces.msg import SetParametersResult
 from rclpy.callback_groups import MutuallyExclusiveCallbackGroup
 from rclpy.exceptions import ParameterException
-from rclpy.executors import ExternalShutdownException, MultiThreadedExecutor
 from rclpy.node import Node
 from rclpy.qos import ReliabilityPolicy
 from rclpy.time import Time
@@ -39,12 +29,14 @@ from std_msgs.msg import Header
 from std_srvs.srv import SetBool, Trigger
 
 from ..constants import CONFIDENCE_TOPIC, LABELS_TOPIC, NODE_NAME
-from ..core import ConfigError, ModelNameError, Segmenter, WeightsError
+from ..core import ConfigError, Segmenter
 from ..core.methods.base import AdaptationCancelled
 from ..core.segmenter import RUNTIME_SETTINGS, FrameLimitError
 from ..core.streaming import STREAM_SETTINGS, StreamSegmenter
 from ..core.text import ClassList
-from . import rss_bytes
+
+# The command line and the worker plumbing live beside the node; their names stay importable here.
+from .cli import USAGE, _kind, check_overrides, command_line_overrides, run
 from .conversions import (
     BadFrame,
     array_to_image,
@@ -58,6 +50,7 @@ from .conversions import (
     labels_to_image,
     palette,
 )
+from .diagnostics import NodeView, cuda_memory, diagnostic_array, diagnostic_values, health
 from .params import NODE_DEFAULTS, NodeSettings, core_config, parameter_specs, plain
 from .qos import (
     SubscriptionEventCallbacks,
@@ -68,232 +61,27 @@ from .qos import (
     reliability_name,
     reliability_policy,
 )
+from .worker import STOP_TIMEOUT, Frame, ResetRequest, Stats, Work, WorkQueue
+
+__all__ = [
+    "STOP_TIMEOUT",
+    "USAGE",
+    "Frame",
+    "ResetRequest",
+    "SegmentNode",
+    "Stats",
+    "Work",
+    "WorkQueue",
+    "check_overrides",
+    "command_line_overrides",
+    "cuda_memory",
+    "main",
+]
 
 QOS_CHECK_PERIOD = 1.0  # seconds between looks at the camera publisher's QoS (input.reliability: auto)
 WARN_THROTTLE = 5.0  # seconds between repeated warnings about bad frames
 RESET_TIMEOUT = 120.0  # seconds ~/reset waits for the worker
-STOP_TIMEOUT = 10.0  # seconds a stop waits for the worker (it stops between adaptation steps)
-INPUT_RECENT = 2.0  # input counts as arriving if a frame came within max(this, 2 diagnostics periods)
 WALL_CLOCK_SLACK = 24 * 3600 * 10**9  # a stamp this close to the system clock is taken as wall-clock time
-
-USAGE = """usage: mlmp-segment [-h] [--ros-args ...]
-
-The mlmp_ros segmentation node: camera images in (image, or image/compressed with
-input.compressed), segmentation/labels, segmentation/confidence, segmentation/colored,
-segmentation/label_info and /diagnostics out; services ~/reset and ~/enable.
-
-  mlmp-segment --ros-args --params-file config/segment.yaml -r image:=/camera/image_raw
-  mlmp-segment --ros-args --params-file config/segment.yaml -p adaptation.steps:=5
-
-Every parameter, with its default and meaning, is in config/segment.yaml (installed
-under share/mlmp_ros/config) and in `ros2 param describe /mlmp_segment <name>`.
-"""
-
-
-@dataclass
-class Frame:
-    msg: Image | CompressedImage
-    received: float  # perf_counter when the callback got it
-
-
-@dataclass
-class ResetRequest:
-    done: threading.Event = field(default_factory=threading.Event)
-    ok: bool = False
-    message: str = ""
-
-
-@dataclass
-class Work:
-    frame: Frame | None = None
-    changes: dict[str, Any] = field(default_factory=dict)
-    resets: list[ResetRequest] = field(default_factory=list)
-    calls: list[Callable[[], None]] = field(default_factory=list)
-
-
-class WorkQueue:
-    """The worker's inbox: one slot for the newest frame, plus run-time changes and resets.
-
-    Changes and resets are handled before the waiting frame; several parameter changes
-    that arrive while the worker is busy merge into one update.
-    """
-
-    def __init__(self) -> None:
-        self._cond = threading.Condition()
-        self._frame: Frame | None = None
-        self._changes: dict[str, Any] = {}
-        self._resets: list[ResetRequest] = []
-        self._calls: list[Callable[[], None]] = []
-        self._closed = False
-
-    def put_frame(self, frame: Frame) -> bool:
-        """Store ``frame``; True when it replaced a frame the worker had not taken yet."""
-        with self._cond:
-            replaced = self._frame is not None
-            self._frame = frame
-            self._cond.notify()
-        return replaced
-
-    def take_frame(self) -> Frame | None:
-        """The waiting frame, if any (it is no longer waiting)."""
-        with self._cond:
-            frame, self._frame = self._frame, None
-        return frame
-
-    def put_call(self, call: Callable[[], None]) -> None:
-        """Run ``call`` on the worker, between frames."""
-        with self._cond:
-            self._calls.append(call)
-            self._cond.notify()
-
-    def put_changes(self, changes: dict[str, Any]) -> None:
-        with self._cond:
-            self._changes.update(changes)
-            self._cond.notify()
-
-    def put_reset(self) -> ResetRequest:
-        request = ResetRequest()
-        with self._cond:
-            if self._closed:
-                request.message = "the node is shutting down"
-                request.done.set()
-                return request
-            self._resets.append(request)
-            self._cond.notify()
-        return request
-
-    def get(self) -> Work | None:
-        """The next work (blocking); None once closed."""
-        with self._cond:
-            while not (self._closed or self._frame or self._changes or self._resets or self._calls):
-                self._cond.wait()
-            if self._closed:
-                return None
-            if self._changes or self._resets or self._calls:
-                work = Work(changes=self._changes, resets=self._resets, calls=self._calls)
-                self._changes, self._resets, self._calls = {}, [], []
-                return work
-            work = Work(frame=self._frame)
-            self._frame = None
-            return work
-
-    def close(self) -> None:
-        with self._cond:
-            self._closed = True
-            for request in self._resets:
-                request.message = "the node is shutting down"
-                request.done.set()
-            self._resets = []
-            self._cond.notify_all()
-
-
-class Stats:
-    """Counters for /diagnostics: totals since start and sums over the current period."""
-
-    def __init__(self) -> None:
-        self.lock = threading.Lock()
-        self.received = self.processed = self.dropped = 0
-        self.bad = self.errors = self.incompatible_qos = 0
-        self.last_bad = self.last_error = ""
-        self.steps = 0
-        self.last_loss: float | None = None
-        self.last_status = ""
-        self.last_frame_at: float | None = None
-        self.started_at = time.monotonic()
-        self.last_input_at: float | None = None
-        self.busy_since: float | None = None  # monotonic: the worker took the frame it works on
-        self.expected: float | None = None  # seconds per frame (moving average of finished frames)
-        self.lost = 0  # messages the DDS reader reported lost (message-lost events)
-        self.rate_skipped = 0  # frames replaced while input.max_rate_hz held the worker back
-        self._new_period(time.monotonic())
-
-    def _new_period(self, now: float) -> None:
-        self.period_start = now
-        self.p_received = self.p_processed = self.p_bad = self.p_errors = 0
-        self.p_failures = self.p_incompatible = 0
-        self.p_latency: list[float] = []
-        self.p_stamp_age: list[float] = []
-        self.p_model: list[float] = []
-        self.p_overhead: list[float] = []
-
-    def frame_in(self, replaced: bool) -> None:
-        with self.lock:
-            self.received += 1
-            self.p_received += 1
-            self.last_input_at = time.monotonic()
-            if replaced:
-                self.dropped += 1
-
-    def dropped_waiting(self) -> None:
-        with self.lock:
-            self.dropped += 1
-
-    def replaced_while_waiting(self) -> None:
-        with self.lock:
-            self.dropped += 1
-            self.rate_skipped += 1
-
-    def messages_lost(self, count: int) -> None:
-        with self.lock:
-            self.lost += count
-
-    def busy(self, since: float | None) -> None:
-        with self.lock:
-            self.busy_since = since
-
-    def bad_frame(self, reason: str) -> None:
-        with self.lock:
-            self.bad += 1
-            self.p_bad += 1
-            self.last_bad = reason
-
-    def frame_error(self, reason: str) -> None:
-        with self.lock:
-            self.errors += 1
-            self.p_errors += 1
-            self.last_error = reason
-
-    def frame_done(self, *, latency: float, stamp_age: float | None, model: float, overhead: dict[str, float],
-                   steps: int, loss: float | None, status: str, took: float) -> None:
-        with self.lock:
-            self.processed += 1
-            self.p_processed += 1
-            self.p_latency.append(latency)
-            if stamp_age is not None:
-                self.p_stamp_age.append(stamp_age)
-            self.expected = took if self.expected is None else 0.8 * self.expected + 0.2 * took
-            self.p_model.append(model)
-            self.p_overhead.append(overhead)
-            self.steps = steps
-            self.last_loss = loss
-            self.last_status = status
-            if status.startswith("restored"):
-                self.p_failures += 1
-            self.last_frame_at = time.monotonic()
-
-    def qos_incompatible(self) -> None:
-        with self.lock:
-            self.incompatible_qos += 1
-            self.p_incompatible += 1
-
-    def take_period(self) -> dict[str, Any]:
-        """A copy of everything, then a new period."""
-        with self.lock:
-            now = time.monotonic()
-            snap = dict(vars(self))
-            snap.pop("lock")
-            snap["elapsed"] = max(now - self.period_start, 1e-9)
-            snap["now"] = now
-            self._new_period(now)
-        return snap
-
-
-def _mean(values: list[float]) -> float | None:
-    return sum(values) / len(values) if values else None
-
-
-def _ms(seconds: float | None) -> str:
-    return "" if seconds is None else f"{seconds * 1e3:.2f}"
 
 
 class SegmentNode(Node):
@@ -337,10 +125,11 @@ class SegmentNode(Node):
         return values
 
     def _warn_unknown_overrides(self) -> None:
+        """Overrides of parameters this node does not have (typos?): warned once, kept for /diagnostics."""
         overrides = getattr(self, "_parameter_overrides", {}) or {}
-        unknown = sorted(name for name in overrides if not self.has_parameter(name))
-        if unknown:
-            self.get_logger().warning(f"ignoring unknown parameters (typos?): {', '.join(unknown)}")
+        self.unknown_parameters = tuple(sorted(name for name in overrides if not self.has_parameter(name)))
+        if self.unknown_parameters:
+            self.get_logger().warning(f"ignoring unknown parameters (typos?): {', '.join(self.unknown_parameters)}")
 
     def _on_set_parameters(self, params: list) -> SetParametersResult:
         """Validate run-time changes now; the worker applies them between frames."""
@@ -493,7 +282,7 @@ class SegmentNode(Node):
             # A best-effort camera appeared; the next QoS check re-subscribes to match it.
             self.get_logger().info(f"a best-effort publisher appeared on {self._input_topic}; matching it")
             return
-        self.stats.qos_incompatible()
+        self.stats.qos_incompatible(policy)
         hint = (
             "the camera probably publishes best_effort: set input.reliability to auto or best_effort"
             if reliability
@@ -628,36 +417,26 @@ class SegmentNode(Node):
             limit = f"more than input.max_pixels {settings.max_pixels}"
             if isinstance(msg, CompressedImage):
                 raise BadFrame(f"a compressed frame ({len(msg.data)} bytes) would decode to {w}x{h} = {h * w} "
-                               f"pixels, {limit}; not decoded")
-            raise BadFrame(f"a {w}x{h} frame has {h * w} pixels, {limit}")
+                               f"pixels, {limit}; not decoded", limit="input.max_pixels")
+            raise BadFrame(f"a {w}x{h} frame has {h * w} pixels, {limit}", limit="input.max_pixels")
         try:
             self.segmenter.check_size(h, w)
         except FrameLimitError as exc:
-            raise BadFrame(f"{exc} (input.max_windows)") from None
+            raise BadFrame(f"{exc} (input.max_windows)", limit="input.max_windows") from None
 
     def _process(self, frame: Frame) -> None:
         taken = time.perf_counter()
         self.stats.busy(time.monotonic())
         ready = max(frame.received, self._idle_since)
         msg = frame.msg
-        settings = self.settings
-        try:
-            self._check_limits(msg)
-            if isinstance(msg, CompressedImage):
-                rgb = compressed_to_rgb(msg, settings.max_pixels)
-            else:
-                rgb = image_to_rgb(msg)
-        except BadFrame as exc:
-            self.stats.bad_frame(str(exc))
-            self.get_logger().warning(f"skipping a bad frame: {exc}", throttle_duration_sec=WARN_THROTTLE)
+        rgb = self._convert(msg)
+        if rgb is None:
             return
         converted = time.perf_counter()
         try:
-            streamed = self.stream.segment([rgb], output="input")
-            result = streamed.result
+            result = self.stream.segment([rgb], output="input").result
         except FrameLimitError as exc:  # the check above runs first; this is the core's own guard
-            self.stats.bad_frame(str(exc))
-            self.get_logger().warning(f"skipping a bad frame: {exc}", throttle_duration_sec=WARN_THROTTLE)
+            self._bad_frame(BadFrame(str(exc), limit="input.max_windows"))
             return
         segmented = time.perf_counter()
         if self._stopping.is_set():
@@ -668,15 +447,7 @@ class SegmentNode(Node):
                 f"adaptation failed on this frame ({result.status}); published the prediction "
                 "of the last good weights", throttle_duration_sec=WARN_THROTTLE,
             )
-        out = result.frames[0]
-        header = msg.header
-        settings = self.settings
-        self._pub_labels.publish(labels_to_image(out.labels, header))
-        if settings.confidence:
-            self._pub_confidence.publish(confidence_to_image(out.confidence, header, settings.confidence_encoding))
-        if settings.colored:
-            coloured = colorize(out.labels, self._colours, rgb, settings.blend)
-            self._pub_colored.publish(array_to_image(coloured, "rgb8", header))
+        self._publish_outputs(result.frames[0], rgb, msg.header)
         published = time.perf_counter()
         # What the node adds to the segmenter: waking the worker, converting, publishing.
         overhead = {
@@ -685,14 +456,9 @@ class SegmentNode(Node):
             "publish": published - segmented,
             "total": published - ready - result.timings["total"],
         }
-        # Latency: from reception to publishing, on this process's steady clock.  The age of the
-        # stamp only means something when the stamps are wall-clock time (not a bag's or a simulator's).
-        stamp_ns = Time.from_msg(header.stamp).nanoseconds
-        wall_ns = time.time_ns()
-        stamp_age = (wall_ns - stamp_ns) * 1e-9 if abs(wall_ns - stamp_ns) < WALL_CLOCK_SLACK else None
         self.stats.frame_done(
             latency=published - frame.received,
-            stamp_age=stamp_age,
+            stamp_age=_stamp_age(msg.header),
             took=published - taken,
             model=result.timings["total"],
             overhead=overhead,
@@ -700,6 +466,31 @@ class SegmentNode(Node):
             loss=result.losses[-1] if result.losses else None,
             status=result.status,
         )
+
+    def _convert(self, msg: Image | CompressedImage):
+        """The frame as an RGB array, or None when it is bad (counted and warned)."""
+        try:
+            self._check_limits(msg)
+            if isinstance(msg, CompressedImage):
+                return compressed_to_rgb(msg, self.settings.max_pixels)
+            return image_to_rgb(msg)
+        except BadFrame as exc:
+            self._bad_frame(exc)
+            return None
+
+    def _bad_frame(self, exc: BadFrame) -> None:
+        self.stats.bad_frame(str(exc), exc.limit)
+        self.get_logger().warning(f"skipping a bad frame: {exc}", throttle_duration_sec=WARN_THROTTLE)
+
+    def _publish_outputs(self, out: Any, rgb: Any, header: Header) -> None:
+        """Labels, and as configured confidence and the coloured overlay, under the input's header."""
+        settings = self.settings
+        self._pub_labels.publish(labels_to_image(out.labels, header))
+        if settings.confidence:
+            self._pub_confidence.publish(confidence_to_image(out.confidence, header, settings.confidence_encoding))
+        if settings.colored:
+            coloured = colorize(out.labels, self._colours, rgb, settings.blend)
+            self._pub_colored.publish(array_to_image(coloured, "rgb8", header))
 
     def _report_resets(self) -> None:
         """Log the continual resets (by reason) since the last frame."""
@@ -724,314 +515,36 @@ class SegmentNode(Node):
         now_m = time.monotonic()
         mark, self._steps_mark = self._steps_mark, (now_m, streaming["steps"])
         steps_per_s = (streaming["steps"] - mark[1]) / max(now_m - mark[0], 1e-9) if mark else streaming["steps_per_s"]
-        elapsed = s["elapsed"]
-        problems = []
-        level = DiagnosticStatus.OK
-        if seg.random_weights:
-            problems.append("running on RANDOM weights (tests only)")
-        if s["p_bad"]:
-            problems.append(f"{s['p_bad']} bad frames (last: {s['last_bad']})")
-        if s["p_failures"]:
-            problems.append(f"adaptation failed on {s['p_failures']} frames ({status.last_adaptation_failure}); weights restored")
-        if s["p_incompatible"]:
-            problems.append(f"incompatible QoS on {self._input_topic}")
-        if problems:
-            level = DiagnosticStatus.WARN
-        if s["p_errors"]:
-            level = DiagnosticStatus.ERROR
-            problems.insert(0, f"{s['p_errors']} frames failed (last: {s['last_error']})")
-        # A stuck worker: input arrives, but the frame in progress has taken far longer than usual.
-        now = s["now"]
-        in_progress = now - s["busy_since"] if s["busy_since"] is not None else 0.0
-        since_output = now - (s["last_frame_at"] if s["last_frame_at"] is not None else s["started_at"])
-        input_recent = max(INPUT_RECENT, 2 * self.settings.diagnostics_period)
-        input_arriving = s["last_input_at"] is not None and now - s["last_input_at"] <= input_recent
-        expected = s["expected"]
-        if input_arriving and expected is not None and in_progress > 0:
-            factor = in_progress / max(expected, 1e-3)
-            stalled = (f"no frame finished for {since_output:.1f} s: the current frame has taken {in_progress:.1f} s, "
-                       f"{factor:.0f}x the usual {expected:.2f} s")
-            if factor > self.settings.stall_error_factor:
-                level = DiagnosticStatus.ERROR
-                problems.insert(0, stalled)
-            elif factor > self.settings.stall_warn_factor:
-                level = max(level, DiagnosticStatus.WARN)
-                problems.insert(0, stalled)
-        if not self._enabled:
-            problems.append("disabled through ~/enable")
-        if problems:
-            message = "; ".join(problems)
-        elif s["last_frame_at"] is None:
-            message = f"waiting for images on {self._input_topic}"
-        else:
-            message = "ok"
-        rss = rss_bytes()
-        values = {
-            "enabled": self._enabled,
-            "input_topic": self._input_topic,
-            "input_reliability": reliability_name(self._reliability),
-            "input_rate_hz": f"{s['p_received'] / elapsed:.2f}",
-            "output_rate_hz": f"{s['p_processed'] / elapsed:.2f}",
-            "frames_received": s["received"],
-            "frames_processed": s["processed"],
-            "frames_dropped": s["dropped"],
-            "frames_lost_in_dds": s["lost"],
-            "frames_skipped_by_rate_cap": s["rate_skipped"],
-            "bad_frames": s["bad"],
-            "last_bad_frame": s["last_bad"],
-            "frame_errors": s["errors"],
-            "last_frame_error": s["last_error"],
-            "latency_ms": _ms(_mean(s["p_latency"])),
-            "latency_max_ms": _ms(max(s["p_latency"], default=None)),
-            "stamp_age_ms": _ms(_mean(s["p_stamp_age"])),
-            "time_since_last_output_s": f"{since_output:.2f}",
-            "frame_in_progress_s": f"{in_progress:.2f}",
-            "expected_frame_ms": _ms(expected),
-            "model_ms": _ms(_mean(s["p_model"])),
-            "overhead_ms": _ms(_mean([o["total"] for o in s["p_overhead"]])),
-            "overhead_max_ms": _ms(max((o["total"] for o in s["p_overhead"]), default=None)),
-            "overhead_schedule_ms": _ms(_mean([o["schedule"] for o in s["p_overhead"]])),
-            "overhead_convert_ms": _ms(_mean([o["convert"] for o in s["p_overhead"]])),
-            "overhead_publish_ms": _ms(_mean([o["publish"] for o in s["p_overhead"]])),
-            "adaptation_method": seg.config.adaptation.method,
-            "adaptation_mode": seg.config.adaptation.mode,
-            "adaptation_steps": s["steps"],
-            "adaptation_schedule": streaming["schedule"],
-            "adaptation_steps_total": streaming["steps"],
-            "adaptation_steps_per_s": f"{steps_per_s:.2f}",
-            "adaptation_step_ms": _ms(None if streaming["step_ms"] is None else streaming["step_ms"] / 1000.0),
-            "adaptation_lag_frames": "" if streaming["lag_frames"] is None else streaming["lag_frames"],
-            "adaptation_lag_frames_median": "" if streaming["lag_frames_median"] is None else streaming["lag_frames_median"],
-            "adaptation_budget_stops": streaming["stops"]["budget"],
-            "adaptation_plateau_stops": streaming["stops"]["plateau"],
-            "resets_by_reason": ", ".join(f"{k}={v}" for k, v in sorted(streaming["resets"].items())),
-            "last_loss": "" if s["last_loss"] is None else f"{s['last_loss']:.6g}",
-            "adaptation_status": s["last_status"],
-            "adaptation_failures": streaming["failures"],
-            "last_adaptation_failure": streaming["last_failure"],
-            "resets": streaming["resets_total"],
-            "incompatible_qos_events": s["incompatible_qos"],
-            "classes": len(seg.class_names),
-            "model": seg.config.model,
-            "weights": status.weights,
-            "random_weights": seg.random_weights,
-            "device": str(seg.device),
-            "rss_mb": "" if rss is None else f"{rss / 2**20:.1f}",
-        }
-        values.update(cuda_memory(seg.device))
-        status = DiagnosticStatus(
-            level=level,
-            name=f"{self.get_name()}: segmentation",
-            message=message,
-            hardware_id=str(seg.device),
-            values=[KeyValue(key=k, value=str(v)) for k, v in values.items()],
+        view = NodeView(
+            input_topic=self._input_topic,
+            input_reliability=reliability_name(self._reliability),
+            enabled=self._enabled,
+            diagnostics_period=self.settings.diagnostics_period,
+            stall_warn_factor=self.settings.stall_warn_factor,
+            stall_error_factor=self.settings.stall_error_factor,
+            unknown_parameters=self.unknown_parameters,
         )
-        self._pub_diagnostics.publish(DiagnosticArray(header=Header(stamp=self.get_clock().now().to_msg()), status=[status]))
+        level, message = health(s, view, random_weights=seg.random_weights,
+                                last_failure=status.last_adaptation_failure)
+        values = diagnostic_values(s, view, seg=seg, weights=status.weights, streaming=streaming,
+                                   steps_per_s=steps_per_s)
+        header = Header(stamp=self.get_clock().now().to_msg())
+        self._pub_diagnostics.publish(diagnostic_array(self.get_name(), level, message, values, str(seg.device), header))
 
 
-def _kind(default: Any) -> str:
-    """How a parameter's type reads in an error message."""
-    kinds = {bool: "true or false", int: "an integer", float: "a floating-point number (write 1.0, not 1)",
-             str: "a string"}
-    if isinstance(default, list):
-        return "a list of " + {bool: "booleans", int: "integers", float: "floating-point numbers",
-                               str: "strings"}[type(default[0])]
-    return kinds[type(default)]
+def _stamp_age(header: Header) -> float | None:
+    """Seconds since the stamp, only when the stamps are wall-clock time (not a bag's or a simulator's).
 
-
-def cuda_memory(device: Any) -> dict[str, str]:
-    if getattr(device, "type", "") != "cuda":
-        return {}
-    import torch
-
-    return {
-        "cuda_allocated_mb": f"{torch.cuda.memory_allocated(device) / 2**20:.1f}",
-        "cuda_max_allocated_mb": f"{torch.cuda.max_memory_allocated(device) / 2**20:.1f}",
-    }
-
-
-# ------------------------------------------------------------------------ main
-class _RosLogHandler(logging.Handler):
-    """Python logging (the core, open_clip) to the ROS logger, so every line looks alike."""
-
-    def emit(self, record: logging.LogRecord) -> None:
-        name = NODE_NAME if record.name == "root" else record.name
-        logger = rclpy.logging.get_logger(name)
-        text = self.format(record)
-        if record.levelno >= logging.ERROR:
-            logger.error(text)
-        elif record.levelno >= logging.WARNING:
-            logger.warning(text)
-        elif record.levelno >= logging.INFO:
-            logger.info(text)
-        else:
-            logger.debug(text)
-
-
-def _setup_logging() -> None:
-    root = logging.getLogger()
-    root.handlers[:] = [_RosLogHandler()]
-    root.setLevel(logging.WARNING)
-    logging.getLogger("mlmp_ros").setLevel(logging.INFO)
-    logging.captureWarnings(True)
-    # The core logs this one itself; as a Python warning it would print twice.
-    warnings.filterwarnings("ignore", message="RANDOM WEIGHTS")
-
-
-STARTUP_ERRORS = (ConfigError, WeightsError, ModelNameError, ParameterException, FileNotFoundError)
-
-
-def _fail(message: str) -> int:
-    print(f"mlmp-segment: error: {message}", file=sys.stderr, flush=True)
-    return 1
-
-
-class _Interrupt:
-    """SIGINT before spinning interrupts the start-up; after that, rclpy's own handler
-    shuts the context down and the spin ends.  Raising then too could land a
-    KeyboardInterrupt in the middle of the clean-up."""
-
-    def __init__(self) -> None:
-        self.armed = True
-
-    def __call__(self, signum: int, frame: Any) -> None:
-        if self.armed:
-            raise KeyboardInterrupt
-
-
-def _ros_arguments(argv: list[str]) -> list[str]:
-    """The tokens inside ``--ros-args ... [--]`` sections."""
-    out, inside = [], False
-    for token in argv:
-        if token == "--ros-args":
-            inside = True
-        elif token == "--" and inside:
-            inside = False
-        elif inside:
-            out.append(token)
-    return out
-
-
-def command_line_overrides(argv: list[str]) -> dict[str, str]:
-    """``-p name:=value`` / ``--param name:=value`` of the command line (the last one per name), as text."""
-    tokens = _ros_arguments(argv)
-    found: dict[str, str] = {}
-    for flag, arg in itertools.pairwise(tokens):
-        if flag in ("-p", "--param") and ":=" in arg:
-            name, text = arg.split(":=", 1)
-            found[name.split(":", 1)[-1] if name.count(":") == 1 else name] = text
-    return found
-
-
-def _same_value(text: str, applied: Any) -> bool:
-    """Whether the applied parameter value is what ``-p name:=text`` asked for."""
-    try:
-        given = yaml.safe_load(text)
-    except yaml.YAMLError:
-        given = text
-    applied = plain(applied)
-    if isinstance(applied, str):
-        return str(given) == applied or text.strip().strip("'\"") == applied
-    if isinstance(applied, bool) or isinstance(given, bool):
-        return given is applied
-    if isinstance(applied, (int, float)):
-        try:
-            return type(applied)(float(text) if isinstance(applied, float) else int(text)) == applied
-        except ValueError:
-            return False
-    if isinstance(applied, list) and isinstance(given, list) and len(given) == len(applied):
-        return all(_same_value(yaml.safe_dump(g).strip().removesuffix("...").strip(), a) for g, a in zip(given, applied))
-    return given == applied
-
-
-def check_overrides(node: Node, argv: list[str]) -> None:
-    """Refuse ``-p`` overrides that ROS dropped (a type mismatch beside --params-file is silently ignored)."""
-    problems = []
-    for name, text in command_line_overrides(argv).items():
-        if not node.has_parameter(name):
-            continue
-        applied = node.get_parameter(name).value
-        if not _same_value(text, applied):
-            problems.append(f"-p {name}:={text} was not applied (the parameter is {_describe(applied)}, now "
-                            f"{applied!r} from the parameter file or default): give {_kind_of(applied)}")
-    if problems:
-        raise ConfigError(problems)
-
-
-def _describe(value: Any) -> str:
-    value = plain(value)
-    if isinstance(value, list):
-        return "a list"
-    return {bool: "a boolean", int: "an integer", float: "a floating-point number", str: "a string"}.get(
-        type(value), type(value).__name__)
-
-
-def _kind_of(value: Any) -> str:
-    value = plain(value)
-    if isinstance(value, list):
-        return _kind(value) if value else "a list"
-    return _kind(value)
+    Latency itself is measured from reception to publishing on this process's steady clock.
+    """
+    stamp_ns = Time.from_msg(header.stamp).nanoseconds
+    wall_ns = time.time_ns()
+    return (wall_ns - stamp_ns) * 1e-9 if abs(wall_ns - stamp_ns) < WALL_CLOCK_SLACK else None
 
 
 def main(args: list[str] | None = None) -> int:
-    """Entry point of ``mlmp-segment``; returns the exit code."""
-    argv = list(sys.argv if args is None else args)
-    before_ros = argv[1:argv.index("--ros-args")] if "--ros-args" in argv else argv[1:]
-    if any(a in ("-h", "--help") for a in before_ros):
-        print(USAGE, end="")
-        return 0
-    _setup_logging()
-    interrupt = _Interrupt()
-    signal.signal(signal.SIGINT, interrupt)  # rclpy.init chains its handler to this one
-    try:
-        rclpy.init(args=args)
-    except Exception as exc:  # noqa: BLE001 - rcl reports bad --ros-args as RCLError
-        return _fail(f"cannot start ROS 2: {exc}")
-    node = None
-    code = None
-    try:
-        # Made before the node logs anything: a SIGINT inside the executor's constructor would leave a
-        # half-made executor whose finaliser complains.
-        executor = MultiThreadedExecutor(num_threads=4)
-        node = SegmentNode()
-        check_overrides(node, argv)
-        node.start()
-        # Still inside the try: a SIGINT right after "ready" (before spinning) is a clean start-up stop.
-        executor.add_node(node)
-        interrupt.armed = False
-    except STARTUP_ERRORS as exc:
-        what = "invalid parameters" if isinstance(exc, (ConfigError, ParameterException)) else "cannot load the model"
-        code = _fail(f"{what}: {' '.join(str(exc).split())}")
-    except KeyboardInterrupt:
-        code = 0
-    if code is not None:
-        if node is not None:
-            node.stop()
-            node.destroy_node()
-        rclpy.try_shutdown()
-        return code
-    try:
-        executor.spin()
-    except (KeyboardInterrupt, ExternalShutdownException):
-        pass
-    except Exception:
-        # A SIGINT just as spinning starts: rclpy's handler shut the context down before the first
-        # wait set was made (RCLError "context is not valid"). That is a stop, not a failure.
-        if rclpy.ok():
-            raise
-    finally:
-        stopped = node.stop()
-        if not stopped:
-            # A single step longer than the stop timeout: leave without waiting for it (exit 0; tearing
-            # rclpy down under a running thread would abort the process).
-            node.get_logger().warning(f"the frame in progress did not stop within {STOP_TIMEOUT:.0f} s; exiting")
-            sys.stdout.flush()
-            sys.stderr.flush()
-            os._exit(0)
-        executor.shutdown(timeout_sec=5.0)
-        node.destroy_node()
-        rclpy.try_shutdown()
-    return 0
+    """Entry point of ``mlmp-segment``; returns the exit code (see :mod:`mlmp_ros.ros.cli`)."""
+    return run(SegmentNode, args)
 
 
 if __name__ == "__main__":

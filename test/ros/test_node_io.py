@@ -177,7 +177,7 @@ def test_label_info_reaches_late_subscribers_and_follows_class_changes(live):
 
 
 def test_unknown_parameters_are_reported(live):
-    assert "ignoring unknown parameters (typos?): adaptaton.lr" in live.node.log()
+    assert live.wait_for_diagnostics().values["unknown_parameters"] == "adaptaton.lr"
 
 
 def test_run_time_parameters_are_checked(live):
