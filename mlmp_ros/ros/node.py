@@ -282,7 +282,7 @@ class SegmentNode(Node):
             # A best-effort camera appeared; the next QoS check re-subscribes to match it.
             self.get_logger().info(f"a best-effort publisher appeared on {self._input_topic}; matching it")
             return
-        self.stats.qos_incompatible(policy)
+        self.stats.qos_incompatible(policy.upper().removeprefix("RMW_QOS_POLICY_"))
         hint = (
             "the camera probably publishes best_effort: set input.reliability to auto or best_effort"
             if reliability
