@@ -59,3 +59,89 @@ def make_image(height: int = 480, width: int = 640, seed: int = 0) -> np.ndarray
     img = np.stack([x * 255 // max(width - 1, 1), y * 255 // max(height - 1, 1), (x // 32 + y // 32) % 2 * 200], -1)
     img = img + rng.integers(0, 40, img.shape)
     return np.clip(img, 0, 255).astype(np.uint8)
+
+
+class InProcessNode:
+    """A SegmentNode spun in the test process (see :func:`in_process_node`), with a client node
+    beside it on the same context for service and parameter calls."""
+
+    def __init__(self, node: Any, client: Any, executor: Any):
+        self.node = node
+        self.client = client
+        self.executor = executor
+
+    def call(self, srv_type: type, name: str, request: Any, timeout: float = 60.0) -> Any:
+        """Call the node's service ``name`` (relative to the node, e.g. "~/reset") and wait for the answer."""
+        import threading
+
+        service = self.node.resolve_service_name(name)
+        client = self.client.create_client(srv_type, service)
+        try:
+            assert client.wait_for_service(timeout_sec=timeout), f"{service} did not appear"
+            done = threading.Event()
+            future = client.call_async(request)
+            future.add_done_callback(lambda _: done.set())
+            assert done.wait(timeout), f"{service} did not answer within {timeout} s"
+            return future.result()
+        finally:
+            self.client.destroy_client(client)
+
+    def set_parameters(self, values: dict[str, Any], timeout: float = 60.0) -> list:
+        """Set the node's parameters through its parameter service; the SetParametersResult of each."""
+        import threading
+
+        from rclpy.parameter import Parameter
+        from rclpy.parameter_client import AsyncParameterClient
+
+        params = AsyncParameterClient(self.client, self.node.get_fully_qualified_name())
+        assert params.wait_for_services(timeout_sec=timeout), "the parameter services did not appear"
+        done = threading.Event()
+        future = params.set_parameters([Parameter(k, value=v) for k, v in values.items()])
+        future.add_done_callback(lambda _: done.set())
+        assert done.wait(timeout), "set_parameters did not answer"
+        return list(future.result().results)
+
+
+@contextlib.contextmanager
+def in_process_node(namespace: str, parameters: dict[str, Any] | None = None) -> Iterator[InProcessNode]:
+    """A started SegmentNode (tiny model, ``parameters`` on top) in this process: its own rclpy
+    context on the test domain (loopback, test/conftest.py), a SingleThreadedExecutor spinning it
+    and a client node on a background thread.  For checks of callbacks and services where a
+    separate process adds nothing; start-up, signals and exit codes stay with the subprocess tests."""
+    import os
+    import threading
+
+    import rclpy
+    from rclpy.executors import SingleThreadedExecutor
+    from rclpy.parameter import Parameter
+    from rclpy.signals import SignalHandlerOptions
+
+    from mlmp_ros.ros.node import SegmentNode
+
+    context = rclpy.Context()
+    rclpy.init(args=[], context=context, domain_id=int(os.environ["ROS_DOMAIN_ID"]),
+               signal_handler_options=SignalHandlerOptions.NO)  # pytest keeps its own SIGINT handling
+    values = {**TINY, "classes": CLASSES, "adaptation.steps": 1, **(parameters or {})}
+    node = client = executor = thread = None
+    try:
+        node = SegmentNode(context=context, namespace=namespace,
+                           parameter_overrides=[Parameter(k, value=v) for k, v in values.items()])
+        node.start()
+        client = rclpy.create_node("in_process_client", namespace=namespace, context=context)
+        executor = SingleThreadedExecutor(context=context)
+        executor.add_node(node)
+        executor.add_node(client)
+        thread = threading.Thread(target=executor.spin, name="in-process-executor", daemon=True)
+        thread.start()
+        yield InProcessNode(node, client, executor)
+    finally:
+        if node is not None:
+            node.stop()
+        if executor is not None:
+            executor.shutdown(timeout_sec=5.0)
+        if thread is not None:
+            thread.join(timeout=10.0)
+        for n in (client, node):
+            if n is not None:
+                n.destroy_node()
+        rclpy.try_shutdown(context=context)
