@@ -6,6 +6,10 @@ timers) and never wait for the model; one worker thread owns the
 run-time changes (parameters, ``~/reset``).  An image that arrives while another is
 waiting replaces it and is counted as dropped, so nothing queues up.
 
+Beside it: ``worker.py`` (the worker's inbox and the counters), ``diagnostics.py`` (what
+/diagnostics reports), ``cli.py`` (the command line, start-up errors and signals); their
+names used elsewhere stay importable from here.
+
 Run: ``mlmp-segment --ros-args --params-file config/segment.yaml -r image:=/camera/image_raw``.
 """
 
