@@ -92,4 +92,5 @@ def test_plateau_compares_rounds():
     assert len(out.losses) == 2 * per_round
     assert out.losses == full[: 2 * per_round]
     assert len(seg.method.round_losses) == 2
-    assert seg.method.control._stopped == "plateau"
+    seg.segment([image(1)])
+    assert seg.method.control.stats()["stops"] == {"steps": 0, "budget": 0, "plateau": 1}
