@@ -29,7 +29,7 @@ import yaml
 from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
 from rcl_interfaces.msg import SetParametersResult
 from rclpy.callback_groups import MutuallyExclusiveCallbackGroup
-from rclpy.exceptions import ParameterException
+from rclpy.exceptions import InvalidParameterValueException, ParameterException
 from rclpy.executors import ExternalShutdownException, MultiThreadedExecutor
 from rclpy.node import Node
 from rclpy.qos import ReliabilityPolicy
@@ -330,6 +330,8 @@ class SegmentNode(Node):
         for spec in parameter_specs():
             try:
                 values[spec.name] = self.declare_parameter(spec.name, spec.default, spec.descriptor).value
+            except InvalidParameterValueException as exc:  # outside the declared range
+                problems.append(f"parameter '{spec.name}' {spec.descriptor.additional_constraints} ({exc})")
             except ParameterException as exc:
                 problems.append(f"parameter '{spec.name}' must be {_kind(spec.default)} ({exc})")
         if problems:
