@@ -166,7 +166,8 @@ class AdaptationConfig:
     """How the model adapts at test time."""
 
     method: str = setting("mlmp", help="the adaptation method", choices=METHOD_NAMES)
-    mode: str = setting("episodic", help="off, episodic (back to the source weights every frame) or continual",
+    mode: str = setting("episodic", help="episodic: back to the source weights every frame; continual: keep "
+                        "adapting; off: no adaptation",
                         choices=MODES, runtime=SEGMENTER)
     steps: int = setting(10, help="optimiser steps per frame (0: no adaptation)", range="[0, inf)",
                          runtime=SEGMENTER)

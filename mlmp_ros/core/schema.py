@@ -218,7 +218,7 @@ def build(cls: type, data: Mapping[str, Any], problems: list[str], *, prefix: st
         try:
             kwargs[key] = coerce(value, hint)
         except (TypeError, ValueError) as exc:
-            problems.append(f"'{prefix}{key}': {exc}")
+            problems.append(f"'{meta.name if meta is not None and meta.name else prefix + key}': {exc}")
     return cls(**kwargs)
 
 
