@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import numbers
 import re
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import MISSING
@@ -113,6 +114,20 @@ def setting(
     return dataclasses.field(default=default, metadata={KEY: meta})
 
 
+def like(cls: type, name: str, **defaults: Any) -> Any:
+    """A field declared exactly as ``cls``'s field ``name`` (same help, rules, default unless given).
+
+    For a file format that repeats another object's settings (a suite file's batch_size, seeds, ...
+    are :class:`mlmp_ros.bench.runner.RunOptions`'), so they are declared once.
+    """
+    (f,) = [f for f in dataclasses.fields(cls) if f.name == name]
+    if "default" in defaults:
+        return dataclasses.field(default=defaults["default"], metadata=f.metadata)
+    if f.default_factory is not MISSING:
+        return dataclasses.field(default_factory=f.default_factory, metadata=f.metadata)
+    return dataclasses.field(default=f.default, metadata=f.metadata)
+
+
 def group(cls: type) -> Any:
     """A nested group of settings (a dataclass field whose type is a settings dataclass)."""
     return dataclasses.field(default_factory=cls)
@@ -166,7 +181,9 @@ def runtime_names(cls: type, *levels: str) -> tuple[str, ...]:
 
 # -------------------------------------------------------------- validation
 def value_problem(name: str, value: Any, meta: Meta) -> str | None:
-    """The problem with one value by its declared choices, range and check, or None."""
+    """The problem with one value by its declared choices, range and check, or None (None: unset, fine)."""
+    if value is None:
+        return None
     if meta.choices is not None and value not in meta.choices:
         return f"{name} must be one of {', '.join(map(str, meta.choices))}, not '{value}'"
     if meta.range is not None and value not in meta.range:
@@ -178,19 +195,40 @@ def value_problem(name: str, value: Any, meta: Meta) -> str | None:
     return None
 
 
-def problems(obj: Any) -> list[str]:
-    """Every declared-rule problem of a settings object (nested groups included)."""
+def problems(obj: Any, *, types: bool = False) -> list[str]:
+    """Every declared-rule problem of a settings object (nested groups included).
+
+    ``types``: also check each value's type (for objects built in Python, not by :func:`build`).
+    """
     out = []
     for s in settings(type(obj)):
-        problem = value_problem(s.name, s.value(obj), s.meta)
+        value = s.value(obj)
+        problem = type_problem(s.name, value, s.type) if types else None
+        problem = problem or value_problem(s.name, value, s.meta)
         if problem:
             out.append(problem)
     return out
 
 
+def type_problem(name: str, value: Any, hint: Any) -> str | None:
+    """``name`` is not of its declared type (numbers: NumPy's count; ints: never bools), or None."""
+    origin, args = get_origin(hint), [a for a in get_args(hint) if a is not type(None)]
+    if origin is Union or str(origin) == "<class 'types.UnionType'>":
+        if value is None and len(args) < len(get_args(hint)):
+            return None
+        (hint,) = args
+    wanted = {bool: (bool,), int: (numbers.Integral,), float: (numbers.Real,), str: (str,)}.get(hint)
+    if wanted is None:
+        return None
+    if not isinstance(value, wanted) or (hint is not bool and isinstance(value, bool)):
+        kind = {bool: "true or false", int: "an integer", float: "a number", str: "a string"}[hint]
+        return f"{name} must be {kind}, not {value!r}"
+    return None
+
+
 # ---------------------------------------------------------------- building
 def build(cls: type, data: Mapping[str, Any], problems: list[str], *, prefix: str = "",
-          ignore: Sequence[str] = ()) -> Any:
+          ignore: Sequence[str] = (), unknown: str = "setting") -> Any:
     """An instance of ``cls`` from a nested mapping; unknown keys and wrong types go to ``problems``.
 
     Fields the mapping does not name keep their defaults; rules are not checked here
@@ -203,14 +241,14 @@ def build(cls: type, data: Mapping[str, Any], problems: list[str], *, prefix: st
         if not prefix and key in ignore:
             continue
         if key not in fields:
-            problems.append(f"unknown setting '{prefix}{key}' (known: {', '.join(sorted(fields))})")
+            problems.append(f"unknown {unknown} '{prefix}{key}' (known: {', '.join(sorted(fields))})")
             continue
         hint = hints[key]
         if dataclasses.is_dataclass(hint):
             if not isinstance(value, Mapping):
                 problems.append(f"'{prefix}{key}' must be a mapping")
                 continue
-            kwargs[key] = build(hint, value, problems, prefix=f"{prefix}{key}.")
+            kwargs[key] = build(hint, value, problems, prefix=f"{prefix}{key}.", unknown=unknown)
             continue
         meta = meta_of(fields[key])
         if meta is not None and meta.parse is not None:
@@ -232,6 +270,8 @@ def _int_text(text: str) -> int:
 def coerce(value: Any, hint: Any) -> Any:
     """``value`` as the type ``hint`` (bool, int, float, str, list[...], optional), or TypeError."""
     origin = get_origin(hint)
+    if origin is tuple and len(get_args(hint)) == 2 and get_args(hint)[1] is Ellipsis:
+        return tuple(coerce(value, list[get_args(hint)[0]]))  # tuple[int, ...]: as a list of them
     if origin is list:
         (item,) = get_args(hint)
         if isinstance(value, str) and value.strip().lower() in ("", "auto"):
