@@ -29,8 +29,12 @@ store's folder), ``random_weights``, ``device``, ``started``/``finished``/``wall
 ``versions`` and ``host``.  Relative paths in a suite file are relative to the working
 directory; a suite file that does not exist there is looked up among the installed
 suites (``config/suites``).
-"""
 
+This module runs suites (:func:`run_suite`, :func:`run_bags`); the parts live by concern
+beside it, their public names importable from here: suite files (``suite_file``), the
+results store (``store``), the session that runs scenarios and resumes (``session``) and
+single trials with the executor interface (``trials``).
+"""
 
 from __future__ import annotations
 
@@ -42,8 +46,6 @@ from typing import Any
 from ..core.config import Config
 from .bags import open_bag
 from .runner import RunOptions
-
-# The suite's parts live by concern in their own modules; their public names stay importable from here.
 from .session import BenchSession, MethodPlan, ModelPool, SessionCounts, check_bag_matches, ensure_bag
 from .store import (
     DONE,
