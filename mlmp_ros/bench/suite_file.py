@@ -326,8 +326,9 @@ def apply_overrides(
     if roots:
         changes["roots"] = {**suite.roots, **roots}
     if limit is not None:
-        if limit < 1:
-            raise SuiteError(f"limit must be a positive number of images, not {limit}")
+        problem = schema.check_value(SuiteFile, "limit", limit)
+        if problem:
+            raise SuiteError(problem)
         changes["limit"] = limit
     if core:
         fixed = [k for k in core if k in _FROM_BAG]

@@ -1,8 +1,10 @@
 """One configuration object for a segmenter and its test-time adaptation method.
 
 The ROS node's parameters, the benchmark's YAML files and the Python API all build a
-:class:`Config`, so a setting means the same thing everywhere.  Values are checked by
-:meth:`Config.validate`, which names every problem it finds.
+:class:`Config`, so a setting means the same thing everywhere.  Each setting is one field
+declared with :func:`~mlmp_ros.core.schema.setting` (help, choices or range, run-time flag),
+from which its checks, the node's parameter descriptors and config/segment.yaml are made.
+Values are checked by :meth:`Config.validate`, which names every problem it finds.
 """
 
 from __future__ import annotations
@@ -21,7 +23,7 @@ from .schema import SEGMENTER, STREAM, group, setting
 
 # Parameter groups that belong to the ROS node, not to the core; the core loader skips
 # them when it reads the node's parameter file.  The node declares them
-# (mlmp_ros/ros/settings.py); test/ros/test_schema.py checks that this list matches.
+# (mlmp_ros/ros/settings.py); test/test_schema.py checks that this list matches.
 NODE_GROUPS = ("input", "output", "diagnostics", "dev", "use_sim_time")
 
 ATTENTIONS = ("naclip", "sclip", "clip")

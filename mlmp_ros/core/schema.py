@@ -195,6 +195,12 @@ def value_problem(name: str, value: Any, meta: Meta) -> str | None:
     return None
 
 
+def check_value(cls: type, name: str, value: Any) -> str | None:
+    """The problem with ``value`` for the setting ``name`` (dotted) of ``cls``, or None."""
+    (s,) = [s for s in settings(cls) if s.name == name]
+    return type_problem(name, value, s.type) or value_problem(name, value, s.meta)
+
+
 def problems(obj: Any, *, types: bool = False) -> list[str]:
     """Every declared-rule problem of a settings object (nested groups included).
 

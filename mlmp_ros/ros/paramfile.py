@@ -7,7 +7,7 @@ after adding or changing a setting::
     python -m mlmp_ros.ros.paramfile --write      # rewrites config/segment.yaml
     python -m mlmp_ros.ros.paramfile --check      # exit 1 if the file is out of date
 
-test/ros/test_schema.py fails when the file and the declarations disagree.  Imports no ROS
+test/test_schema.py fails when the file and the declarations disagree.  Imports no ROS
 package.
 """
 

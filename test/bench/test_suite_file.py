@@ -82,3 +82,12 @@ def test_a_suite_file_names_its_path_in_errors(tmp_path: Path):
 def test_the_bundled_suites_parse(name):
     suite = load_suite(config_path("suites", name))
     assert suite.scenarios and suite.seeds
+
+
+def test_command_line_overrides_are_checked_by_the_same_declarations():
+    from mlmp_ros.bench.suite import apply_overrides
+
+    suite = parse_suite(MINIMAL)
+    assert apply_overrides(suite, limit=5).limit == 5
+    with pytest.raises(SuiteError, match="limit must be >= 1, not 0"):
+        apply_overrides(suite, limit=0)
