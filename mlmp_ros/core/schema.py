@@ -82,7 +82,6 @@ class Meta:
     check: Callable[[Any], str | None] | None = None  # a problem with the value, or None
     parse: Callable[[Any], Any] | None = None  # applied to the raw value before type coercion
     name: str | None = None  # the full dotted name where it differs from the field path
-    doc: str = ""  # a longer note for the documented parameter file (config/segment.yaml)
 
 
 def setting(
@@ -95,7 +94,6 @@ def setting(
     check: Callable[[Any], str | None] | None = None,
     parse: Callable[[Any], Any] | None = None,
     name: str | None = None,
-    doc: str = "",
     factory: Callable[[], Any] | None = None,
 ) -> Any:
     """A dataclass field with its schema facts (lists and dataclasses: give ``factory``)."""
@@ -107,7 +105,6 @@ def setting(
         check=check,
         parse=parse,
         name=name,
-        doc=doc,
     )
     if factory is not None:
         return dataclasses.field(default_factory=factory, metadata={KEY: meta})
