@@ -31,6 +31,7 @@ from typing import Any
 import cv2
 import numpy as np
 
+from .catalog import METHOD_NAMES
 from .resources import config_path
 from .ros import stay_on_loopback
 from .sample_stream import sample_frames, sample_raw_messages
@@ -49,7 +50,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--weights", default=None, help="pretrained tag or local weights file (default: the params file's)")
     p.add_argument("--model", default=None, help="open_clip model name (default: the params file's)")
     p.add_argument("--device", default=None, help="auto | cpu | cuda")
-    p.add_argument("--method", default=None, help="noadapt | tent | mlmp | tpt | clipartt | watt")
+    p.add_argument("--method", default=None, help=f"{' | '.join(METHOD_NAMES)} (default: the params file's)")
     p.add_argument("--steps", type=int, default=None, help="adaptation steps per frame")
     p.add_argument("--offline", action="store_true", help="never download weights")
     p.add_argument("--set", action="append", default=[], metavar="NAME=VALUE", help="any other node parameter")

@@ -22,6 +22,8 @@ from typing import Any
 
 import yaml
 
+from ..catalog import METHOD_NAMES
+
 PROG = "mlmp-bench"
 
 # Subcommands in modules of their own.  Each defines
@@ -220,11 +222,12 @@ def add_run(sub: Any) -> None:
         "trials already there with the same config are not run again.",
     )
     p.add_argument("bags", nargs="+", help="bag folders written by make-bags")
-    p.add_argument("--method", "-m", help="method(s), comma separated: noadapt, tent, tpt, watt, clipartt, mlmp "
+    p.add_argument("--method", "-m", help=f"method(s), comma separated: {', '.join(METHOD_NAMES)} "
                    "(default: the config's adaptation.method)")  # fmt: skip
     p.add_argument("--config", help="core config YAML (plain mapping or a ROS parameter file like config/segment.yaml)")
     p.add_argument("--set", action="append", metavar="KEY=VALUE", help="core setting, repeatable "
-                   "(e.g. --set model=ViT-L-14-quickgelu --set adaptation.steps=5)")  # fmt: skip
+                   "(e.g. --set model=ViT-L-14-quickgelu --set adaptation.steps=5; every setting: "
+                   "mlmp-bench settings)")  # fmt: skip
     p.add_argument("--mode", choices=("episodic", "continual", "off"), help="adaptation.mode")
     p.add_argument("--batch-size", "-b", type=_positive, default=2, help="frames per adaptation batch (2: the "
                    "paper's tables, 1: single sample)")  # fmt: skip
@@ -434,7 +437,25 @@ def cmd_report(args: argparse.Namespace) -> int:
     return 0
 
 
-BUILTIN_SUBCOMMANDS: tuple[Callable[[Any], None], ...] = (add_make_bags, add_run, add_suite, add_report)
+def add_settings(sub: Any) -> None:
+    p = sub.add_parser(
+        "settings",
+        help="list every core setting (--set KEY=VALUE, suite 'core:'), its default and what it allows",
+        description="Every core setting with its default, choices or range, and whether it changes at run time; "
+        "from the declarations in mlmp_ros/core/config.py.",
+    )
+    p.set_defaults(handler=cmd_settings)
+
+
+def cmd_settings(args: argparse.Namespace) -> int:
+    from ..core.config import Config
+    from ..core.schema import settings_table
+
+    print(settings_table(Config))
+    return 0
+
+
+BUILTIN_SUBCOMMANDS: tuple[Callable[[Any], None], ...] = (add_make_bags, add_run, add_suite, add_report, add_settings)
 
 
 def build_parser() -> argparse.ArgumentParser:

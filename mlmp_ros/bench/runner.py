@@ -27,8 +27,10 @@ from typing import Any
 import numpy as np
 import torch
 
+from ..core import schema
 from ..core.backbone import LoadedCLIP
 from ..core.config import Config
+from ..core.schema import setting
 from ..core.segmenter import Segmenter
 from ..core.windows import fit_to_window, pair, resize_image, resize_labels, target_size
 from .bags import BagFile, open_bag
@@ -39,31 +41,32 @@ class RunError(ValueError):
     """A run cannot start: its options do not fit the bag or the segmenter."""
 
 
+def _seeds(seeds: tuple[int, ...]) -> str | None:
+    if not seeds:
+        return "must list at least one trial seed"
+    if any(isinstance(s, bool) or not isinstance(s, (int, np.integer)) or s < 0 for s in seeds):
+        return f"must be integers >= 0, not {list(seeds)}"
+    if len(set(seeds)) != len(seeds):
+        return f"must differ, got {list(seeds)}"
+    return None
+
+
 @dataclass(frozen=True)
 class RunOptions:
-    """How a bag is replayed: batching, order, trials and what is kept."""
+    """How a bag is replayed: batching, order, trials and what is kept (declared as in core/schema.py;
+    a suite file's keys of the same names are these declarations)."""
 
-    batch_size: int = 2
-    seeds: tuple[int, ...] = (0, 1, 2)
-    shuffle: bool = True
-    limit: int | None = None  # the first N frames of the bag only
-    examples: int = 3  # predictions kept for the first K frames of the split (trial 0)
+    batch_size: int = setting(2, help="frames per adaptation batch (2: the paper's tables, 1: single sample)",
+                              range="[1, inf)")
+    seeds: tuple[int, ...] = setting((0, 1, 2), help="trial seeds, one trial each", check=_seeds)
+    shuffle: bool = setting(True, help="frames in a new order per trial seed (false: bag order)")
+    limit: int | None = setting(None, help="the first N frames of the bag only", range="[1, inf)")
+    examples: int = setting(3, help="predictions kept for the first K frames of the split (trial 0)",
+                            range="[0, inf)")
     progress: bool = False
 
     def __post_init__(self) -> None:
-        problems = []
-        if isinstance(self.batch_size, bool) or not isinstance(self.batch_size, int) or self.batch_size < 1:
-            problems.append(f"batch size must be a positive integer, not {self.batch_size!r}")
-        if not self.seeds:
-            problems.append("at least one trial seed is needed")
-        elif any(isinstance(s, bool) or not isinstance(s, (int, np.integer)) or s < 0 for s in self.seeds):
-            problems.append(f"trial seeds must be integers >= 0, not {list(self.seeds)}")
-        elif len(set(self.seeds)) != len(self.seeds):
-            problems.append(f"trial seeds must differ, got {list(self.seeds)}")
-        if self.limit is not None and (isinstance(self.limit, bool) or self.limit < 1):
-            problems.append(f"limit must be a positive number of frames, not {self.limit!r}")
-        if self.examples < 0:
-            problems.append(f"examples must be >= 0, not {self.examples}")
+        problems = schema.problems(self, types=True)
         if problems:
             raise RunError("; ".join(problems))
 

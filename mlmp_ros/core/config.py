@@ -1,24 +1,30 @@
 """One configuration object for a segmenter and its test-time adaptation method.
 
 The ROS node's parameters, the benchmark's YAML files and the Python API all build a
-:class:`Config`, so a setting means the same thing everywhere.  Values are checked by
-:meth:`Config.validate`, which names every problem it finds.
+:class:`Config`, so a setting means the same thing everywhere.  Each setting is one field
+declared with :func:`~mlmp_ros.core.schema.setting` (help, choices or range, run-time flag),
+from which its checks, the node's parameter descriptors and config/segment.yaml are made.
+Values are checked by :meth:`Config.validate`, which names every problem it finds.
 """
 
 from __future__ import annotations
 
 import dataclasses
-import math
-from collections.abc import Mapping
-from dataclasses import dataclass, field
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Union, get_args, get_origin, get_type_hints
+from typing import Any
 
 import yaml
 
-# Parameter groups that belong to the ROS node, not to the core; the core loader
-# skips them when it reads the node's YAML file.
-NODE_GROUPS = ("input", "output", "diagnostics", "use_sim_time")
+from ..catalog import METHOD_INFO, METHOD_NAMES
+from . import schema
+from .schema import SEGMENTER, STREAM, group, setting
+
+# Parameter groups that belong to the ROS node, not to the core; the core loader skips
+# them when it reads the node's parameter file.  The node declares them
+# (mlmp_ros/ros/settings.py); test/test_schema.py checks that this list matches.
+NODE_GROUPS = ("input", "output", "diagnostics", "dev", "use_sim_time")
 
 ATTENTIONS = ("naclip", "sclip", "clip")
 FEATURES = ("auto", "reduced", "vanilla")
@@ -28,6 +34,7 @@ SCHEDULES = ("sync", "async")
 PRECISIONS = ("auto", "fp32", "bf16", "fp16")
 COMPILES = ("auto", "on", "off")
 OPTIMIZERS = ("adam", "adamw", "sgd")
+LAYOUTS = ("token", "reference")
 
 
 class ConfigError(ValueError):
@@ -38,41 +45,92 @@ class ConfigError(ValueError):
         super().__init__("; ".join(self.problems))
 
 
+# Custom checks: a problem (completing "<name> ...") or None.
+def _not_blank(example: str) -> Callable[[str], str | None]:
+    return lambda value: None if value.strip() else f"must not be empty ({example})"
+
+
+def _device(dev: str) -> str | None:
+    if dev in ("auto", "cpu", "cuda") or (dev.startswith("cuda:") and dev[5:].isdigit()):
+        return None
+    return f"must be auto, cpu, cuda or cuda:N, not '{dev}'"
+
+
+def _classes(classes: list[str]) -> str | None:
+    if not classes or any(not str(c).strip() for c in classes):
+        return "must be a non-empty list of non-empty names (or one data set name / file)"
+    for c in classes:
+        if any(not n.strip() for n in str(c).split(",")):
+            return f"entry '{c}' has an empty synonym"
+    return None
+
+
+def _resize(vals: list[int]) -> str | None:
+    if len(vals) not in (0, 1, 2) or any(v <= 0 for v in vals):
+        return f"must be [] (keep size), [short_side] or [width, height] of positive sizes, not {vals}"
+    return None
+
+
+def _sizes(vals: list[int]) -> str | None:
+    if len(vals) not in (1, 2) or any(v <= 0 for v in vals):
+        return f"must be [size] or [width, height] of positive sizes, not {vals}"
+    return None
+
+
+def _betas(betas: list[float]) -> str | None:
+    return None if len(betas) == 2 and all(0 <= b < 1 for b in betas) else f"must be two numbers in [0, 1), not {betas}"
+
+
+def _patterns(params: list[str]) -> str | None:
+    return None if params else "must name at least one parameter pattern"
+
+
+def _on_off(value: Any) -> Any:
+    if isinstance(value, bool):
+        return "on" if value else "off"  # YAML 1.1 reads a bare on/off as a boolean
+    return value
+
+
 @dataclass
 class TPTConfig:
     """Test-time prompt tuning: a learnable context shared by all classes."""
 
-    n_ctx: int = 4
-    init: str = "a photo of a"
+    n_ctx: int = setting(4, help="TPT: learnable context tokens", range="[1, inf)")
+    init: str = setting("a photo of a", help="TPT: initial context text")
 
 
 @dataclass
 class CLIPArTTConfig:
     """CLIPArTT: pseudo-labels from prompts built of each token's top-K classes."""
 
-    k: int = 3
-    temperature: float = 0.01
+    k: int = setting(3, help="CLIPArTT: classes per pseudo-label prompt", range="[1, inf)")
+    temperature: float = setting(0.01, help="CLIPArTT: similarity temperature", range="(0, inf)")
     # Rows of the token x token similarity computed at once; bounds memory, which
     # otherwise grows with the square of the tokens in a batch.
-    chunk_rows: int = 2048
+    chunk_rows: int = setting(2048, help="CLIPArTT: token-similarity rows computed at once (bounds memory)",
+                              range="[1, inf)")
     # "token": every token's scores against every token's prompt, prompts from each
     # token's own top-K (the method as described). "reference": the reference port's
     # reshapes of its top-K map and logits, kept to reproduce its published numbers.
-    layout: str = "token"
+    layout: str = setting("token", help="CLIPArTT: token (the method as described) or reference (the reference "
+                          "port's reshapes, to reproduce its numbers)", choices=LAYOUTS)
 
 
 @dataclass
 class WATTConfig:
     """WATT-S: per-template adaptation, weight averaging, repeated M times."""
 
-    l: int = 2  # noqa: E741 - the paper's name
-    m: int = 5
-    temperature: float = 0.01
-    chunk_rows: int = 2048
+    l: int = setting(2, help="WATT: adaptation iterations per template", range="[1, inf)")  # noqa: E741 - the paper's name
+    m: int = setting(5, help="WATT: weight-averaging rounds", range="[1, inf)")
+    temperature: float = setting(0.01, help="WATT: similarity temperature", range="(0, inf)")
+    chunk_rows: int = setting(2048, help="WATT: token-similarity rows computed at once (bounds memory)",
+                              range="[1, inf)")
     # False: every template starts from the current average (WATT-S as published).
     # True: templates run one after the other, as the reference port does.
-    sequential: bool = False
-    layout: str = "token"  # "reference": the reference port's logits reshape (see clipartt)
+    sequential: bool = setting(False, help="WATT: templates one after the other (the reference port) instead of "
+                               "each from the average")
+    layout: str = setting("token", help="WATT: token or reference (the reference port's logits reshape)",
+                          choices=LAYOUTS)
 
 
 @dataclass
@@ -81,52 +139,66 @@ class SafeguardConfig:
 
     # EATA (Niu et al., ICML 2022): only tokens whose entropy is below e0 * ln(C) count
     # in the loss (C = text queries); 0 = every token (off). EATA uses e0 = 0.4.
-    reliable_e0: float = 0.0
+    reliable_e0: float = setting(0.0, help="EATA token filter: only tokens with entropy < e0 ln C count "
+                                 "(0: off; EATA: 0.4)", range="[0, 1]", runtime=STREAM)
     # ROID-style weight ensembling (Marsden et al., WACV 2024): after every step
     # theta <- a * theta + (1 - a) * theta_source; 1 = off. ROID uses a = 0.99.
-    ensemble_alpha: float = 1.0
+    ensemble_alpha: float = setting(1.0, help="after every step theta <- a theta + (1-a) theta_source "
+                                    "(1: off; ROID: 0.99)", range="(0, 1]", runtime=STREAM)
     # Collapse detection (SAR, Niu et al., ICLR 2023: reset when a moving average of the
     # entropy collapses): reset when the moving average of the effective number of
     # predicted classes falls below collapse_ratio x its value after the last reset, or
     # the moving average of the mean normalised prediction entropy below collapse_entropy.
-    collapse: bool = False
-    collapse_ratio: float = 0.5
-    collapse_entropy: float = 0.02
+    collapse: bool = setting(False, help="continual: reset when the predictions collapse (class histogram or "
+                             "entropy moving average)", runtime=STREAM)
+    collapse_ratio: float = setting(0.5, help="collapse: effective number of predicted classes below this "
+                                    "fraction of its value after the last reset", range="[0, 1)", runtime=STREAM)
+    collapse_entropy: float = setting(0.02, help="collapse: mean normalised prediction entropy below this",
+                                      range="[0, 1)", runtime=STREAM)
     # Drift-triggered reset (RDumb++-like, Press et al., NeurIPS 2023): reset when the
     # input's patch-token statistics jump by more than drift_factor x their usual change.
-    drift: bool = False
-    drift_factor: float = 4.0
+    drift: bool = setting(False, help="continual: reset on a jump in the input's patch-token statistics",
+                          runtime=STREAM)
+    drift_factor: float = setting(4.0, help="drift: a jump is a change above this many times the usual one",
+                                  range="(1, inf)", runtime=STREAM)
 
 
 @dataclass
 class AdaptationConfig:
     """How the model adapts at test time."""
 
-    method: str = "mlmp"
-    mode: str = "episodic"
-    steps: int = 10
-    lr: float = 1e-3
-    alpha: float = 1.0
-    optimizer: str = "adam"
-    betas: list[float] = field(default_factory=lambda: [0.9, 0.999])
-    weight_decay: float = 0.0
-    momentum: float = 0.9
+    method: str = setting("mlmp", help="the adaptation method", choices=METHOD_NAMES)
+    mode: str = setting("episodic", help="episodic: back to the source weights every frame; continual: keep "
+                        "adapting; off: no adaptation",
+                        choices=MODES, runtime=SEGMENTER)
+    steps: int = setting(10, help="optimiser steps per frame (0: no adaptation)", range="[0, inf)",
+                         runtime=SEGMENTER)
+    lr: float = setting(1e-3, help="adaptation learning rate", range="(0, inf)", runtime=SEGMENTER)
+    alpha: float = setting(1.0, help="weight of the class-token entropy in MLMP's loss", range="[0, inf)")
+    optimizer: str = setting("adam", help="the optimiser", choices=OPTIMIZERS)
+    betas: list[float] = setting(help="Adam betas [b1, b2]", check=_betas, factory=lambda: [0.9, 0.999])
+    weight_decay: float = setting(0.0, help="optimiser weight decay", range="[0, inf)")
+    momentum: float = setting(0.9, help="SGD momentum (sgd only)")
     # fnmatch patterns over the image encoder's parameter names; "layernorm" stands
     # for every LayerNorm weight and bias of the image encoder (the paper's choice).
-    params: list[str] = field(default_factory=lambda: ["layernorm"])
-    # Continual mode only: go back to the source weights every N frames (0 = never).
-    reset_every: int = 0
+    params: list[str] = setting(help="what adapts: 'layernorm' or fnmatch patterns over the image encoder's "
+                                "parameter names", check=_patterns, factory=lambda: ["layernorm"])
+    reset_every: int = setting(0, help="continual mode: back to the source weights every N frames (0: never)",
+                               range="[0, inf)", runtime=STREAM)
     # "sync": adapt, then predict (the paper). "async": predict at once with the newest
     # adapted weights; adaptation runs beside it on the newest frame (core/streaming.py).
-    schedule: str = "sync"
-    every: int = 1  # adapt on every Nth frame (1 = every frame)
-    budget_ms: float = 0.0  # no step starts that would pass this time per frame (0 = none)
-    # Stop a frame's steps when the loss improved by less than this fraction (0 = off).
-    plateau: float = 0.0
-    safeguards: SafeguardConfig = field(default_factory=SafeguardConfig)
-    tpt: TPTConfig = field(default_factory=TPTConfig)
-    clipartt: CLIPArTTConfig = field(default_factory=CLIPArTTConfig)
-    watt: WATTConfig = field(default_factory=WATTConfig)
+    schedule: str = setting("sync", help="sync (adapt, then predict: the paper) or async (predict at once with the "
+                            "newest adapted weights; adaptation runs beside it on the newest frame)",
+                            choices=SCHEDULES, runtime=STREAM)
+    every: int = setting(1, help="adapt on every Nth frame (1: every frame)", range="[1, inf)", runtime=STREAM)
+    budget_ms: float = setting(0.0, help="no adaptation step starts that would pass this many ms per frame "
+                               "(0: no budget)", range="[0, inf)", runtime=STREAM)
+    plateau: float = setting(0.0, help="stop a frame's steps when the loss improved by less than this fraction "
+                             "(0: off)", range="[0, 1)", runtime=STREAM)
+    safeguards: SafeguardConfig = group(SafeguardConfig)
+    tpt: TPTConfig = group(TPTConfig)
+    clipartt: CLIPArTTConfig = group(CLIPArTTConfig)
+    watt: WATTConfig = group(WATTConfig)
 
 
 @dataclass
@@ -138,32 +210,45 @@ class Config:
     its prompt file, ``fusion="auto"`` its prediction rule.
     """
 
-    model: str = "ViT-B-16-quickgelu"
-    weights: str = "openai"
-    cache_dir: str = ""
-    offline: bool = False
-    device: str = "auto"
+    model: str = setting("ViT-B-16-quickgelu", help="open_clip model name (OpenAI weights need the -quickgelu "
+                         "names, e.g. ViT-B-16-quickgelu)", check=_not_blank("e.g. ViT-B-16-quickgelu"))
+    weights: str = setting("openai", help="open_clip pretrained tag (e.g. openai), a local weights file, or "
+                           "'random' (tests only)", check=_not_blank("e.g. openai, a file, or 'random'"))
+    cache_dir: str = setting("", help="folder where pretrained weights are cached ('' = open_clip's default)")
+    offline: bool = setting(False, help="never download weights; use the cache or a local file")
+    device: str = setting("auto", help="auto, cpu, cuda or cuda:N", check=_device)
     # "auto": bf16 on CUDA (where the GPU has bf16) and on CPUs with native bf16
     # (AVX-512-BF16 or AMX), fp32 otherwise.  fp32 is the paper protocol's precision.
-    precision: str = "fp32"
+    precision: str = setting("fp32", help="auto: bf16 on CUDA and on CPUs with native bf16 (AVX-512-BF16/AMX), "
+                             "else fp32; fp16: CUDA only", choices=PRECISIONS)
     # torch.compile (inductor) of the adaptation step and the prediction; "auto": on
     # where it pays (CUDA), eager on the CPU.  Compiled once per input shape; a failed
     # compilation falls back to eager with a warning.
-    compile: str = "auto"
+    compile: str = setting("auto", help="torch.compile of the adaptation step and prediction (auto: on for CUDA)",
+                           choices=COMPILES, parse=_on_off)
     # CPU only: flush denormal floats to zero (process-wide). Near-zero gradients
     # otherwise take the CPU's slow denormal path (TENT on ViT-B/16: 1.6x slower).
-    flush_denormal: bool = True
-    attention: str = "naclip"
-    features: str = "auto"
-    gaussian_std: float = 5.0
-    layers: list[int] = field(default_factory=list)
-    templates: list[str] = field(default_factory=list)
-    classes: list[str] = field(default_factory=lambda: ["voc21"])
-    fusion: str = "auto"
-    resize: list[int] = field(default_factory=list)
-    window: list[int] = field(default_factory=lambda: [224])
-    stride: list[int] = field(default_factory=lambda: [112])
-    adaptation: AdaptationConfig = field(default_factory=AdaptationConfig)
+    flush_denormal: bool = setting(True, help="CPU: flush denormal floats to zero (faster adaptation; "
+                                   "process-wide)")
+    attention: str = setting("naclip", help="dense attention of the last block", choices=ATTENTIONS)
+    features: str = setting("auto", help="auto: reduced for naclip", choices=FEATURES)
+    gaussian_std: float = setting(5.0, help="NACLIP neighbourhood prior's standard deviation (patches)",
+                                  range="(0, inf)")
+    layers: list[int] = setting(help="'auto' (the method's layers; MLMP: last 75% of the blocks) or block "
+                                "indices, e.g. '-1,-2,-3'", factory=list)
+    templates: list[str] = setting(help="'auto' (the method's prompts), a name in config/prompts, or a YAML file "
+                                   "of templates", factory=list)
+    classes: list[str] = setting(help="one entry per class, synonyms separated by ', '; or one entry naming a "
+                                 "built-in list (voc21, cityscapes, ...) or a .txt file", check=_classes,
+                                 runtime=SEGMENTER, factory=lambda: ["voc21"])
+    fusion: str = setting("auto", help="how layer predictions combine", choices=FUSIONS)
+    resize: list[int] = setting(help="[] or [0] keep the input size, [s] short side to s, [W, H] fixed size "
+                                "(swapped for portrait)", check=_resize, factory=list)
+    window: list[int] = setting(help="sliding window [s] or [W, H] in pixels, a multiple of the patch size",
+                                check=_sizes, factory=lambda: [224])
+    stride: list[int] = setting(help="sliding window stride [s] or [W, H] in pixels", check=_sizes,
+                                factory=lambda: [112])
+    adaptation: AdaptationConfig = group(AdaptationConfig)
 
     def __post_init__(self) -> None:
         if list(self.resize) == [0]:
@@ -172,17 +257,18 @@ class Config:
     # ------------------------------------------------------------------ loading
     @classmethod
     def from_mapping(cls, data: Mapping[str, Any], *, ignore: tuple[str, ...] = NODE_GROUPS) -> Config:
-        """Build from a (possibly nested or dotted) mapping; unknown keys are errors."""
+        """Build from a (possibly nested or dotted) mapping; unknown keys are errors (``ignore``: top-level
+        groups that belong to someone else, by default the ROS node's)."""
         nested = _undot(data)
         problems: list[str] = []
-        cfg = _build(cls, nested, "", problems, ignore)
+        cfg = schema.build(cls, nested, problems, ignore=ignore)
         if problems:
             raise ConfigError(problems)
         cfg.validate()
         return cfg
 
     @classmethod
-    def from_yaml(cls, path: str | Path) -> Config:
+    def from_yaml(cls, path: str | Path, *, ignore: tuple[str, ...] = NODE_GROUPS) -> Config:
         """Load a plain YAML mapping or a ROS 2 parameter file (``ros__parameters``)."""
         path = Path(path)
         try:
@@ -191,7 +277,7 @@ class Config:
             raise ConfigError(f"config file not found: {path}") from None
         except yaml.YAMLError as exc:
             raise ConfigError(f"{path} is not valid YAML: {exc}") from None
-        return cls.from_mapping(ros_parameters(data) if data else {})
+        return cls.from_mapping(ros_parameters(data) if data else {}, ignore=ignore)
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -212,69 +298,11 @@ class Config:
 
     # --------------------------------------------------------------- validation
     def problems(self) -> list[str]:
-        p: list[str] = []
-        a = self.adaptation
-        _choice(p, "precision", self.precision, PRECISIONS)
-        _choice(p, "compile", self.compile, COMPILES)
-        _choice(p, "attention", self.attention, ATTENTIONS)
-        _choice(p, "features", self.features, FEATURES)
-        _choice(p, "fusion", self.fusion, FUSIONS)
-        _choice(p, "adaptation.mode", a.mode, MODES)
-        _choice(p, "adaptation.optimizer", a.optimizer, OPTIMIZERS)
-        _choice(p, "adaptation.clipartt.layout", a.clipartt.layout, ("token", "reference"))
-        _choice(p, "adaptation.watt.layout", a.watt.layout, ("token", "reference"))
-        if not self.model.strip():
-            p.append("model must name an open_clip model, e.g. ViT-B-16-quickgelu")
-        if not self.weights.strip():
-            p.append("weights must be an open_clip pretrained tag (e.g. openai), a file, or 'random'")
-        dev = self.device
-        if not (dev in ("auto", "cpu", "cuda") or (dev.startswith("cuda:") and dev[5:].isdigit())):
-            p.append(f"device must be auto, cpu, cuda or cuda:N, not '{dev}'")
+        """The declared rules of every setting (core/schema.py), then the rules that tie settings together."""
+        p = schema.problems(self)
         if self.attention == "sclip" and self.features == "reduced":
             p.append("features 'reduced' is defined for naclip and clip attention, not sclip")
-        if not (self.gaussian_std > 0 and math.isfinite(self.gaussian_std)):
-            p.append(f"gaussian_std must be a positive number, not {self.gaussian_std}")
-        if not self.classes or any(not str(c).strip() for c in self.classes):
-            p.append("classes must be a non-empty list of non-empty names (or one data set name / file)")
-        else:
-            for c in self.classes:
-                if any(not n.strip() for n in str(c).split(",")):
-                    p.append(f"class entry '{c}' has an empty synonym")
-        if len(self.resize) not in (0, 1, 2) or any(v <= 0 for v in self.resize):
-            p.append(f"resize must be [] (keep size), [short_side] or [width, height] of positive sizes, not {self.resize}")
-        for name, vals in (("window", self.window), ("stride", self.stride)):
-            if len(vals) not in (1, 2) or any(v <= 0 for v in vals):
-                p.append(f"{name} must be [size] or [width, height] of positive sizes, not {vals}")
-        if a.steps < 0:
-            p.append(f"adaptation.steps must be >= 0, not {a.steps}")
-        if not (a.lr > 0 and math.isfinite(a.lr)):
-            p.append(f"adaptation.lr must be a positive finite number, not {a.lr}")
-        if not (a.alpha >= 0 and math.isfinite(a.alpha)):
-            p.append(f"adaptation.alpha must be a finite number >= 0, not {a.alpha}")
-        if len(a.betas) != 2 or not all(0 <= b < 1 for b in a.betas):
-            p.append(f"adaptation.betas must be two numbers in [0, 1), not {a.betas}")
-        if a.weight_decay < 0:
-            p.append("adaptation.weight_decay must be >= 0")
-        if not a.params:
-            p.append("adaptation.params must name at least one parameter pattern")
-        if a.reset_every < 0:
-            p.append("adaptation.reset_every must be >= 0")
-        p += stream_problems(a)
-        if a.tpt.n_ctx < 1:
-            p.append("adaptation.tpt.n_ctx must be >= 1")
-        if a.clipartt.k < 1:
-            p.append("adaptation.clipartt.k must be >= 1")
-        for name, v in (("clipartt.temperature", a.clipartt.temperature), ("watt.temperature", a.watt.temperature)):
-            if not (v > 0 and math.isfinite(v)):
-                p.append(f"adaptation.{name} must be > 0")
-        if a.clipartt.chunk_rows < 1 or a.watt.chunk_rows < 1:
-            p.append("adaptation.*.chunk_rows must be >= 1")
-        if a.watt.l < 1 or a.watt.m < 1:
-            p.append("adaptation.watt.l and adaptation.watt.m must be >= 1")
-        from .methods import METHODS  # late import: methods import this module
-
-        if a.method not in METHODS:
-            p.append(f"adaptation.method '{a.method}' is unknown; choose one of {sorted(METHODS)}")
+        p += cross_problems(self.adaptation)
         return p
 
     def validate(self) -> Config:
@@ -294,35 +322,15 @@ def ros_parameters(data: Mapping[str, Any]) -> Mapping[str, Any]:
     return data
 
 
-def stream_problems(a: AdaptationConfig) -> list[str]:
-    """Problems of the schedule, budget and safeguard settings."""
+def cross_problems(a: AdaptationConfig) -> list[str]:
+    """Adaptation rules that involve two settings (single values: their declared rules)."""
     p: list[str] = []
-    g = a.safeguards
-    _choice(p, "adaptation.schedule", a.schedule, SCHEDULES)
-    if a.every < 1:
-        p.append(f"adaptation.every must be >= 1, not {a.every}")
-    if not (a.budget_ms >= 0 and math.isfinite(a.budget_ms)):
-        p.append(f"adaptation.budget_ms must be >= 0 (0 = no budget), not {a.budget_ms}")
-    if not (0 <= a.plateau < 1):
-        p.append(f"adaptation.plateau must be in [0, 1) (0 = off), not {a.plateau}")
-    if not (0 <= g.reliable_e0 <= 1):
-        p.append(f"adaptation.safeguards.reliable_e0 must be in [0, 1] (0 = off), not {g.reliable_e0}")
-    elif g.reliable_e0 > 0 and a.method not in ("tent", "mlmp", "noadapt"):
-        p.append(f"adaptation.safeguards.reliable_e0 filters the entropy loss of tent and mlmp; {a.method} has none")
-    if not (0 < g.ensemble_alpha <= 1):
-        p.append(f"adaptation.safeguards.ensemble_alpha must be in (0, 1] (1 = off), not {g.ensemble_alpha}")
-    if not (0 <= g.collapse_ratio < 1):
-        p.append(f"adaptation.safeguards.collapse_ratio must be in [0, 1), not {g.collapse_ratio}")
-    if not (0 <= g.collapse_entropy < 1):
-        p.append(f"adaptation.safeguards.collapse_entropy must be in [0, 1), not {g.collapse_entropy}")
-    if not (g.drift_factor > 1 and math.isfinite(g.drift_factor)):
-        p.append(f"adaptation.safeguards.drift_factor must be > 1, not {g.drift_factor}")
+    e0 = a.safeguards.reliable_e0
+    info = METHOD_INFO.get(a.method)
+    if 0 < e0 <= 1 and info is not None and not info.entropy_loss:
+        entropy = ", ".join(name for name, i in METHOD_INFO.items() if i.entropy_loss)
+        p.append(f"adaptation.safeguards.reliable_e0 filters the entropy loss of {entropy}; {a.method} has none")
     return p
-
-
-def _choice(problems: list[str], name: str, value: str, allowed: tuple[str, ...]) -> None:
-    if value not in allowed:
-        problems.append(f"{name} must be one of {', '.join(allowed)}, not '{value}'")
 
 
 def _undot(data: Mapping[str, Any]) -> dict[str, Any]:
@@ -351,77 +359,3 @@ def flatten(data: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
         else:
             out[name] = value
     return out
-
-
-def _build(cls: type, data: Mapping[str, Any], prefix: str, problems: list[str], ignore: tuple[str, ...]) -> Any:
-    hints = get_type_hints(cls)
-    fields = {f.name: f for f in dataclasses.fields(cls)}
-    kwargs: dict[str, Any] = {}
-    for key, value in data.items():
-        if not prefix and key in ignore:
-            continue
-        if key not in fields:
-            problems.append(f"unknown setting '{prefix}{key}' (known: {', '.join(sorted(fields))})")
-            continue
-        hint = hints[key]
-        if dataclasses.is_dataclass(hint):
-            if not isinstance(value, Mapping):
-                problems.append(f"'{prefix}{key}' must be a mapping")
-                continue
-            kwargs[key] = _build(hint, value, f"{prefix}{key}.", problems, ignore)
-            continue
-        if not prefix and key == "compile" and isinstance(value, bool):
-            value = "on" if value else "off"  # YAML 1.1 reads a bare on/off as a boolean
-        try:
-            kwargs[key] = _coerce(value, hint)
-        except (TypeError, ValueError) as exc:
-            problems.append(f"'{prefix}{key}': {exc}")
-    return cls(**kwargs)
-
-
-def _int_text(text: str) -> int:
-    try:
-        return int(text.strip())
-    except ValueError:
-        raise TypeError(f"expected integers, got {text.strip()!r}") from None
-
-
-def _coerce(value: Any, hint: Any) -> Any:
-    origin = get_origin(hint)
-    if origin is list:
-        (item,) = get_args(hint)
-        if isinstance(value, str) and value.strip().lower() in ("", "auto"):
-            return []  # "auto": the method's default
-        if isinstance(value, str) and item in (int, float):
-            value = [v for v in value.split(",") if v.strip()]  # "-1,-2,-3"
-            value = [float(v) if item is float else _int_text(v) for v in value]
-        elif isinstance(value, (str, int, float)) and not isinstance(value, bool):
-            value = [value]  # a single value where a list is expected
-        if value is None:
-            return []
-        if not isinstance(value, (list, tuple)):
-            raise TypeError(f"expected a list, got {type(value).__name__}")
-        return [_coerce(v, item) for v in value]
-    if origin is Union:
-        raise TypeError("unsupported union type")
-    if hint is bool:
-        if isinstance(value, bool):
-            return value
-        if isinstance(value, str) and value.lower() in ("true", "false"):
-            return value.lower() == "true"
-        raise TypeError(f"expected true/false, got {value!r}")
-    if hint is int:
-        if isinstance(value, bool) or not isinstance(value, (int, float)) or int(value) != value:
-            raise TypeError(f"expected an integer, got {value!r}")
-        return int(value)
-    if hint is float:
-        if isinstance(value, bool) or not isinstance(value, (int, float, str)):
-            raise TypeError(f"expected a number, got {value!r}")
-        return float(value)
-    if hint is str:
-        if value is None:
-            return ""
-        if not isinstance(value, str):
-            raise TypeError(f"expected a string, got {value!r}")
-        return value
-    return value

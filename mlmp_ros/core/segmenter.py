@@ -21,6 +21,7 @@ from .config import Config, ConfigError
 from .dense import DenseCLIP
 from .methods import METHODS, Method, Precision
 from .methods.base import cpu_has_native_bf16
+from .schema import SEGMENTER, runtime_names
 from .text import ClassList, TextBank, resolve_templates
 from .windows import (
     average_windows,
@@ -36,7 +37,8 @@ from .windows import (
 LOG = logging.getLogger("mlmp_ros.segmenter")
 
 # Settings that can change while the segmenter runs (the rest need a new Segmenter).
-RUNTIME_SETTINGS = ("classes", "adaptation.mode", "adaptation.steps", "adaptation.lr")
+# Declared in core/config.py (``runtime=SEGMENTER``): classes, adaptation.mode, .steps, .lr.
+RUNTIME_SETTINGS = runtime_names(Config, SEGMENTER)
 
 # Upsampled class probabilities held at once (float elements, 64 MB): the full-resolution
 # (C, H, W) volume is never built, whatever the input size.

@@ -42,29 +42,18 @@ from dataclasses import dataclass, field
 import numpy as np
 import torch
 
-from .config import ConfigError
+from .config import Config, ConfigError
 from .methods import Method
 from .methods.base import AdaptationCancelled
 from .safeguards import AdaptationControl
+from .schema import STREAM, runtime_names
 from .segmenter import RUNTIME_SETTINGS, BatchResult, Segmenter
 
 LOG = logging.getLogger("mlmp_ros.streaming")
 
-# Settings a StreamSegmenter changes at run time (besides the Segmenter's).
-STREAM_SETTINGS = (
-    "adaptation.schedule",
-    "adaptation.every",
-    "adaptation.budget_ms",
-    "adaptation.plateau",
-    "adaptation.reset_every",
-    "adaptation.safeguards.reliable_e0",
-    "adaptation.safeguards.ensemble_alpha",
-    "adaptation.safeguards.collapse",
-    "adaptation.safeguards.collapse_ratio",
-    "adaptation.safeguards.collapse_entropy",
-    "adaptation.safeguards.drift",
-    "adaptation.safeguards.drift_factor",
-)
+# Settings a StreamSegmenter changes at run time (besides the Segmenter's): declared in
+# core/config.py with ``runtime=STREAM`` (schedule, every, budget_ms, plateau, reset_every, safeguards).
+STREAM_SETTINGS = runtime_names(Config, STREAM)
 
 
 @dataclass

@@ -24,7 +24,7 @@ from typing import Any
 from diagnostic_msgs.msg import DiagnosticArray
 from rcl_interfaces.msg import SetParametersResult
 from rclpy.callback_groups import MutuallyExclusiveCallbackGroup
-from rclpy.exceptions import ParameterException
+from rclpy.exceptions import InvalidParameterValueException, ParameterException
 from rclpy.node import Node
 from rclpy.qos import ReliabilityPolicy
 from rclpy.time import Time
@@ -122,6 +122,8 @@ class SegmentNode(Node):
         for spec in parameter_specs():
             try:
                 values[spec.name] = self.declare_parameter(spec.name, spec.default, spec.descriptor).value
+            except InvalidParameterValueException as exc:  # outside the declared range
+                problems.append(f"parameter '{spec.name}' {spec.descriptor.additional_constraints} ({exc})")
             except ParameterException as exc:
                 problems.append(f"parameter '{spec.name}' must be {_kind(spec.default)} ({exc})")
         if problems:

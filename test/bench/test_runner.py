@@ -213,7 +213,7 @@ def test_limit_and_bad_options(voc_bags, loaded) -> None:
     bag, _ = voc_bags
     (result,) = run_bag(bag, bench_config(), method="noadapt", options=RunOptions(seeds=(0,), limit=3), loaded=loaded)
     assert result.frames == 3 and result.metrics["images"] == 3
-    with pytest.raises(RunError, match="batch size"):
+    with pytest.raises(RunError, match="batch_size must be >= 1, not 0"):
         RunOptions(batch_size=0)
     with pytest.raises(RunError, match="seeds must differ"):
         RunOptions(seeds=(1, 1))

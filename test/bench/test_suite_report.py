@@ -107,7 +107,7 @@ def test_suite_file_errors_name_every_problem(tmp_path: Path) -> None:
         })  # fmt: skip
     text = str(err.value)
     for part in ("unknown method 'nosuch'", "classes come from each bag", "unknown corruptions fgo",
-                 "unknown data set 'pascal'", "'batch_size' must be an integer"):  # fmt: skip
+                 "unknown data set 'pascal'", "batch_size must be >= 1, not 0"):  # fmt: skip
         assert part in text
     with pytest.raises(SuiteError, match="adaptation.steps"):
         parse_suite({"core": {"adaptation": {"steps": -1}}, "methods": ["tent"], "scenarios": [{"dataset": "voc20"}]})

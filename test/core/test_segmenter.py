@@ -93,7 +93,7 @@ def test_config_problems_are_named():
     assert "classes" in text and "steps" in text and "lr" in text
     with pytest.raises(ConfigError, match="unknown setting 'bogus'"):
         Config.from_mapping({"bogus": 1})
-    with pytest.raises(ConfigError, match="method .nope. is unknown"):
+    with pytest.raises(ConfigError, match="adaptation.method must be one of noadapt, tent, .*, not 'nope'"):
         Config.from_mapping({"adaptation": {"method": "nope"}})
     with pytest.raises(ConfigError, match="expected an integer"):
         Config.from_mapping({"adaptation.steps": 1.5})

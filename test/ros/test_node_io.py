@@ -189,6 +189,15 @@ def test_run_time_parameters_are_checked(live):
     assert live.get_parameters(["adaptation.steps", "model"]) == {"adaptation.steps": 1, "model": "mlmp-tiny-test"}
 
 
+def test_declared_ranges_refuse_values_at_run_time(live):
+    # A closed range is the parameter's ROS range (rclpy refuses first); an open end is the node's check.
+    blend = live.set_parameters({"output.blend": 1.5})[0]
+    assert not blend.successful and "output.blend" in blend.reason and "range" in blend.reason, blend.reason
+    alpha = live.set_parameters({"adaptation.safeguards.ensemble_alpha": 0.0})[0]
+    assert not alpha.successful and "ensemble_alpha must be in (0, 1], not 0.0" in alpha.reason, alpha.reason
+    assert live.get_parameters(["output.blend"]) == {"output.blend": 0.0}
+
+
 def bad_frames() -> dict[str, Image]:
     good = raw_image(make_image(60, 80, seed=4), "rgb8")
     frames = {}

@@ -51,6 +51,11 @@ def test_start_up_errors_say_what_to_fix(tmp_path):
             NodeProcess(PARAMS_FILE, {**TINY, "classes": ["voc_21"]}, env=NODE_ENV, log_path=tmp_path / "typo.log"),
             ["'voc_21' is neither a built-in class list nor a file", "did you mean voc21"],
         ),
+        "value outside its declared range": (
+            NodeProcess(PARAMS_FILE, {**TINY, "adaptation.safeguards.reliable_e0": 2.0}, env=NODE_ENV,
+                        log_path=tmp_path / "range.log"),
+            ["parameter 'adaptation.safeguards.reliable_e0' must be in [0, 1]"],
+        ),
         "bad node setting": (
             NodeProcess(PARAMS_FILE, {**TINY, "input.reliability": "sometimes"}, env=NODE_ENV,
                         log_path=tmp_path / "qos.log"),

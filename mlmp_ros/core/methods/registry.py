@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, TypeVar
 
+from ...catalog import METHOD_NAMES
+
 if TYPE_CHECKING:
     from .base import Method
 
@@ -13,7 +15,11 @@ M = TypeVar("M")
 
 
 def register(cls: M) -> M:
-    METHODS[cls.name] = cls  # type: ignore[attr-defined]
+    """Register a method class under its ``name``, which must be listed in mlmp_ros/catalog.py."""
+    name = cls.name  # type: ignore[attr-defined]
+    if name not in METHOD_NAMES:
+        raise RuntimeError(f"method '{name}' is not in mlmp_ros/catalog.py METHOD_INFO; add one line there")
+    METHODS[name] = cls
     return cls
 
 

@@ -1,0 +1,134 @@
+"""The results store: one JSON line per trial, appended durably, and the key a trial resumes by.
+
+See :mod:`mlmp_ros.bench.suite` for what a record holds (:class:`mlmp_ros.bench.records.TrialRecord`).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from collections.abc import Mapping
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from .records import RecordError, TrialRecord
+
+if TYPE_CHECKING:
+    from ..core.config import Config
+    from .runner import RunOptions
+
+STORE_NAME = "results.jsonl"
+NOT_RUN = "not run"
+DONE = "done"
+SKIPPED_PREFIX = "skipped by the suite: "  # reason of trials a suite file skips on purpose
+# Settings that do not change a result, left out of the config hash.
+_UNHASHED = ("device", "cache_dir", "offline", "flush_denormal", "compile")  # where and how fast, not what
+
+
+class StoreError(ValueError):
+    """A results store cannot be read or written."""
+
+
+class ResultStore:
+    """Append-only JSON lines, one record per trial, durable after every append.
+
+    A last line without its newline is what a killed writer leaves; it is ignored
+    when reading and cut off before the next append.
+    """
+
+    def __init__(self, path: str | os.PathLike[str]) -> None:
+        path = Path(path).expanduser()
+        if path.is_dir() or not path.suffix:
+            path = path / STORE_NAME
+        self.path = path
+        self._checked = False
+
+    @property
+    def folder(self) -> Path:
+        return self.path.parent
+
+    def read(self) -> list[dict[str, Any]]:
+        """Every complete record, in the order written."""
+        try:
+            data = self.path.read_bytes()
+        except FileNotFoundError:
+            return []
+        except OSError as err:
+            raise StoreError(f"cannot read the results store {self.path}: {err}") from err
+        lines = data.split(b"\n")
+        records = []
+        for number, line in enumerate(lines[:-1], 1):  # lines[-1] is empty or torn
+            if not line.strip():
+                continue
+            try:
+                record = json.loads(line)
+            except json.JSONDecodeError as err:
+                raise StoreError(
+                    f"{self.path}:{number} is not a JSON record ({err.msg}); the store was edited or written by "
+                    "two runs at once: remove that line to go on"
+                ) from None
+            try:
+                records.append(TrialRecord.from_json(record).to_json())  # older schemas read as the current one
+            except RecordError as err:
+                raise StoreError(f"{self.path}:{number} is not an mlmp-bench result: {err}") from None
+        return records
+
+    def _cut_torn_tail(self) -> None:
+        try:
+            with open(self.path, "rb+") as fh:
+                data = fh.read()
+                if data and not data.endswith(b"\n"):
+                    fh.truncate(data.rfind(b"\n") + 1)
+        except FileNotFoundError:
+            pass
+
+    def append(self, record: Mapping[str, Any] | TrialRecord) -> None:
+        """Write one record (in the current schema) and make it durable before returning."""
+        record = record if isinstance(record, TrialRecord) else TrialRecord.from_json(record)
+        line = json.dumps(record.to_json(), sort_keys=True, allow_nan=True, default=json_default) + "\n"
+        try:
+            if not self._checked:
+                self.path.parent.mkdir(parents=True, exist_ok=True)
+                self._cut_torn_tail()
+                self._checked = True
+            with open(self.path, "ab") as fh:
+                fh.write(line.encode())
+                fh.flush()
+                os.fsync(fh.fileno())
+        except OSError as err:
+            raise StoreError(f"cannot write the results store {self.path}: {err}") from err
+
+
+def json_default(value: Any) -> Any:
+    """``json.dumps`` ``default`` for NumPy values and arrays and paths."""
+    if hasattr(value, "tolist"):
+        return value.tolist()
+    if isinstance(value, Path):
+        return str(value)
+    raise TypeError(f"cannot store {type(value).__name__} in a result record")
+
+
+def trial_key(dataset: str, corruption: str, method: str, backbone: str, config_hash: str, trial: int, seed: int) -> str:
+    """The identity of one trial's result (the resume key)."""
+    return f"{dataset}|{corruption}|{method}|{backbone}|{config_hash}|trial{trial}|seed{seed}"
+
+
+def config_hash(config: Config, options: RunOptions, frames_info: Mapping[str, Any]) -> str:
+    """A short hash of everything that decides a trial's numbers except its seed."""
+    flat = {k: v for k, v in config.flat().items() if k not in _UNHASHED}
+    ids = frames_info.get("image_ids") or []
+    payload = {
+        "config": flat,
+        "batch_size": options.batch_size,
+        "shuffle": options.shuffle,
+        "data": {
+            key: frames_info.get(key)
+            for key in ("dataset", "split", "corruption", "severity", "channel_order", "class_key", "ignore_index")
+        },
+        "frames": frames_info.get("frames"),
+        # only when set, so clean images keep the hashes of earlier versions
+        **({"corruption_draws": frames_info["corruption_draws"]} if frames_info.get("corruption_draws") else {}),
+        "image_ids": hashlib.sha256("\n".join(map(str, ids)).encode()).hexdigest(),
+    }
+    return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()[:16]
