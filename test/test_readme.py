@@ -34,3 +34,14 @@ def test_python_api_example_runs(monkeypatch):
         exec(compile(code, "README.md", "exec"), namespace)
     assert namespace["labels"].shape == (480, 640)
     assert namespace["seg"].class_names[0] == "background" and len(namespace["seg"].class_names) == 21
+
+
+def test_readme_lists_the_run_time_parameters_the_node_declares():
+    """The README's list of run-time parameters is the declarations' (dev.* left out: tests only)."""
+    from mlmp_ros.ros.params import RUNTIME_PARAMETERS
+
+    text = README.read_text()
+    block = re.search(r"<!-- runtime-parameters -->(.*?)<!-- /runtime-parameters -->", text, re.S).group(1)
+    listed = re.findall(r"`([^`]+)`", block)
+    assert len(listed) == len(set(listed))
+    assert set(listed) == {p for p in RUNTIME_PARAMETERS if not p.startswith("dev.")}
