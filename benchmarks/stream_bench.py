@@ -89,6 +89,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--frames", type=int, default=150, help="frames per world stream")
     ap.add_argument("--streams", default="fog,night,dirt")
     ap.add_argument("--rate", type=float, default=10.0)
+    ap.add_argument("--seconds", type=float, default=0.0, help="camera seconds per stream: the bag's frames are "
+                    "cycled to fill them (default: each bag once); a slow configuration needs a long stream to "
+                    "process many frames")  # fmt: skip
     ap.add_argument("--bags", default="", help="folder with world_stream_<shift>/original bags (default: write them)")
     ap.add_argument("--configs", default="", help="names from CONFIGS, separated by '|' (default: all)")
     ap.add_argument("--threads", type=int, default=int(os.environ.get("OMP_NUM_THREADS", "2")))
@@ -112,7 +115,8 @@ def main(argv: list[str] | None = None) -> int:
                       "--corruptions", "original", "--out", str(bags), "--no-progress"])  # fmt: skip
         if code:
             return code
-    stream = build_stream([str(p) for p in paths], limit=args.frames)
+    per_segment = max(1, round(args.seconds * args.rate)) if args.seconds > 0 else None
+    stream = build_stream([str(p) for p in paths], limit=args.frames, frames_per_segment=per_segment)
     base = Config(model="mlmp-world", weights="world", device="cpu")
     overrides = None
     default = list(CONFIGS)
@@ -130,7 +134,8 @@ def main(argv: list[str] | None = None) -> int:
             "what": (
                 "LATENCY ONLY (random weights): ViT-B-16-quickgelu, 448x336, windows 224/112; " if args.vitb else ""
             )
-            + f"mlmp-bench stream: world streams {' -> '.join(shifts)} chained ({args.frames} frames each), "
+            + f"mlmp-bench stream: world streams {' -> '.join(shifts)} chained ({args.frames} frames each"
+            + (", cycled to fill each run's camera_s" if args.vitb else "") + "), "
             f"{args.rate} Hz camera, {base.model} ({base.weights} weights), 10 steps, lr 1e-3, measured times on a "
             "simulated clock",
             "host": host(),
@@ -142,6 +147,9 @@ def main(argv: list[str] | None = None) -> int:
         report = replay_stream(stream, base.replace(**CONFIGS[name]), rate_hz=args.rate, overrides=overrides)
         runs[name] = {k: report[k] for k in KEPT}
         runs[name]["settings"] = CONFIGS[name]
+        runs[name]["camera_s"] = len(stream.frames) / args.rate
+        runs[name]["torch_threads"] = args.threads
+        runs[name]["load_average_after"] = os.getloadavg()
         runs[name]["wall_s"] = time.perf_counter() - t0
         r = runs[name]
         print(f"{name}: mIoU camera {r['miou_camera']:.2f}, processed {r['miou_processed']:.2f} "

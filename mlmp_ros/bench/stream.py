@@ -21,7 +21,9 @@ Every camera frame is scored against the newest labels published by the time it
 arrives (stale labels count; a dropped frame is scored with what was on the topic;
 before the first labels, every pixel counts as wrong): mIoU at camera rate.  Processed
 frames are also scored with their own labels: mIoU of the processed frames.  Latency
-is the publication time minus the arrival time of the processed frames.
+is the publication time minus the arrival time of the processed frames.  The scoring is
+:func:`~mlmp_ros.bench.camera_rate.score_camera_rate`, which ``replay-live`` uses too
+with the times measured through the node.
 """
 
 from __future__ import annotations
@@ -36,7 +38,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from .metrics import SegmentationMetrics
+from .camera_rate import check_chain, score_camera_rate, segment_name
 
 if TYPE_CHECKING:  # torch and the core load when a stream runs, not for ``mlmp-bench --help``
     from ..core.config import Config
@@ -75,15 +77,12 @@ def build_stream(
         raise RunError(f"--sequence must be one of {', '.join(SEQUENCES)}, not '{sequence}'")
     loaded = [load_frames(b, limit=limit) for b in bags]
     info = loaded[0].info
-    for f in loaded[1:]:
-        if f.info.get("class_key") != info.get("class_key") or f.info.get("protocol") != info.get("protocol"):
-            raise RunError(f"bag {f.path} has other classes or another protocol than {loaded[0].path}; "
-                           "chained bags must share them")  # fmt: skip
+    check_chain([(f.bag_path, f.info) for f in loaded])
     frames: list[StreamFrame] = []
     segments: list[str] = []
     if sequence == "chain":
         for f in loaded:
-            name = f"{f.info.get('dataset')}/{f.info.get('corruption')}"
+            name = segment_name(f.info)
             n = frames_per_segment or len(f)
             segments.append(name)
             frames += [StreamFrame(f.images[i % len(f)], f.labels[i % len(f)], name) for i in range(n)]
@@ -244,45 +243,9 @@ def _replay(st: StreamSegmenter, stream: StreamData, rate: float, cost: Clock, p
 
 
 def _score(st, stream, arrival, published, per_frame, nc, ignore, rate, cost) -> dict[str, Any]:
-    from ..core.windows import resize_labels
-
-    names = stream.info.get("class_names")
-    camera = SegmentationMetrics(nc, ignore, names)
-    processed = SegmentationMetrics(nc, ignore, names)
-    seg_camera = {s: SegmentationMetrics(nc, ignore, names) for s in stream.segments}
-    seg_processed = {s: SegmentationMetrics(nc, ignore, names) for s in stream.segments}
-    tenth = max(1, len(stream.frames) // 10)
-    first, last = SegmentationMetrics(nc, ignore, names), SegmentationMetrics(nc, ignore, names)
-    by_time = sorted(published, key=lambda p: p[0])
-    own = {k: labels for _, k, labels in published}
-    timeline = []
-    j = -1
-    no_labels = 0
-    for i, frame in enumerate(stream.frames):
-        while j + 1 < len(by_time) and by_time[j + 1][0] <= arrival[i] + 1e-9:
-            j += 1
-        if j < 0:
-            pred = np.full(frame.labels.shape, nc, np.int32)  # nothing on the topic yet: all wrong
-            shown = None
-            no_labels += 1
-        else:
-            shown = by_time[j][1]
-            pred = by_time[j][2]
-            if pred.shape != frame.labels.shape:
-                pred = resize_labels(pred, frame.labels.shape)
-        camera.update(pred, frame.labels)
-        if i < tenth:
-            first.update(pred, frame.labels)
-        if i >= len(stream.frames) - tenth:
-            last.update(pred, frame.labels)
-        seg_camera[frame.segment].update(pred, frame.labels)
-        valid = frame.labels != ignore
-        acc = float((pred[valid] == frame.labels[valid]).mean()) if valid.any() else None
-        if i in own:
-            mine = own[i] if own[i].shape == frame.labels.shape else resize_labels(own[i], frame.labels.shape)
-            processed.update(mine, frame.labels)
-            seg_processed[frame.segment].update(mine, frame.labels)
-        timeline.append({"frame": i, "segment": frame.segment, "shown": shown, "pixel_acc": acc})
+    scores = score_camera_rate([f.labels for f in stream.frames], arrival, published, num_classes=nc,
+                               ignore_index=ignore, class_names=stream.info.get("class_names"),
+                               segments=[f.segment for f in stream.frames])  # fmt: skip
     lat = np.array([r["latency"] for r in per_frame])
     stats = st.stats()
     return {
@@ -293,29 +256,18 @@ def _score(st, stream, arrival, published, per_frame, nc, ignore, rate, cost) ->
         "mode": st.config.adaptation.mode,
         "method": st.config.adaptation.method,
         "settings": {k: v for k, v in st.config.flat().items() if k.startswith("adaptation.")},
-        "miou_camera": camera.compute()["mIoU"],
-        "miou_processed": processed.compute()["mIoU"],
-        # the first and last 10% of the stream (a collapse shows as the last far below the first
-        # when both parts show the same conditions)
-        "miou_camera_first10": first.compute()["mIoU"],
-        "miou_camera_last10": last.compute()["mIoU"],
+        **{k: scores[k] for k in ("miou_camera", "miou_processed", "miou_camera_first10", "miou_camera_last10")},
         "frames_processed": len(per_frame),
-        "frames_without_labels": no_labels,
+        "frames_without_labels": scores["frames_without_labels"],
+        "label_age_frames_median": scores["label_age_frames_median"],
         "latency_p50_s": float(np.percentile(lat, 50)) if len(lat) else None,
         "latency_p95_s": float(np.percentile(lat, 95)) if len(lat) else None,
         "resets": stats["resets"],
         "adaptation_steps": stats["steps"],
         "lag_frames_median": _median([r["lag"] for r in per_frame if r["lag"] is not None]),
-        "segments": [
-            {
-                "segment": s,
-                "miou_camera": seg_camera[s].compute()["mIoU"],
-                "miou_processed": seg_processed[s].compute()["mIoU"] if seg_processed[s].images else None,
-            }
-            for s in stream.segments
-        ],
+        "segments": scores["segments"],
         "processed": per_frame,
-        "timeline": timeline,
+        "timeline": scores["timeline"],
     }
 
 
