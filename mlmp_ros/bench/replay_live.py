@@ -174,9 +174,7 @@ def replay_live(
         "metrics": scores["metrics_processed"],
         "frames_scored": scores["frames_scored_processed"],
         # every camera frame with the labels received by the time it was sent
-        **{k: scores[k] for k in ("miou_camera", "miou_processed", "miou_camera_first10", "miou_camera_last10",
-                                  "metrics_camera", "frames_without_labels", "label_age_frames_median",
-                                  "label_age_frames_max", "segments")},  # fmt: skip
+        **{k: scores[k] for k in CAMERA_KEYS},
         **result.summary(),
         "latency_p50_s": float(np.percentile(latencies, 50)) if latencies else None,
         "latency_p95_s": float(np.percentile(latencies, 95)) if latencies else None,
@@ -190,6 +188,8 @@ def replay_live(
     return report
 
 
+CAMERA_KEYS = ("miou_camera", "miou_processed", "miou_camera_first10", "miou_camera_last10", "metrics_camera",
+               "frames_without_labels", "label_age_frames_median", "label_age_frames_max", "segments")  # fmt: skip
 NODE_KEYS = ("adaptation_schedule", "adaptation_steps_total", "adaptation_steps_per_s", "adaptation_lag_frames_median",
              "resets", "resets_by_reason", "frames_received", "frames_processed", "frames_dropped",
              "frames_lost_in_dds", "frame_errors", "adaptation_failures")  # fmt: skip
