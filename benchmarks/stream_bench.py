@@ -93,6 +93,8 @@ def main(argv: list[str] | None = None) -> int:
                     "cycled to fill them (default: each bag once); a slow configuration needs a long stream to "
                     "process many frames")  # fmt: skip
     ap.add_argument("--bags", default="", help="folder with world_stream_<shift>/original bags (default: write them)")
+    ap.add_argument("--processed", type=int, default=0, help="stop each configuration after this many processed "
+                    "frames (default: the whole stream); with a long --seconds, a latency run of N frames")  # fmt: skip
     ap.add_argument("--configs", default="", help="names from CONFIGS, separated by '|' (default: all)")
     ap.add_argument("--threads", type=int, default=int(os.environ.get("OMP_NUM_THREADS", "2")))
     ap.add_argument("--out", default="benchmarks/results/stream_world.json")
@@ -144,7 +146,8 @@ def main(argv: list[str] | None = None) -> int:
     )
     for name in names:
         t0 = time.perf_counter()
-        report = replay_stream(stream, base.replace(**CONFIGS[name]), rate_hz=args.rate, overrides=overrides)
+        report = replay_stream(stream, base.replace(**CONFIGS[name]), rate_hz=args.rate, overrides=overrides,
+                               stop_after=args.processed or None)  # fmt: skip
         runs[name] = {k: report[k] for k in KEPT}
         runs[name]["settings"] = CONFIGS[name]
         runs[name]["camera_s"] = len(stream.frames) / args.rate

@@ -143,11 +143,14 @@ def replay_stream(
     loaded=None,
     progress: bool = False,
     overrides: dict[str, Any] | None = None,
+    stop_after: int | None = None,
 ) -> dict[str, Any]:
     """Replay ``stream`` at ``rate_hz`` through a segmenter of ``config``; the JSON-ready report.
 
     ``overrides`` are applied after the bag's class list and window protocol (e.g. another
-    window size for a timing run with another backbone).
+    window size for a timing run with another backbone).  ``stop_after``: end the replay
+    once that many frames were processed (predicted) and score only the camera frames
+    that arrived by the last publication (a latency run on a long stream).
     """
     import torch
 
@@ -165,13 +168,15 @@ def replay_stream(
     torch.manual_seed(0)
     st = StreamSegmenter(seg, threaded=False)
     try:
-        return _replay(st, stream, rate_hz, cost, progress)
+        return _replay(st, stream, rate_hz, cost, progress, stop_after)
     finally:
         st.close()
 
 
-def _replay(st: StreamSegmenter, stream: StreamData, rate: float, cost: Clock, progress: bool) -> dict[str, Any]:
+def _replay(st: StreamSegmenter, stream: StreamData, rate: float, cost: Clock, progress: bool,
+            stop_after: int | None = None) -> dict[str, Any]:  # fmt: skip
     n = len(stream.frames)
+    budget = stop_after or math.inf
     info = stream.info
     nc, ignore = int(info["num_classes"]), int(info.get("ignore_index", 255))
     arrival = [i / rate for i in range(n)]
@@ -204,7 +209,7 @@ def _replay(st: StreamSegmenter, stream: StreamData, rate: float, cost: Clock, p
 
     t_pred, next_pred = 0.0, 0
     if not asynchronous:
-        while next_pred < n:
+        while next_pred < n and len(per_frame) < budget:
             start = max(t_pred, arrival[next_pred])
             k = newest_arrived(start, next_pred)
             t_pred = start + run_predict(k, start)
@@ -213,7 +218,7 @@ def _replay(st: StreamSegmenter, stream: StreamData, rate: float, cost: Clock, p
         t_adapt, last_adapted = 0.0, -1
         pending: list[tuple[float, Published]] = []
         jobs: list[dict[str, Any]] = []
-        while next_pred < n:
+        while next_pred < n and len(per_frame) < budget:
             p_start = max(t_pred, arrival[next_pred])
             done = [(t, k) for t, k, _ in published if k > last_adapted]
             a_start = max(t_adapt, done[0][0]) if done else math.inf
@@ -239,6 +244,12 @@ def _replay(st: StreamSegmenter, stream: StreamData, rate: float, cost: Clock, p
             next_pred = k + 1
         for rec in per_frame:  # adaptation losses and resets on the prediction timeline
             rec["loss"] = next((j["loss"] for j in reversed(jobs) if j["start"] + j["seconds"] <= rec["start"]), None)
+    if next_pred < n and published:  # stopped early: the camera frames up to the last publication
+        end = max(t for t, _, _ in published)
+        kept = max(1, sum(1 for a in arrival if a <= end + 1e-9))
+        stream = StreamData(stream.frames[:kept], stream.segments, stream.info)
+        stream.segments = [s for s in stream.segments if any(f.segment == s for f in stream.frames)]
+        arrival = arrival[:kept]
     return _score(st, stream, arrival, published, per_frame, nc, ignore, rate, cost)
 
 

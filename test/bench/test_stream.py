@@ -93,3 +93,15 @@ def test_corruption_sequences_from_one_bag(bags):
     assert all(np.array_equal(a.labels, b.labels) for a, b in zip(severity.frames, plain.frames))  # labels unchanged
     with pytest.raises(RunError, match="sequence"):
         build_stream([str(bags[0])], sequence="shuffled")
+
+
+def test_stop_after_scores_the_frames_up_to_the_last_publication(bags):
+    stream = build_stream([str(b) for b in bags], frames_per_segment=20)  # the bags' 3 frames cycled
+    assert len(stream.frames) == 40 and stream.frames[3].labels is stream.frames[0].labels
+    config = tiny_config(adaptation__steps=2, adaptation__method="tent")
+    # as above: frame 0 is published at 0.25 s, frame 2 at 0.5 s; stop after two processed frames
+    report = replay_stream(stream, config, rate_hz=10, clock="fixed:50,100", loaded=tiny_clip(0), stop_after=2)
+    assert [r["frame"] for r in report["processed"]] == [0, 2]
+    assert report["frames"] == 6  # camera frames arrived by 0.5 s (0.0 ... 0.5)
+    assert [t["shown"] for t in report["timeline"]] == [None, None, None, 0, 0, 2]
+    assert [s["segment"] for s in report["segments"]] == ["voc20/original"]
