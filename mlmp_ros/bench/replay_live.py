@@ -127,6 +127,11 @@ def replay_live(
         if node is None:
             live.set_parameters({"classes": [info["class_key"]], **(node_parameters or {})})
         before = live.diagnostics[-1] if live.diagnostics else None
+        if before is None and node is None:  # a node that ran before: its counters before this run
+            try:
+                before = live.wait_for_diagnostics(timeout=diagnostics_timeout)
+            except SessionTimeout:
+                pass
         result = live.play(((f.stamp_ns, f.image) for f in frames), timeout=timeout, **schedule)
         try:  # a /diagnostics sent after the last output, for the node's counters
             after = live.wait_for_diagnostics(timeout=diagnostics_timeout, after=result.finished)
