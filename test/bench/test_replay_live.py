@@ -144,3 +144,23 @@ def test_replay_live_command_runs_the_node_with_the_schedule_given(tmp_path, cap
     assert report["node_diagnostics"]["adaptation_schedule"] == "async"  # what the node itself reports
     assert report["frames_published"] == 2 and report["frames_without_labels"] >= 1
     assert "at camera rate" in capsys.readouterr().out
+
+
+@pytest.mark.timeout(300)
+def test_a_running_node_is_counted_from_the_start_of_each_run(tmp_path):
+    """With --no-start-node, steps and resets are the node's counters over this run only."""
+    from mlmp_ros.bench.replay_live import replay_live
+
+    from ..ros.ros_helpers import node_session
+
+    write_voc(tmp_path / "voc", n=2)
+    bag = make_bag(open_dataset("voc20", tmp_path / "voc"), "original", tmp_path / "bags" / "voc20", progress=False)
+    config = tiny_config(adaptation__steps=1)
+    with node_session("/replay_ext", {"adaptation.steps": 1, "adaptation.method": "tent", "diagnostics.period": 0.3}):
+        runs = [replay_live(bag, config, tmp_path / f"live{i}", paced=True, start_node=False, namespace="/replay_ext",
+                            timeout=60) for i in range(2)]  # fmt: skip
+    for report in runs:
+        assert report["frames_processed"] == 2
+        assert report["adaptation_steps"] == 2  # one step per frame, this run's frames only
+        assert report["resets"] == 0
+    assert int(runs[1]["node_diagnostics"]["adaptation_steps_total"]) == 4  # the node's own count goes on
