@@ -8,6 +8,9 @@ configuration below, with the bundled world model on this CPU.  Times are measur
 they depend on the machine and on what else runs on it.
 
     python benchmarks/stream_bench.py --frames 150 --out benchmarks/results/stream_world.json
+    # ViT-B-16 latency over 20 processed frames of a long stream (one configuration per call)
+    python benchmarks/stream_bench.py --vitb --threads 1 --streams fog --frames 30 --seconds 4000 \
+        --processed 20 --configs noadapt --out benchmarks/results/stream_vitb_latency.json
 """
 
 from __future__ import annotations
