@@ -8,6 +8,9 @@ configuration below, with the bundled world model on this CPU.  Times are measur
 they depend on the machine and on what else runs on it.
 
     python benchmarks/stream_bench.py --frames 150 --out benchmarks/results/stream_world.json
+    # ViT-B-16 latency over 20 processed frames of a long stream (one configuration per call)
+    python benchmarks/stream_bench.py --vitb --threads 1 --streams fog --frames 30 --seconds 4000 \
+        --processed 20 --configs noadapt --out benchmarks/results/stream_vitb_latency.json
 """
 
 from __future__ import annotations
@@ -89,7 +92,12 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--frames", type=int, default=150, help="frames per world stream")
     ap.add_argument("--streams", default="fog,night,dirt")
     ap.add_argument("--rate", type=float, default=10.0)
+    ap.add_argument("--seconds", type=float, default=0.0, help="camera seconds per stream: the bag's frames are "
+                    "cycled to fill them (default: each bag once); a slow configuration needs a long stream to "
+                    "process many frames")  # fmt: skip
     ap.add_argument("--bags", default="", help="folder with world_stream_<shift>/original bags (default: write them)")
+    ap.add_argument("--processed", type=int, default=0, help="stop each configuration after this many processed "
+                    "frames (default: the whole stream); with a long --seconds, a latency run of N frames")  # fmt: skip
     ap.add_argument("--configs", default="", help="names from CONFIGS, separated by '|' (default: all)")
     ap.add_argument("--threads", type=int, default=int(os.environ.get("OMP_NUM_THREADS", "2")))
     ap.add_argument("--out", default="benchmarks/results/stream_world.json")
@@ -112,7 +120,8 @@ def main(argv: list[str] | None = None) -> int:
                       "--corruptions", "original", "--out", str(bags), "--no-progress"])  # fmt: skip
         if code:
             return code
-    stream = build_stream([str(p) for p in paths], limit=args.frames)
+    per_segment = max(1, round(args.seconds * args.rate)) if args.seconds > 0 else None
+    stream = build_stream([str(p) for p in paths], limit=args.frames, frames_per_segment=per_segment)
     base = Config(model="mlmp-world", weights="world", device="cpu")
     overrides = None
     default = list(CONFIGS)
@@ -130,7 +139,8 @@ def main(argv: list[str] | None = None) -> int:
             "what": (
                 "LATENCY ONLY (random weights): ViT-B-16-quickgelu, 448x336, windows 224/112; " if args.vitb else ""
             )
-            + f"mlmp-bench stream: world streams {' -> '.join(shifts)} chained ({args.frames} frames each), "
+            + f"mlmp-bench stream: world streams {' -> '.join(shifts)} chained ({args.frames} frames each"
+            + (", cycled to fill each run's camera_s" if args.vitb else "") + "), "
             f"{args.rate} Hz camera, {base.model} ({base.weights} weights), 10 steps, lr 1e-3, measured times on a "
             "simulated clock",
             "host": host(),
@@ -139,9 +149,13 @@ def main(argv: list[str] | None = None) -> int:
     )
     for name in names:
         t0 = time.perf_counter()
-        report = replay_stream(stream, base.replace(**CONFIGS[name]), rate_hz=args.rate, overrides=overrides)
+        report = replay_stream(stream, base.replace(**CONFIGS[name]), rate_hz=args.rate, overrides=overrides,
+                               stop_after=args.processed or None)  # fmt: skip
         runs[name] = {k: report[k] for k in KEPT}
         runs[name]["settings"] = CONFIGS[name]
+        runs[name]["camera_s"] = report["frames"] / args.rate  # the scored part (all of it without --processed)
+        runs[name]["torch_threads"] = args.threads
+        runs[name]["load_average_after"] = os.getloadavg()
         runs[name]["wall_s"] = time.perf_counter() - t0
         r = runs[name]
         print(f"{name}: mIoU camera {r['miou_camera']:.2f}, processed {r['miou_processed']:.2f} "

@@ -1,11 +1,22 @@
-"""``mlmp-bench replay-live``: play a bench bag into the running node over DDS and score it.
+"""``mlmp-bench replay-live``: play bench bags into the running node over DDS and score it.
 
 The node (``mlmp-segment``, started here as its own process, or already running) gets
-the bag's class list and window protocol as parameters.  The bag's camera frames are
+the bag's class list and window protocol as parameters, and the core settings given
+(the streaming ones too: ``--schedule``, ``--set adaptation.every=..``,
+``adaptation.budget_ms``, ``adaptation.safeguards.*``).  One bag, or several chained
+(same classes and window protocol, as ``mlmp-bench stream``).  The camera frames are
 published at the recorded rate (or x N, a fixed rate, or paced: the next frame only
 after the previous result), the node's labels and confidence are recorded into a bag,
-and the labels are scored exactly as ``run`` scores (same resolution, same metrics).
-Frames the node dropped (latest frame wins) are left out of the scores and counted.
+and scored two ways:
+
+- the processed frames with their own labels, exactly as ``run`` scores (same
+  resolution, same metrics: ``metrics``; frames the node dropped are left out);
+- at camera rate: every frame sent is scored with the newest labels *received* by the
+  time it was sent (stale labels count, a dropped frame gets what was on the topic, a
+  frame before any labels counts as all wrong), with the scoring function of
+  ``mlmp-bench stream`` (``miou_camera``, per segment of a chain).
+
+Resets and adaptation steps come from the node's /diagnostics.
 
 The node segments one frame at a time, so the offline equivalent is
 ``mlmp-bench run BAG --batch-size 1 --no-shuffle --seeds 0``; with a presized bag (the
@@ -19,13 +30,17 @@ import argparse
 import json
 import os
 import shutil
+from collections.abc import Mapping, Sequence
+from dataclasses import replace as dc_replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
+
+import numpy as np
 
 from ..resources import config_path
 from ..ros import stay_on_loopback
 from .bags import open_bag, recorded, write_recorded_images
-from .metrics import SegmentationMetrics
+from .camera_rate import check_chain, score_camera_rate, segment_name
 
 if TYPE_CHECKING:
     from ..core.config import Config
@@ -41,8 +56,31 @@ def node_overrides(config: Config) -> dict[str, Any]:
     return params
 
 
+def chain_frames(bags: Sequence[Any], limit: int | None = None) -> list[tuple[str, Any]]:
+    """``(segment, frame)`` of chained bags in order, stamps moved so they keep increasing.
+
+    Bags of one data set carry the same stamps; outputs are matched to frames by stamp,
+    so each bag after the first is shifted to start one frame period (its predecessor's
+    median) after the previous bag's last frame.
+    """
+    out: list[tuple[str, Any]] = []
+    last: int | None = None
+    period = 100_000_000
+    for bag in bags:
+        frames = [f for _, f in zip(range(limit or len(bag)), bag)]  # checksums verified before a node starts
+        if not frames:
+            continue
+        shift = 0 if last is None else last + period - frames[0].stamp_ns
+        stamps = [f.stamp_ns + shift for f in frames]
+        out += [(segment_name(bag.info), dc_replace(f, stamp_ns=s)) for f, s in zip(frames, stamps)]
+        if len(stamps) > 1:
+            period = max(1, int(np.median(np.diff(stamps))))
+        last = stamps[-1]
+    return out
+
+
 def replay_live(
-    bag_path: str | os.PathLike[str],
+    bag_path: str | os.PathLike[str] | Sequence[str | os.PathLike[str]],
     config: Config,
     out_dir: str | os.PathLike[str],
     *,
@@ -54,68 +92,141 @@ def replay_live(
     start_node: bool = True,
     namespace: str | None = None,
     timeout: float = 120.0,
+    node_parameters: Mapping[str, Any] | None = None,
+    diagnostics_timeout: float = 5.0,
 ) -> dict[str, Any]:
-    """Play, record, score; returns the JSON-ready report (also written to ``out_dir``)."""
+    """Play, record, score; returns the JSON-ready report (also written to ``out_dir``).
+
+    ``bag_path``: one bag or several, chained in order (same classes and window protocol).
+    ``node_parameters``: node parameters set on top of the config's (e.g.
+    ``diagnostics.period``).  After the play, waits up to ``diagnostics_timeout`` seconds
+    for the node's /diagnostics to read its resets and adaptation steps.
+    """
     # Here, not at the top: ``mlmp-bench --help`` imports this module and must not load torch.
     from ..core.windows import resize_labels
-    from ..ros.live import LiveSession, NodeProcess
+    from ..ros.live import LiveSession, NodeProcess, SessionTimeout
     from .runner import scoring_size, segmenter_config
     from .suite import json_default
 
-    bag = open_bag(bag_path)
-    info = bag.info
+    paths = [bag_path] if isinstance(bag_path, (str, os.PathLike)) else list(bag_path)
+    bags = [open_bag(p) for p in paths]
+    check_chain([(b.path, b.info) for b in bags])
+    info = bags[0].info
     cfg = segmenter_config(config, info)
-    frames = [f for _, f in zip(range(limit or len(bag)), bag)]  # checksums verified before a node starts
+    chained = chain_frames(bags, limit)
+    frames = [f for _, f in chained]
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     stay_on_loopback()
     node = None
     if start_node:
-        node = NodeProcess(params_file or config_path("segment.yaml"), node_overrides(cfg), namespace=namespace,
-                           log_path=out / "node.log")  # fmt: skip
+        node = NodeProcess(params_file or config_path("segment.yaml"), {**node_overrides(cfg), **(node_parameters or {})},
+                           namespace=namespace, log_path=out / "node.log")  # fmt: skip
     schedule: dict[str, Any] = {"paced": True} if paced else ({"rate_hz": rate_hz} if rate_hz else {"speed": speed or 1.0})
     with LiveSession(node, namespace=namespace, keep_serialized=True) as live:
         if node is None:
-            live.set_parameters({"classes": [info["class_key"]]})
+            live.set_parameters({"classes": [info["class_key"]], **(node_parameters or {})})
+        before = live.diagnostics[-1] if live.diagnostics else None
+        if before is None and node is None:  # a node that ran before: its counters before this run
+            try:
+                before = live.wait_for_diagnostics(timeout=diagnostics_timeout)
+            except SessionTimeout:
+                pass
         result = live.play(((f.stamp_ns, f.image) for f in frames), timeout=timeout, **schedule)
+        try:  # a /diagnostics sent after the last output, for the node's counters
+            after = live.wait_for_diagnostics(timeout=diagnostics_timeout, after=result.finished)
+        except SessionTimeout:
+            after = result.diagnostics
         outputs = {k: dict(v) for k, v in live.outputs.items()}
         class_map = live.class_map
 
     names = list(info.get("class_names") or [])
     if names and [class_map.get(i) for i in range(len(names))] != names:
         raise ValueError(f"the node's classes {list(class_map.values())[:4]}... are not the bag's {names[:4]}...")
-    metrics = SegmentationMetrics(int(info["num_classes"]), int(info.get("ignore_index", 255)), names or None)
-    scored = []
-    for frame, rec in zip(frames, result.frames):
-        if rec.labels is None or rec.labels.array is None:
-            continue
-        pred = rec.labels.array
+    truth = []
+    for frame in frames:
         size = scoring_size(frame.image.shape[0], frame.image.shape[1], cfg)
-        if pred.shape != size:
-            pred = resize_labels(pred, size)
-        metrics.update(pred, resize_labels(frame.labels, size))
-        scored.append(frame.index)
+        truth.append(resize_labels(frame.labels, size))
+    t0 = result.started
+    arrival = [rec.published - t0 for rec in result.frames]
+    publications = [(rec.labels.received - t0, rec.index, rec.labels.array) for rec in result.frames
+                    if rec.labels is not None and rec.labels.array is not None]  # fmt: skip
+    scores = score_camera_rate(truth, arrival, publications, num_classes=int(info["num_classes"]),
+                               ignore_index=int(info.get("ignore_index", 255)), class_names=names or None,
+                               segments=[s for s, _ in chained])  # fmt: skip
+    for entry, rec in zip(scores["timeline"], result.frames):
+        entry.update(stamp_ns=rec.stamp_ns, sent_s=rec.published - t0)
+    processed = [{"frame": rec.index, "stamp_ns": rec.stamp_ns, "received_s": rec.labels.received - t0,
+                  "latency_s": rec.latency} for rec in result.frames if rec.labels is not None]  # fmt: skip
+    latencies = [p["latency_s"] for p in processed]
 
     outputs_bag = out / "outputs"
     if outputs_bag.exists():
         shutil.rmtree(outputs_bag)
     write_recorded_images(outputs_bag, recorded(outputs))
     report = {
-        "bag": str(bag.path),
+        "bag": str(bags[0].path),
+        "bags": [str(b.path) for b in bags],
         "dataset": info.get("dataset"),
         "corruption": info.get("corruption"),
         "method": cfg.adaptation.method,
         "mode": cfg.adaptation.mode,
+        "adaptation_schedule": cfg.adaptation.schedule,
+        "settings": {k: v for k, v in cfg.flat().items() if k.startswith("adaptation.")},
         "model": cfg.model,
         "schedule": schedule,
-        "metrics": metrics.compute() if scored else None,
-        "frames_scored": len(scored),
+        # the processed frames, each with its own labels (what ``run`` scores)
+        "metrics": scores["metrics_processed"],
+        "frames_scored": scores["frames_scored_processed"],
+        # every camera frame with the labels received by the time it was sent
+        **{k: scores[k] for k in CAMERA_KEYS},
         **result.summary(),
+        "latency_p50_s": float(np.percentile(latencies, 50)) if latencies else None,
+        "latency_p95_s": float(np.percentile(latencies, 95)) if latencies else None,
+        **node_counters(before, after),
         "latency_ms": [None if r.latency is None else r.latency * 1e3 for r in result.frames],
         "outputs_bag": str(out / "outputs"),
+        "processed": processed,
+        "timeline": scores["timeline"],
     }
     (out / "replay_live.json").write_text(json.dumps(report, indent=2, default=json_default) + "\n")
     return report
+
+
+CAMERA_KEYS = ("miou_camera", "miou_processed", "miou_camera_first10", "miou_camera_last10", "metrics_camera",
+               "frames_without_labels", "label_age_frames_median", "label_age_frames_max", "segments")  # fmt: skip
+NODE_KEYS = ("adaptation_schedule", "adaptation_steps_total", "adaptation_steps_per_s", "adaptation_lag_frames_median",
+             "resets", "resets_by_reason", "frames_received", "frames_processed", "frames_dropped",
+             "frames_lost_in_dds", "frame_errors", "adaptation_failures")  # fmt: skip
+
+
+def node_counters(before: Any, after: Any) -> dict[str, Any]:
+    """Resets and adaptation steps of this run from the node's /diagnostics (before/after the play).
+
+    The node's counters run from its start, so a node that ran before is counted from
+    ``before``.  Without diagnostics the values are None.
+    """
+    if after is None:
+        return {"resets": None, "resets_by_reason": None, "adaptation_steps": None, "node_diagnostics": None}
+
+    def count(diag: Any, key: str) -> int:
+        try:
+            return int(diag.values.get(key, 0)) if diag is not None else 0
+        except ValueError:
+            return 0
+
+    def reasons(diag: Any) -> dict[str, int]:
+        text = diag.values.get("resets_by_reason", "") if diag is not None else ""
+        pairs = (item.strip().partition("=") for item in text.split(",") if item.strip())
+        return {k: int(v) for k, _, v in pairs if v.strip().isdigit()}
+
+    start, end = reasons(before), reasons(after)
+    return {
+        "resets": count(after, "resets") - count(before, "resets"),
+        "resets_by_reason": {k: v - start.get(k, 0) for k, v in end.items() if v - start.get(k, 0)},
+        "adaptation_steps": count(after, "adaptation_steps_total") - count(before, "adaptation_steps_total"),
+        "node_diagnostics": {k: after.values[k] for k in NODE_KEYS if k in after.values},
+    }
 
 
 # ------------------------------------------------------------------- command line
@@ -125,8 +236,9 @@ def register(sub: Any) -> None:
         help="play a bag into the node over DDS, record its outputs, score them like run",
         description=__doc__.split("\n\n")[1],
     )
-    p.add_argument("bag", help="bag folder written by make-bags")
+    p.add_argument("bags", nargs="+", help="bag folder(s) written by make-bags; several are chained in this order")
     p.add_argument("--method", "-m", help="adaptation method (default: the config's)")
+    p.add_argument("--schedule", choices=("sync", "async"), help="adaptation.schedule")
     p.add_argument("--config", help="core config YAML (plain mapping or a ROS parameter file)")
     p.add_argument("--set", action="append", metavar="KEY=VALUE", help="core setting, repeatable")
     p.add_argument("--mode", choices=("episodic", "continual", "off"))
@@ -134,7 +246,9 @@ def register(sub: Any) -> None:
     group.add_argument("--speed", type=float, default=1.0, help="x N the recorded rate (default 1)")
     group.add_argument("--rate", type=float, help="fixed rate in Hz")
     group.add_argument("--paced", action="store_true", help="next frame only after the previous result (no drops)")
-    p.add_argument("--limit", type=int, help="only the first N frames")
+    p.add_argument("--limit", type=int, help="only the first N frames of each bag")
+    p.add_argument("--node-set", action="append", metavar="KEY=VALUE",
+                   help="node parameter on top of the config's (e.g. diagnostics.period=0.5), repeatable")
     p.add_argument("--params", help="node parameter file (default: config/segment.yaml)")
     p.add_argument("--no-start-node", action="store_true", help="use a node that is already running")
     p.add_argument("--namespace", help="the node's namespace")
@@ -144,15 +258,20 @@ def register(sub: Any) -> None:
 
 
 def cmd_replay_live(args: argparse.Namespace) -> int:
-    from .cli import config_from_args
+    from .cli import config_from_args, parse_sets
 
     config = config_from_args(args)
+    changes = {}
     if args.method:
-        config = config.replace(**{"adaptation.method": args.method})
+        changes["adaptation.method"] = args.method
+    if args.schedule:
+        changes["adaptation.schedule"] = args.schedule
+    if changes:
+        config = config.replace(**changes)
     report = replay_live(
-        args.bag, config, args.out, speed=None if (args.rate or args.paced) else args.speed, rate_hz=args.rate,
+        args.bags, config, args.out, speed=None if (args.rate or args.paced) else args.speed, rate_hz=args.rate,
         paced=args.paced, limit=args.limit, params_file=args.params, start_node=not args.no_start_node,
-        namespace=args.namespace, timeout=args.timeout,
+        namespace=args.namespace, timeout=args.timeout, node_parameters=parse_sets(args.node_set),
     )  # fmt: skip
     m = report["metrics"]
     score = f"mIoU {m['mIoU']:.2f} mAcc {m['mAcc']:.2f} mDice {m['mDice']:.2f}" if m else "nothing scored"
@@ -162,5 +281,7 @@ def cmd_replay_live(args: argparse.Namespace) -> int:
         f"{report['dataset']}/{report['corruption']} {report['method']} live: {score} on {report['frames_scored']} "
         f"frames; published {report['frames_published']}, dropped {report['frames_dropped']}, {latency}"
     )
+    print(f"at camera rate (labels on the topic when each frame was sent): mIoU {report['miou_camera']:.2f}, "
+          f"{report['frames_without_labels']} frames before any labels; resets {report['resets']}")  # fmt: skip
     print(f"report: {Path(args.out) / 'replay_live.json'}; outputs: {report['outputs_bag']}")
     return 0 if report["frames_scored"] else 1

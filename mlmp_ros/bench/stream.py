@@ -21,7 +21,9 @@ Every camera frame is scored against the newest labels published by the time it
 arrives (stale labels count; a dropped frame is scored with what was on the topic;
 before the first labels, every pixel counts as wrong): mIoU at camera rate.  Processed
 frames are also scored with their own labels: mIoU of the processed frames.  Latency
-is the publication time minus the arrival time of the processed frames.
+is the publication time minus the arrival time of the processed frames.  The scoring is
+:func:`~mlmp_ros.bench.camera_rate.score_camera_rate`, which ``replay-live`` uses too
+with the times measured through the node.
 """
 
 from __future__ import annotations
@@ -36,7 +38,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from .metrics import SegmentationMetrics
+from .camera_rate import check_chain, score_camera_rate, segment_name
 
 if TYPE_CHECKING:  # torch and the core load when a stream runs, not for ``mlmp-bench --help``
     from ..core.config import Config
@@ -75,15 +77,12 @@ def build_stream(
         raise RunError(f"--sequence must be one of {', '.join(SEQUENCES)}, not '{sequence}'")
     loaded = [load_frames(b, limit=limit) for b in bags]
     info = loaded[0].info
-    for f in loaded[1:]:
-        if f.info.get("class_key") != info.get("class_key") or f.info.get("protocol") != info.get("protocol"):
-            raise RunError(f"bag {f.path} has other classes or another protocol than {loaded[0].path}; "
-                           "chained bags must share them")  # fmt: skip
+    check_chain([(f.bag_path, f.info) for f in loaded])
     frames: list[StreamFrame] = []
     segments: list[str] = []
     if sequence == "chain":
         for f in loaded:
-            name = f"{f.info.get('dataset')}/{f.info.get('corruption')}"
+            name = segment_name(f.info)
             n = frames_per_segment or len(f)
             segments.append(name)
             frames += [StreamFrame(f.images[i % len(f)], f.labels[i % len(f)], name) for i in range(n)]
@@ -144,11 +143,14 @@ def replay_stream(
     loaded=None,
     progress: bool = False,
     overrides: dict[str, Any] | None = None,
+    stop_after: int | None = None,
 ) -> dict[str, Any]:
     """Replay ``stream`` at ``rate_hz`` through a segmenter of ``config``; the JSON-ready report.
 
     ``overrides`` are applied after the bag's class list and window protocol (e.g. another
-    window size for a timing run with another backbone).
+    window size for a timing run with another backbone).  ``stop_after``: end the replay
+    once that many frames were processed (predicted) and score only the camera frames
+    that arrived by the last publication (a latency run on a long stream).
     """
     import torch
 
@@ -166,13 +168,15 @@ def replay_stream(
     torch.manual_seed(0)
     st = StreamSegmenter(seg, threaded=False)
     try:
-        return _replay(st, stream, rate_hz, cost, progress)
+        return _replay(st, stream, rate_hz, cost, progress, stop_after)
     finally:
         st.close()
 
 
-def _replay(st: StreamSegmenter, stream: StreamData, rate: float, cost: Clock, progress: bool) -> dict[str, Any]:
+def _replay(st: StreamSegmenter, stream: StreamData, rate: float, cost: Clock, progress: bool,
+            stop_after: int | None = None) -> dict[str, Any]:  # fmt: skip
     n = len(stream.frames)
+    budget = stop_after or math.inf
     info = stream.info
     nc, ignore = int(info["num_classes"]), int(info.get("ignore_index", 255))
     arrival = [i / rate for i in range(n)]
@@ -205,7 +209,7 @@ def _replay(st: StreamSegmenter, stream: StreamData, rate: float, cost: Clock, p
 
     t_pred, next_pred = 0.0, 0
     if not asynchronous:
-        while next_pred < n:
+        while next_pred < n and len(per_frame) < budget:
             start = max(t_pred, arrival[next_pred])
             k = newest_arrived(start, next_pred)
             t_pred = start + run_predict(k, start)
@@ -214,7 +218,7 @@ def _replay(st: StreamSegmenter, stream: StreamData, rate: float, cost: Clock, p
         t_adapt, last_adapted = 0.0, -1
         pending: list[tuple[float, Published]] = []
         jobs: list[dict[str, Any]] = []
-        while next_pred < n:
+        while next_pred < n and len(per_frame) < budget:
             p_start = max(t_pred, arrival[next_pred])
             done = [(t, k) for t, k, _ in published if k > last_adapted]
             a_start = max(t_adapt, done[0][0]) if done else math.inf
@@ -240,49 +244,19 @@ def _replay(st: StreamSegmenter, stream: StreamData, rate: float, cost: Clock, p
             next_pred = k + 1
         for rec in per_frame:  # adaptation losses and resets on the prediction timeline
             rec["loss"] = next((j["loss"] for j in reversed(jobs) if j["start"] + j["seconds"] <= rec["start"]), None)
+    if next_pred < n and published:  # stopped early: the camera frames up to the last publication
+        end = max(t for t, _, _ in published)
+        kept = max(1, sum(1 for a in arrival if a <= end + 1e-9))
+        stream = StreamData(stream.frames[:kept], stream.segments, stream.info)
+        stream.segments = [s for s in stream.segments if any(f.segment == s for f in stream.frames)]
+        arrival = arrival[:kept]
     return _score(st, stream, arrival, published, per_frame, nc, ignore, rate, cost)
 
 
 def _score(st, stream, arrival, published, per_frame, nc, ignore, rate, cost) -> dict[str, Any]:
-    from ..core.windows import resize_labels
-
-    names = stream.info.get("class_names")
-    camera = SegmentationMetrics(nc, ignore, names)
-    processed = SegmentationMetrics(nc, ignore, names)
-    seg_camera = {s: SegmentationMetrics(nc, ignore, names) for s in stream.segments}
-    seg_processed = {s: SegmentationMetrics(nc, ignore, names) for s in stream.segments}
-    tenth = max(1, len(stream.frames) // 10)
-    first, last = SegmentationMetrics(nc, ignore, names), SegmentationMetrics(nc, ignore, names)
-    by_time = sorted(published, key=lambda p: p[0])
-    own = {k: labels for _, k, labels in published}
-    timeline = []
-    j = -1
-    no_labels = 0
-    for i, frame in enumerate(stream.frames):
-        while j + 1 < len(by_time) and by_time[j + 1][0] <= arrival[i] + 1e-9:
-            j += 1
-        if j < 0:
-            pred = np.full(frame.labels.shape, nc, np.int32)  # nothing on the topic yet: all wrong
-            shown = None
-            no_labels += 1
-        else:
-            shown = by_time[j][1]
-            pred = by_time[j][2]
-            if pred.shape != frame.labels.shape:
-                pred = resize_labels(pred, frame.labels.shape)
-        camera.update(pred, frame.labels)
-        if i < tenth:
-            first.update(pred, frame.labels)
-        if i >= len(stream.frames) - tenth:
-            last.update(pred, frame.labels)
-        seg_camera[frame.segment].update(pred, frame.labels)
-        valid = frame.labels != ignore
-        acc = float((pred[valid] == frame.labels[valid]).mean()) if valid.any() else None
-        if i in own:
-            mine = own[i] if own[i].shape == frame.labels.shape else resize_labels(own[i], frame.labels.shape)
-            processed.update(mine, frame.labels)
-            seg_processed[frame.segment].update(mine, frame.labels)
-        timeline.append({"frame": i, "segment": frame.segment, "shown": shown, "pixel_acc": acc})
+    scores = score_camera_rate([f.labels for f in stream.frames], arrival, published, num_classes=nc,
+                               ignore_index=ignore, class_names=stream.info.get("class_names"),
+                               segments=[f.segment for f in stream.frames])  # fmt: skip
     lat = np.array([r["latency"] for r in per_frame])
     stats = st.stats()
     return {
@@ -293,29 +267,18 @@ def _score(st, stream, arrival, published, per_frame, nc, ignore, rate, cost) ->
         "mode": st.config.adaptation.mode,
         "method": st.config.adaptation.method,
         "settings": {k: v for k, v in st.config.flat().items() if k.startswith("adaptation.")},
-        "miou_camera": camera.compute()["mIoU"],
-        "miou_processed": processed.compute()["mIoU"],
-        # the first and last 10% of the stream (a collapse shows as the last far below the first
-        # when both parts show the same conditions)
-        "miou_camera_first10": first.compute()["mIoU"],
-        "miou_camera_last10": last.compute()["mIoU"],
+        **{k: scores[k] for k in ("miou_camera", "miou_processed", "miou_camera_first10", "miou_camera_last10")},
         "frames_processed": len(per_frame),
-        "frames_without_labels": no_labels,
+        "frames_without_labels": scores["frames_without_labels"],
+        "label_age_frames_median": scores["label_age_frames_median"],
         "latency_p50_s": float(np.percentile(lat, 50)) if len(lat) else None,
         "latency_p95_s": float(np.percentile(lat, 95)) if len(lat) else None,
         "resets": stats["resets"],
         "adaptation_steps": stats["steps"],
         "lag_frames_median": _median([r["lag"] for r in per_frame if r["lag"] is not None]),
-        "segments": [
-            {
-                "segment": s,
-                "miou_camera": seg_camera[s].compute()["mIoU"],
-                "miou_processed": seg_processed[s].compute()["mIoU"] if seg_processed[s].images else None,
-            }
-            for s in stream.segments
-        ],
+        "segments": scores["segments"],
         "processed": per_frame,
-        "timeline": timeline,
+        "timeline": scores["timeline"],
     }
 
 

@@ -93,3 +93,46 @@ def test_corruption_sequences_from_one_bag(bags):
     assert all(np.array_equal(a.labels, b.labels) for a, b in zip(severity.frames, plain.frames))  # labels unchanged
     with pytest.raises(RunError, match="sequence"):
         build_stream([str(bags[0])], sequence="shuffled")
+
+
+def test_stop_after_scores_the_frames_up_to_the_last_publication(bags):
+    stream = build_stream([str(b) for b in bags], frames_per_segment=20)  # the bags' 3 frames cycled
+    assert len(stream.frames) == 40 and stream.frames[3].labels is stream.frames[0].labels
+    config = tiny_config(adaptation__steps=2, adaptation__method="tent")
+    # as above: frame 0 is published at 0.25 s, frame 2 at 0.5 s; stop after two processed frames
+    report = replay_stream(stream, config, rate_hz=10, clock="fixed:50,100", loaded=tiny_clip(0), stop_after=2)
+    assert [r["frame"] for r in report["processed"]] == [0, 2]
+    assert report["frames"] == 6  # camera frames arrived by 0.5 s (0.0 ... 0.5)
+    assert [t["shown"] for t in report["timeline"]] == [None, None, None, 0, 0, 2]
+    assert [s["segment"] for s in report["segments"]] == ["voc20/original"]
+
+
+def test_chains_two_paper_layouts_with_one_class_list(tmp_path, bags):
+    """Cityscapes then ACDC fog (two layouts, one class list and window protocol) run as one stream
+    through ``mlmp-bench stream``; a VOC20 bag after a Cityscapes bag is refused, naming both."""
+    from .test_datasets import make_layout
+
+    make_layout("cityscapes", tmp_path / "cityscapes", n=2)
+    make_layout("acdc", tmp_path / "acdc", n=2, condition="fog")
+    city = make_bag(open_dataset("cityscapes", tmp_path / "cityscapes"), "original", tmp_path / "b" / "city",
+                    progress=False)  # fmt: skip
+    fog = make_bag(open_dataset("acdc", tmp_path / "acdc", condition="fog"), "original", tmp_path / "b" / "acdc",
+                   progress=False)  # fmt: skip
+    stream = build_stream([str(city), str(fog)])
+    assert stream.segments == ["cityscapes/original", "acdc_fog/original"] and len(stream.frames) == 4
+    assert stream.info["class_key"] == "cityscapes"
+
+    out = tmp_path / "out"
+    code = main(["stream", str(city), str(fog), *TINY, "--set", "adaptation.steps=1", "--method", "tent",
+                 "--rate", "10", "--clock", "fixed:50,100", "--out", str(out), "--no-plot", "--no-progress"])  # fmt: skip
+    assert code == 0
+    report = json.loads((out / "stream.json").read_text())
+    assert [s["segment"] for s in report["segments"]] == ["cityscapes/original", "acdc_fog/original"]
+    assert report["frames"] == 4 and [t["segment"] for t in report["timeline"]][1:3] == [
+        "cityscapes/original", "acdc_fog/original"]  # fmt: skip
+
+    with pytest.raises(RunError) as refused:
+        build_stream([str(city), str(bags[0])])
+    message = str(refused.value)
+    assert str(city) in message and str(bags[0]) in message
+    assert "'voc20' vs 'cityscapes'" in message

@@ -1,36 +1,12 @@
-"""A live session with the segmentation node: play frames in over DDS, record what comes out.
-
-The session can start the node itself (:class:`NodeProcess`, a child process of
-``mlmp-segment``), waits until it is ready (its transient-local ``label_info``
-arrived), publishes frames as a camera would and records every output with its
-receive time, matched to the input by header stamp::
-
-    with LiveSession(NodeProcess(params_file, {"model": "mlmp-tiny-test"})) as live:
-        result = live.play(sample_frames(), rate_hz=10)
-    print(result.summary())
-
-Frames are ``(stamp_ns, image)`` pairs where image is an (H, W, 3) uint8 RGB array, the
-serialized CDR bytes of a sensor_msgs/Image (as read from a bag), or an Image /
-CompressedImage message.  It measures rates, latency, drops and the node's memory; it
-holds no benchmark or metric logic.
-"""
+"""The live session: a camera publisher and a listener for the node over DDS (see the package docs)."""
 
 from __future__ import annotations
 
 import itertools
-import json
 import os
-import shutil
-import signal
-import struct
-import subprocess
-import sys
-import tempfile
 import threading
 import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 import cv2
@@ -38,312 +14,36 @@ import numpy as np
 import rclpy
 from diagnostic_msgs.msg import DiagnosticArray
 from rcl_interfaces.msg import Parameter as ParameterMsg
-from rcl_interfaces.msg import ParameterType, ParameterValue, SetParametersResult
+from rcl_interfaces.msg import SetParametersResult
 from rcl_interfaces.srv import GetParameters, SetParameters
 from rclpy.executors import SingleThreadedExecutor
-from rclpy.parameter import parameter_value_to_python
 from rclpy.qos import QoSProfile
 from rclpy.serialization import deserialize_message
-from rclpy.time import Time
 from sensor_msgs.msg import CompressedImage, Image
 from std_srvs.srv import Trigger
 
-from ..constants import CONFIDENCE_TOPIC, LABELS_TOPIC, NODE_NAME
-from . import rss_bytes
-from .conversions import (
+from ...constants import CONFIDENCE_TOPIC, LABELS_TOPIC, NODE_NAME
+from .. import rss_bytes
+from ..conversions import (
     array_to_image,
     image_to_array,
     label_info_type,
     parse_label_info,
 )
-from .params import plain
-from .qos import label_info_qos, output_qos, reliability_policy
+from ..qos import label_info_qos, output_qos, reliability_policy
+from .parameters import _python_value, parameter_value
+from .process import NodeProcess
+from .records import Diagnostics, FrameRecord, Output, PlayResult
+from .stamps import _set_stamp, cdr_stamp, cdr_with_stamp, stamp_of
 
 _session_ids = itertools.count()
-
-
-class NodeDiedError(RuntimeError):
-    """The node process ended while the session needed it; the message holds its log's end."""
 
 
 class SessionTimeout(TimeoutError):
     """Something the session waited for did not happen in time."""
 
 
-# ------------------------------------------------------------------- the node
-def node_command() -> list[str]:
-    """How to start the node: the ``mlmp-segment`` beside this Python, on PATH, or ``-m``."""
-    beside = Path(sys.executable).parent / "mlmp-segment"
-    if beside.is_file():
-        return [str(beside)]
-    found = shutil.which("mlmp-segment")
-    return [found] if found else [sys.executable, "-m", "mlmp_ros.ros"]
 
-
-def format_parameter(value: Any) -> str:
-    """A value as ``-p name:=VALUE`` wants it (YAML; strings quoted so '-1' stays a string)."""
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    if isinstance(value, int):
-        return str(value)
-    if isinstance(value, float):
-        text = repr(value)
-        return text if any(c in text for c in ".eEn") else text + ".0"
-    if isinstance(value, str):
-        return json.dumps(value)
-    if isinstance(value, (list, tuple)):
-        return "[" + ", ".join(format_parameter(v) for v in value) + "]"
-    raise TypeError(f"cannot pass {type(value).__name__} as a ROS parameter")
-
-
-class NodeProcess:
-    """``mlmp-segment`` as a child process; stdout and stderr go to a log file.
-
-    ``parameters`` become ``-p name:=value`` after the parameter file; ``remaps`` are
-    ``{"image": "/camera/image_raw"}``; ``name`` and ``namespace`` remap the node's own.
-    """
-
-    def __init__(
-        self,
-        params_file: str | Path | None = None,
-        parameters: Mapping[str, Any] | None = None,
-        *,
-        name: str | None = None,
-        namespace: str | None = None,
-        remaps: Mapping[str, str] | None = None,
-        env: Mapping[str, str] | None = None,
-        log_path: str | Path | None = None,
-        command: Sequence[str] | None = None,
-    ):
-        self.params_file = Path(params_file) if params_file else None
-        self.parameters = dict(parameters or {})
-        self.name = name or NODE_NAME
-        self.namespace = "/" + (namespace or "").strip("/")
-        self.remaps = dict(remaps or {})
-        self.env = dict(env or {})
-        self.command = list(command) if command else node_command()
-        self._tmp: tempfile.TemporaryDirectory | None = None
-        self.log_path = Path(log_path) if log_path else None
-        self.process: subprocess.Popen | None = None
-        self._log_file = None
-
-    @property
-    def fully_qualified_name(self) -> str:
-        return self.namespace.rstrip("/") + "/" + self.name
-
-    def argv(self) -> list[str]:
-        args = [*self.command, "--ros-args"]
-        if self.params_file:
-            args += ["--params-file", str(self.params_file)]
-        for key, value in self.parameters.items():
-            args += ["-p", f"{key}:={format_parameter(value)}"]
-        if self.name != NODE_NAME:
-            args += ["-r", f"__node:={self.name}"]
-        if self.namespace != "/":
-            args += ["-r", f"__ns:={self.namespace}"]
-        for src, dst in self.remaps.items():
-            args += ["-r", f"{src}:={dst}"]
-        return args
-
-    def environment(self) -> dict[str, str]:
-        env = dict(os.environ)
-        env.update(
-            RCUTILS_LOGGING_BUFFERED_STREAM="0",  # log lines reach the file as they happen
-            RCUTILS_COLORIZED_OUTPUT="0",
-            PYTHONUNBUFFERED="1",
-        )
-        env.update(self.env)
-        return env
-
-    def start(self) -> NodeProcess:
-        if self.log_path is None:
-            self._tmp = tempfile.TemporaryDirectory(prefix="mlmp_node_")
-            self.log_path = Path(self._tmp.name) / "node.log"
-        self.log_path.parent.mkdir(parents=True, exist_ok=True)
-        self._log_file = open(self.log_path, "wb")  # noqa: SIM115 - closed in stop()
-        self.process = subprocess.Popen(
-            self.argv(),
-            stdin=subprocess.DEVNULL,
-            stdout=self._log_file,
-            stderr=subprocess.STDOUT,
-            env=self.environment(),
-        )
-        return self
-
-    @property
-    def pid(self) -> int | None:
-        return self.process.pid if self.process else None
-
-    @property
-    def returncode(self) -> int | None:
-        return self.process.poll() if self.process else None
-
-    def alive(self) -> bool:
-        return self.process is not None and self.process.poll() is None
-
-    def log(self) -> str:
-        if self.log_path is None or not self.log_path.is_file():
-            return ""
-        return self.log_path.read_text(errors="replace")
-
-    def log_tail(self, lines: int = 40) -> str:
-        return "\n".join(self.log().splitlines()[-lines:])
-
-    def check(self) -> None:
-        """Raise :class:`NodeDiedError` if the process has ended."""
-        if self.process is not None and self.process.poll() is not None:
-            raise NodeDiedError(
-                f"the node exited with code {self.process.returncode}; its output ends with:\n{self.log_tail()}"
-            )
-
-    def stop(self, timeout: float = 15.0) -> int | None:
-        """SIGINT (a clean ROS shutdown), then SIGTERM, then SIGKILL; returns the exit code."""
-        proc = self.process
-        if proc is not None and proc.poll() is None:
-            for sig, wait in ((signal.SIGINT, timeout), (signal.SIGTERM, 5.0), (signal.SIGKILL, 5.0)):
-                proc.send_signal(sig)
-                try:
-                    proc.wait(wait)
-                    break
-                except subprocess.TimeoutExpired:
-                    continue
-        if self._log_file is not None:
-            self._log_file.close()
-            self._log_file = None
-        return proc.returncode if proc is not None else None
-
-    def cleanup(self) -> None:
-        if self._tmp is not None:
-            self._tmp.cleanup()
-            self._tmp = None
-
-
-# ----------------------------------------------------------------- records
-@dataclass
-class Output:
-    """One output message as received."""
-
-    stamp_ns: int
-    frame_id: str
-    encoding: str
-    width: int
-    height: int
-    received: float  # time.monotonic()
-    received_wall: float  # time.time()
-    array: np.ndarray | None = None
-    serialized: bytes | None = None
-
-
-@dataclass
-class Diagnostics:
-    level: int
-    message: str
-    values: dict[str, str]
-    received: float  # time.monotonic()
-
-
-@dataclass
-class FrameRecord:
-    index: int
-    stamp_ns: int  # header stamp sent (outputs carry it)
-    source_stamp_ns: int  # stamp given with the frame
-    published: float  # time.monotonic()
-    published_wall: float
-    labels: Output | None = None
-    confidence: Output | None = None
-
-    @property
-    def latency(self) -> float | None:
-        """Seconds from publishing the frame to receiving its labels."""
-        return None if self.labels is None else self.labels.received - self.published
-
-
-def _rate(times: Sequence[float]) -> float | None:
-    """Events per second over sorted event times (None for fewer than two distinct times)."""
-    return (len(times) - 1) / (times[-1] - times[0]) if len(times) > 1 and times[-1] > times[0] else None
-
-
-def _percentile(values: Sequence[float], q: float) -> float | None:
-    return float(np.percentile(values, q)) if len(values) else None
-
-
-@dataclass
-class PlayResult:
-    frames: list[FrameRecord]
-    started: float
-    finished: float
-    rss: list[tuple[float, int]] = field(default_factory=list)  # (seconds since start, bytes)
-    diagnostics: Diagnostics | None = None
-
-    @property
-    def published(self) -> int:
-        return len(self.frames)
-
-    @property
-    def processed(self) -> int:
-        return sum(f.labels is not None for f in self.frames)
-
-    @property
-    def dropped(self) -> int:
-        return self.published - self.processed
-
-    @property
-    def latencies(self) -> list[float]:
-        return [f.latency for f in self.frames if f.latency is not None]
-
-    @property
-    def input_rate_hz(self) -> float | None:
-        return _rate([f.published for f in self.frames])
-
-    @property
-    def output_rate_hz(self) -> float | None:
-        return _rate(sorted(f.labels.received for f in self.frames if f.labels is not None))
-
-    def summary(self) -> dict[str, Any]:
-        """Plain numbers (JSON-ready)."""
-        lat = self.latencies
-        return {
-            "frames_published": self.published,
-            "frames_processed": self.processed,
-            "frames_dropped": self.dropped,
-            "input_rate_hz": self.input_rate_hz,
-            "output_rate_hz": self.output_rate_hz,
-            "latency_median_ms": None if not lat else _percentile(lat, 50) * 1e3,
-            "latency_p95_ms": None if not lat else _percentile(lat, 95) * 1e3,
-            "duration_s": self.finished - self.started,
-            "rss_mb": [(round(t, 2), round(b / 2**20, 1)) for t, b in self.rss],
-        }
-
-
-# ---------------------------------------------------------------- stamps
-def stamp_of(header: Any) -> int:
-    return Time.from_msg(header.stamp).nanoseconds
-
-
-def _set_stamp(header: Any, stamp_ns: int) -> None:
-    header.stamp = Time(nanoseconds=int(stamp_ns)).to_msg()
-
-
-def _cdr_order(data: bytes) -> str:
-    if len(data) < 12 or data[0] != 0 or data[1] not in (0, 1):
-        raise ValueError("not a CDR-serialized message (bad encapsulation header)")
-    return "<" if data[1] == 1 else ">"
-
-
-def cdr_stamp(data: bytes) -> int:
-    """The header stamp of a serialized message that starts with std_msgs/Header."""
-    sec, nanosec = struct.unpack_from(_cdr_order(data) + "iI", data, 4)
-    return sec * 1_000_000_000 + nanosec
-
-
-def cdr_with_stamp(data: bytes, stamp_ns: int) -> bytes:
-    """A copy of a serialized message with its header stamp replaced."""
-    out = bytearray(data)
-    struct.pack_into(_cdr_order(data) + "iI", out, 4, *divmod(int(stamp_ns), 1_000_000_000))
-    return bytes(out)
-
-
-# ------------------------------------------------------------------- session
 class LiveSession:
     """A camera and a listener for a running (or started) segmentation node.
 
@@ -733,32 +433,3 @@ class LiveSession:
     def reset(self, timeout: float = 120.0) -> Trigger.Response:
         """Call the node's ``~/reset``: adapted weights back to the source weights."""
         return self._call(Trigger, f"{self.node_fqn}/reset", Trigger.Request(), timeout)
-
-
-def parameter_value(value: Any) -> ParameterValue:
-    """A ParameterValue message for a Python value (an empty list is a string array)."""
-    if isinstance(value, bool):
-        return ParameterValue(type=ParameterType.PARAMETER_BOOL, bool_value=value)
-    if isinstance(value, int):
-        return ParameterValue(type=ParameterType.PARAMETER_INTEGER, integer_value=value)
-    if isinstance(value, float):
-        return ParameterValue(type=ParameterType.PARAMETER_DOUBLE, double_value=value)
-    if isinstance(value, str):
-        return ParameterValue(type=ParameterType.PARAMETER_STRING, string_value=value)
-    if isinstance(value, (list, tuple)):
-        items = list(value)
-        if all(isinstance(v, bool) for v in items) and items:
-            return ParameterValue(type=ParameterType.PARAMETER_BOOL_ARRAY, bool_array_value=items)
-        if all(isinstance(v, int) and not isinstance(v, bool) for v in items) and items:
-            return ParameterValue(type=ParameterType.PARAMETER_INTEGER_ARRAY, integer_array_value=items)
-        if all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in items) and items:
-            return ParameterValue(type=ParameterType.PARAMETER_DOUBLE_ARRAY, double_array_value=[float(v) for v in items])
-        if all(isinstance(v, str) for v in items):
-            return ParameterValue(type=ParameterType.PARAMETER_STRING_ARRAY, string_array_value=items)
-    raise TypeError(f"cannot send {value!r} as a ROS parameter")
-
-
-def _python_value(value: ParameterValue) -> Any:
-    if value.type == ParameterType.PARAMETER_NOT_SET:
-        return None
-    return plain(parameter_value_to_python(value))
