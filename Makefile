@@ -22,7 +22,7 @@ VENV_JAZZY ?= .venv-jazzy
 JAZZY_STAMP := $(VENV_JAZZY)/.mlmp-installed
 JAZZY_TESTS ?= test/ros test/core
 
-.PHONY: install install-jazzy demo test test-kilted test-jazzy lint clean
+.PHONY: install install-jazzy demo test test-kilted test-jazzy test-avx2-only lint clean
 
 # The stamp depends on setup.py: a changed dependency list (a new extra) reinstalls.
 $(STAMP): setup.py setup.cfg package.xml
@@ -53,6 +53,12 @@ test-kilted: $(STAMP)
 
 test-jazzy: $(JAZZY_STAMP)
 	$(VENV_JAZZY)/bin/python -m pytest -q -p no:cacheprovider $(PYTEST_ARGS) $(JAZZY_TESTS)
+
+# The Kilted pass as on an AVX2-only CPU (not part of `make test`): torch's AVX2 kernels
+# (ATEN_CPU_CAPABILITY) and no native bf16 reported (test/tools/avx2_only/sitecustomize.py),
+# so `precision: auto` resolves to fp32 as it would there.
+test-avx2-only: $(STAMP)
+	ATEN_CPU_CAPABILITY=avx2 PYTHONPATH=$(CURDIR)/test/tools/avx2_only $(MAKE) test-kilted
 
 lint: $(STAMP)
 	$(BIN)/python -m pip install --quiet ruff && $(BIN)/ruff check mlmp_ros test benchmarks launch

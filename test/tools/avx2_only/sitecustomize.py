@@ -1,0 +1,31 @@
+# Emulate an AVX2-only CPU for a test run: with ATEN_CPU_CAPABILITY=avx2 torch uses its
+# AVX2 kernels; this makes torch report no native bf16 (no AVX-512-BF16, no AMX), patched
+# when torch.cpu is first imported (torch itself is not imported here).
+import importlib.abc
+import sys
+
+
+class _Patch(importlib.abc.MetaPathFinder):
+    def find_spec(self, name, path, target=None):
+        if name != "torch.cpu":
+            return None
+        for finder in sys.meta_path:
+            if finder is self:
+                continue
+            spec = finder.find_spec(name, path, target)
+            if spec is not None:
+                break
+        else:
+            return None
+        exec_module = spec.loader.exec_module
+
+        def patched(module):
+            exec_module(module)
+            module._is_avx512_bf16_supported = lambda: False
+            module._is_amx_tile_supported = lambda: False
+
+        spec.loader.exec_module = patched
+        return spec
+
+
+sys.meta_path.insert(0, _Patch())
