@@ -60,79 +60,113 @@ def score_camera_rate(
     shown, or None, and the pixel accuracy of what was shown).
     """
     n = len(truth)
-    if len(arrival) != n:
-        raise ValueError(f"{len(arrival)} arrival times for {n} frames")
-    if segments is not None and len(segments) != n:
-        raise ValueError(f"{len(segments)} segment names for {n} frames")
-    seg_of = list(segments) if segments is not None else ["stream"] * n
-    order = list(dict.fromkeys(seg_of))
-    names = list(class_names) if class_names else None
-
-    def metrics() -> SegmentationMetrics:
-        return SegmentationMetrics(num_classes, ignore_index, names)
-
-    camera, processed, first, last = metrics(), metrics(), metrics(), metrics()
-    seg_camera = {s: metrics() for s in order}
-    seg_processed = {s: metrics() for s in order}
-    tenth = max(1, n // 10)
+    seg_of = _segment_of_frames(n, arrival, segments)
+    scores = _CameraRateScores(n, seg_of, num_classes, ignore_index, class_names)
     by_time = sorted(published, key=lambda p: p[0])  # stable: equal times keep their order
     own: dict[int, np.ndarray] = {}
     for _, k, labels in by_time:
         own[int(k)] = labels
-    timeline: list[dict[str, Any]] = []
-    ages: list[int] = []
     j = -1
-    no_labels = 0
     for i in range(n):
-        gt = truth[i]
         while j + 1 < len(by_time) and by_time[j + 1][0] <= arrival[i] + EPSILON_S:
             j += 1
-        if j < 0:
-            pred = np.full(gt.shape, num_classes, np.int32)  # nothing on the topic yet: all wrong
+        scores.add(i, truth[i], by_time[j] if j >= 0 else None, own.get(i))
+    return scores.result()
+
+
+def _segment_of_frames(n: int, arrival: Sequence[float], segments: Sequence[str] | None) -> list[str]:
+    """Each frame's segment name, after checking the per-frame sequences match ``n`` frames."""
+    if len(arrival) != n:
+        raise ValueError(f"{len(arrival)} arrival times for {n} frames")
+    if segments is not None and len(segments) != n:
+        raise ValueError(f"{len(segments)} segment names for {n} frames")
+    return list(segments) if segments is not None else ["stream"] * n
+
+
+class _CameraRateScores:
+    """The running camera-rate and processed-frame scores of one stream, frame by frame."""
+
+    def __init__(
+        self,
+        n: int,
+        seg_of: list[str],
+        num_classes: int,
+        ignore_index: int,
+        class_names: Sequence[str] | None,
+    ) -> None:
+        self.n = n
+        self.seg_of = seg_of
+        self.order = list(dict.fromkeys(seg_of))
+        self.num_classes = num_classes
+        self.ignore_index = ignore_index
+        names = list(class_names) if class_names else None
+
+        def metrics() -> SegmentationMetrics:
+            return SegmentationMetrics(num_classes, ignore_index, names)
+
+        self.camera, self.processed, self.first, self.last = metrics(), metrics(), metrics(), metrics()
+        self.seg_camera = {s: metrics() for s in self.order}
+        self.seg_processed = {s: metrics() for s in self.order}
+        self.tenth = max(1, n // 10)
+        self.timeline: list[dict[str, Any]] = []
+        self.ages: list[int] = []
+        self.no_labels = 0
+
+    def add(self, i: int, gt: np.ndarray, on_topic: Publication | None, own: np.ndarray | None) -> None:
+        """Score frame ``i`` with the publication on the topic (None: none yet) and its own labels."""
+        if on_topic is None:
+            pred = np.full(gt.shape, self.num_classes, np.int32)  # nothing on the topic yet: all wrong
             shown = None
-            no_labels += 1
+            self.no_labels += 1
         else:
-            shown = int(by_time[j][1])
-            pred = _at(by_time[j][2], gt.shape)
-            ages.append(i - shown)
-        camera.update(pred, gt)
-        if i < tenth:
-            first.update(pred, gt)
-        if i >= n - tenth:
-            last.update(pred, gt)
-        seg_camera[seg_of[i]].update(pred, gt)
-        valid = gt != ignore_index
+            shown = int(on_topic[1])
+            pred = _at(on_topic[2], gt.shape)
+            self.ages.append(i - shown)
+        segment = self.seg_of[i]
+        self.camera.update(pred, gt)
+        if i < self.tenth:
+            self.first.update(pred, gt)
+        if i >= self.n - self.tenth:
+            self.last.update(pred, gt)
+        self.seg_camera[segment].update(pred, gt)
+        valid = gt != self.ignore_index
         acc = float((pred[valid] == gt[valid]).mean()) if valid.any() else None
-        if i in own:
-            mine = _at(own[i], gt.shape)
-            processed.update(mine, gt)
-            seg_processed[seg_of[i]].update(mine, gt)
-        timeline.append({"frame": i, "segment": seg_of[i], "shown": shown, "pixel_acc": acc})
-    scored_processed = processed.images
-    return {
-        "frames": n,
-        "miou_camera": camera.compute()["mIoU"],
-        "miou_processed": processed.compute()["mIoU"],
-        # the first and last 10% of the stream (a collapse shows as the last far below the first
-        # when both parts show the same conditions)
-        "miou_camera_first10": first.compute()["mIoU"],
-        "miou_camera_last10": last.compute()["mIoU"],
-        "metrics_camera": camera.compute(),
-        "metrics_processed": processed.compute() if scored_processed else None,
-        "frames_scored_processed": scored_processed,
-        "frames_without_labels": no_labels,
-        "label_age_frames_median": float(np.median(ages)) if ages else None,
-        "label_age_frames_max": max(ages) if ages else None,
-        "segments": [
-            {
-                "segment": s,
-                "miou_camera": seg_camera[s].compute()["mIoU"],
-                "miou_processed": seg_processed[s].compute()["mIoU"] if seg_processed[s].images else None,
-            }
-            for s in order
-        ],
-        "timeline": timeline,
-    }
+        if own is not None:
+            mine = _at(own, gt.shape)
+            self.processed.update(mine, gt)
+            self.seg_processed[segment].update(mine, gt)
+        self.timeline.append({"frame": i, "segment": segment, "shown": shown, "pixel_acc": acc})
+
+    def result(self) -> dict[str, Any]:
+        """The JSON-ready scores (keys in :func:`score_camera_rate`)."""
+        camera, processed, ages = self.camera, self.processed, self.ages
+        scored_processed = processed.images
+        return {
+            "frames": self.n,
+            "miou_camera": camera.compute()["mIoU"],
+            "miou_processed": processed.compute()["mIoU"],
+            # the first and last 10% of the stream (a collapse shows as the last far below the first
+            # when both parts show the same conditions)
+            "miou_camera_first10": self.first.compute()["mIoU"],
+            "miou_camera_last10": self.last.compute()["mIoU"],
+            "metrics_camera": camera.compute(),
+            "metrics_processed": processed.compute() if scored_processed else None,
+            "frames_scored_processed": scored_processed,
+            "frames_without_labels": self.no_labels,
+            "label_age_frames_median": float(np.median(ages)) if ages else None,
+            "label_age_frames_max": max(ages) if ages else None,
+            "segments": [
+                {
+                    "segment": s,
+                    "miou_camera": self.seg_camera[s].compute()["mIoU"],
+                    "miou_processed": (
+                        self.seg_processed[s].compute()["mIoU"] if self.seg_processed[s].images else None
+                    ),
+                }
+                for s in self.order
+            ],
+            "timeline": self.timeline,
+        }
 
 
 def _at(labels: np.ndarray, shape: tuple[int, ...]) -> np.ndarray:
