@@ -175,82 +175,115 @@ def replay_stream(
 
 def _replay(st: StreamSegmenter, stream: StreamData, rate: float, cost: Clock, progress: bool,
             stop_after: int | None = None) -> dict[str, Any]:  # fmt: skip
-    n = len(stream.frames)
     budget = stop_after or math.inf
     info = stream.info
     nc, ignore = int(info["num_classes"]), int(info.get("ignore_index", 255))
-    arrival = [i / rate for i in range(n)]
-    published: list[tuple[float, int, np.ndarray]] = []  # (time, frame predicted, labels)
-    per_frame: list[dict[str, Any]] = []
-    asynchronous = st.schedule == "async"
-    steps_before = 0
+    replay = _Replay(st, stream, rate, cost)
+    next_pred = _run_async(replay, budget) if replay.asynchronous else _run_sync(replay, budget)
+    arrival, published = replay.arrival, replay.published
+    if next_pred < replay.n and published:  # stopped early: the camera frames up to the last publication
+        stream, arrival = _until_last_publication(stream, arrival, published)
+    return _score(st, stream, arrival, published, replay.per_frame, nc, ignore, rate, cost)
 
-    def newest_arrived(t: float, first: int) -> int:
-        k = min(n - 1, math.floor(t * rate + 1e-9))
+
+class _Replay:
+    """One replay's state on the simulated clock: the camera's arrival times, what was published, each job."""
+
+    def __init__(self, st: StreamSegmenter, stream: StreamData, rate: float, cost: Clock) -> None:
+        self.st, self.stream, self.rate, self.cost = st, stream, rate, cost
+        self.n = len(stream.frames)
+        self.arrival = [i / rate for i in range(self.n)]
+        self.published: list[tuple[float, int, np.ndarray]] = []  # (time, frame predicted, labels)
+        self.per_frame: list[dict[str, Any]] = []
+        self.jobs: list[dict[str, Any]] = []  # adaptation jobs (async)
+        self.asynchronous = st.schedule == "async"
+        self.steps_before = 0
+
+    def newest_arrived(self, t: float, first: int) -> int:
+        """The newest camera frame arrived by ``t``, and not before ``first``."""
+        k = min(self.n - 1, math.floor(t * self.rate + 1e-9))
         return max(k, first)
 
-    def run_predict(k: int, start: float) -> float:
-        nonlocal steps_before
+    def predict(self, k: int, start: float) -> float:
+        """Process frame ``k`` from ``start``: publish its labels, record it; its simulated duration."""
+        st, asynchronous = self.st, self.asynchronous
         t0 = time.perf_counter()
-        out = st.predict_only([stream.frames[k].image], k, output="processing") if asynchronous else \
-            st.segment([stream.frames[k].image], output="processing")  # fmt: skip
+        out = st.predict_only([self.stream.frames[k].image], k, output="processing") if asynchronous else \
+            st.segment([self.stream.frames[k].image], output="processing")  # fmt: skip
         measured = time.perf_counter() - t0
-        steps = st.control.steps_total - steps_before
-        steps_before = st.control.steps_total
-        d = cost.cost(measured, 1, 0 if asynchronous else steps)
+        steps = st.control.steps_total - self.steps_before
+        self.steps_before = st.control.steps_total
+        d = self.cost.cost(measured, 1, 0 if asynchronous else steps)
         labels = out.result.frames[0].labels
-        published.append((start + d, k, labels))
-        per_frame.append({
-            "frame": k, "start": start, "done": start + d, "latency": start + d - arrival[k],
+        self.published.append((start + d, k, labels))
+        self.per_frame.append({
+            "frame": k, "start": start, "done": start + d, "latency": start + d - self.arrival[k],
             "lag": out.lag, "loss": out.result.losses[-1] if out.result.losses else None,
             "resets": sum(st.method.reset_reasons.values()), "steps": steps,
         })  # fmt: skip
         return d
 
+    def adapt(self, j: int, start: float) -> tuple[float, Published | None]:
+        """Run an adaptation job on frame ``j`` from ``start``, record it; its simulated duration and weights."""
+        st = self.st
+        steps0 = st.control.steps_total
+        t0 = time.perf_counter()
+        pub = st.adapt_only([self.stream.frames[j].image], j)
+        d = self.cost.cost(time.perf_counter() - t0, 0, st.control.steps_total - steps0)
+        self.steps_before = st.control.steps_total
+        self.jobs.append({"frame": j, "start": start, "seconds": d, "loss": pub.losses[-1] if pub and pub.losses
+                          else None, "resets": sum(st.method.reset_reasons.values())})  # fmt: skip
+        return d, pub
+
+
+def _run_sync(r: _Replay, budget: float) -> int:
+    """Adapt-and-predict each newest frame when the last one is done; the next frame not processed."""
     t_pred, next_pred = 0.0, 0
-    if not asynchronous:
-        while next_pred < n and len(per_frame) < budget:
-            start = max(t_pred, arrival[next_pred])
-            k = newest_arrived(start, next_pred)
-            t_pred = start + run_predict(k, start)
-            next_pred = k + 1
-    else:
-        t_adapt, last_adapted = 0.0, -1
-        pending: list[tuple[float, Published]] = []
-        jobs: list[dict[str, Any]] = []
-        while next_pred < n and len(per_frame) < budget:
-            p_start = max(t_pred, arrival[next_pred])
-            done = [(t, k) for t, k, _ in published if k > last_adapted]
-            a_start = max(t_adapt, done[0][0]) if done else math.inf
-            if a_start <= p_start:
-                j = max(k for t, k in done if t <= a_start)
-                steps0 = st.control.steps_total
-                t0 = time.perf_counter()
-                pub = st.adapt_only([stream.frames[j].image], j)
-                d = cost.cost(time.perf_counter() - t0, 0, st.control.steps_total - steps0)
-                steps_before = st.control.steps_total
-                if pub is not None:
-                    pending.append((a_start + d, pub))
-                jobs.append({"frame": j, "start": a_start, "seconds": d, "loss": pub.losses[-1] if pub and pub.losses
-                             else None, "resets": sum(st.method.reset_reasons.values())})  # fmt: skip
-                t_adapt, last_adapted = a_start + d, j
-                continue
-            ready = [p for p in pending if p[0] <= p_start]
-            if ready:
-                st.install(ready[-1][1])
-                pending = [p for p in pending if p[0] > p_start]
-            k = newest_arrived(p_start, next_pred)
-            t_pred = p_start + run_predict(k, p_start)
-            next_pred = k + 1
-        for rec in per_frame:  # adaptation losses and resets on the prediction timeline
-            rec["loss"] = next((j["loss"] for j in reversed(jobs) if j["start"] + j["seconds"] <= rec["start"]), None)
-    if next_pred < n and published:  # stopped early: the camera frames up to the last publication
-        end = max(t for t, _, _ in published)
-        kept = max(1, sum(1 for a in arrival if a <= end + 1e-9))
-        stream = StreamData(stream.frames[:kept], stream.segments, stream.info)
-        stream.segments = [s for s in stream.segments if any(f.segment == s for f in stream.frames)]
-        arrival = arrival[:kept]
-    return _score(st, stream, arrival, published, per_frame, nc, ignore, rate, cost)
+    while next_pred < r.n and len(r.per_frame) < budget:
+        start = max(t_pred, r.arrival[next_pred])
+        k = r.newest_arrived(start, next_pred)
+        t_pred = start + r.predict(k, start)
+        next_pred = k + 1
+    return next_pred
+
+
+def _run_async(r: _Replay, budget: float) -> int:
+    """Predict every newest frame while adaptation jobs run beside; the next frame not processed."""
+    t_pred, next_pred = 0.0, 0
+    t_adapt, last_adapted = 0.0, -1
+    pending: list[tuple[float, Published]] = []
+    while next_pred < r.n and len(r.per_frame) < budget:
+        p_start = max(t_pred, r.arrival[next_pred])
+        done = [(t, k) for t, k, _ in r.published if k > last_adapted]
+        a_start = max(t_adapt, done[0][0]) if done else math.inf
+        if a_start <= p_start:
+            j = max(k for t, k in done if t <= a_start)
+            d, pub = r.adapt(j, a_start)
+            if pub is not None:
+                pending.append((a_start + d, pub))
+            t_adapt, last_adapted = a_start + d, j
+            continue
+        ready = [p for p in pending if p[0] <= p_start]
+        if ready:
+            r.st.install(ready[-1][1])
+            pending = [p for p in pending if p[0] > p_start]
+        k = r.newest_arrived(p_start, next_pred)
+        t_pred = p_start + r.predict(k, p_start)
+        next_pred = k + 1
+    for rec in r.per_frame:  # adaptation losses and resets on the prediction timeline
+        rec["loss"] = next((j["loss"] for j in reversed(r.jobs) if j["start"] + j["seconds"] <= rec["start"]), None)
+    return next_pred
+
+
+def _until_last_publication(
+    stream: StreamData, arrival: list[float], published: list[tuple[float, int, np.ndarray]]
+) -> tuple[StreamData, list[float]]:
+    """The stream and arrival times cut to the camera frames that arrived by the last publication."""
+    end = max(t for t, _, _ in published)
+    kept = max(1, sum(1 for a in arrival if a <= end + 1e-9))
+    stream = StreamData(stream.frames[:kept], stream.segments, stream.info)
+    stream.segments = [s for s in stream.segments if any(f.segment == s for f in stream.frames)]
+    return stream, arrival[:kept]
 
 
 def _score(st, stream, arrival, published, per_frame, nc, ignore, rate, cost) -> dict[str, Any]:
