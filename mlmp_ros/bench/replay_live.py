@@ -31,6 +31,7 @@ import json
 import os
 import shutil
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from dataclasses import replace as dc_replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -103,9 +104,7 @@ def replay_live(
     for the node's /diagnostics to read its resets and adaptation steps.
     """
     # Here, not at the top: ``mlmp-bench --help`` imports this module and must not load torch.
-    from ..core.windows import resize_labels
-    from ..ros.live import LiveSession, NodeProcess, SessionTimeout
-    from .runner import scoring_size, segmenter_config
+    from .runner import segmenter_config
     from .suite import json_default
 
     paths = [bag_path] if isinstance(bag_path, (str, os.PathLike)) else list(bag_path)
@@ -117,12 +116,55 @@ def replay_live(
     frames = [f for _, f in chained]
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
+    schedule: dict[str, Any] = {"paced": True} if paced else ({"rate_hz": rate_hz} if rate_hz else {"speed": speed or 1.0})
+    played = _play_through_node(frames, cfg, info, out, schedule, params_file=params_file, start_node=start_node,
+                                namespace=namespace, timeout=timeout, node_parameters=node_parameters,
+                                diagnostics_timeout=diagnostics_timeout)  # fmt: skip
+    names = _checked_class_names(info, played.class_map)
+    scores, processed = _score_live(frames, [s for s, _ in chained], played.result, info, cfg, names)
+
+    outputs_bag = out / "outputs"
+    if outputs_bag.exists():
+        shutil.rmtree(outputs_bag)
+    write_recorded_images(outputs_bag, recorded(played.outputs))
+    report = _live_report(bags, cfg, schedule, scores, processed, played, out)
+    (out / "replay_live.json").write_text(json.dumps(report, indent=2, default=json_default) + "\n")
+    return report
+
+
+@dataclass
+class _Played:
+    """What a play through the node gave: its diagnostics before and after, the result, the outputs recorded."""
+
+    before: Any
+    after: Any
+    result: Any
+    outputs: dict[str, Any]
+    class_map: Mapping[int, str]
+
+
+def _play_through_node(
+    frames: Sequence[Any],
+    cfg: Config,
+    info: Mapping[str, Any],
+    out: Path,
+    schedule: Mapping[str, Any],
+    *,
+    params_file: str | os.PathLike[str] | None,
+    start_node: bool,
+    namespace: str | None,
+    timeout: float,
+    node_parameters: Mapping[str, Any] | None,
+    diagnostics_timeout: float,
+) -> _Played:
+    """Start the node (or set the running one's classes), play the frames, read its /diagnostics around it."""
+    from ..ros.live import LiveSession, NodeProcess, SessionTimeout
+
     stay_on_loopback()
     node = None
     if start_node:
         node = NodeProcess(params_file or config_path("segment.yaml"), {**node_overrides(cfg), **(node_parameters or {})},
                            namespace=namespace, log_path=out / "node.log")  # fmt: skip
-    schedule: dict[str, Any] = {"paced": True} if paced else ({"rate_hz": rate_hz} if rate_hz else {"speed": speed or 1.0})
     with LiveSession(node, namespace=namespace, keep_serialized=True) as live:
         if node is None:
             live.set_parameters({"classes": [info["class_key"]], **(node_parameters or {})})
@@ -139,10 +181,24 @@ def replay_live(
             after = result.diagnostics
         outputs = {k: dict(v) for k, v in live.outputs.items()}
         class_map = live.class_map
+    return _Played(before, after, result, outputs, class_map)
 
+
+def _checked_class_names(info: Mapping[str, Any], class_map: Mapping[int, str]) -> list[str]:
+    """The bag's class names, refused (``ValueError``) when the node's classes are not those."""
     names = list(info.get("class_names") or [])
     if names and [class_map.get(i) for i in range(len(names))] != names:
         raise ValueError(f"the node's classes {list(class_map.values())[:4]}... are not the bag's {names[:4]}...")
+    return names
+
+
+def _score_live(
+    frames: Sequence[Any], segments: list[str], result: Any, info: Mapping[str, Any], cfg: Config, names: list[str]
+) -> tuple[dict[str, Any], list[dict[str, Any]]]:
+    """Camera-rate scores of the frames sent (timeline with stamps and send times) and the processed frames."""
+    from ..core.windows import resize_labels
+    from .runner import scoring_size
+
     truth = []
     for frame in frames:
         size = scoring_size(frame.image.shape[0], frame.image.shape[1], cfg)
@@ -153,18 +209,27 @@ def replay_live(
                     if rec.labels is not None and rec.labels.array is not None]  # fmt: skip
     scores = score_camera_rate(truth, arrival, publications, num_classes=int(info["num_classes"]),
                                ignore_index=int(info.get("ignore_index", 255)), class_names=names or None,
-                               segments=[s for s, _ in chained])  # fmt: skip
+                               segments=segments)  # fmt: skip
     for entry, rec in zip(scores["timeline"], result.frames):
         entry.update(stamp_ns=rec.stamp_ns, sent_s=rec.published - t0)
     processed = [{"frame": rec.index, "stamp_ns": rec.stamp_ns, "received_s": rec.labels.received - t0,
                   "latency_s": rec.latency} for rec in result.frames if rec.labels is not None]  # fmt: skip
-    latencies = [p["latency_s"] for p in processed]
+    return scores, processed
 
-    outputs_bag = out / "outputs"
-    if outputs_bag.exists():
-        shutil.rmtree(outputs_bag)
-    write_recorded_images(outputs_bag, recorded(outputs))
-    report = {
+
+def _live_report(
+    bags: Sequence[Any],
+    cfg: Config,
+    schedule: Mapping[str, Any],
+    scores: Mapping[str, Any],
+    processed: list[dict[str, Any]],
+    played: _Played,
+    out: Path,
+) -> dict[str, Any]:
+    """The JSON-ready report of a replay-live run."""
+    info, result = bags[0].info, played.result
+    latencies = [p["latency_s"] for p in processed]
+    return {
         "bag": str(bags[0].path),
         "bags": [str(b.path) for b in bags],
         "dataset": info.get("dataset"),
@@ -183,14 +248,12 @@ def replay_live(
         **result.summary(),
         "latency_p50_s": float(np.percentile(latencies, 50)) if latencies else None,
         "latency_p95_s": float(np.percentile(latencies, 95)) if latencies else None,
-        **node_counters(before, after),
+        **node_counters(played.before, played.after),
         "latency_ms": [None if r.latency is None else r.latency * 1e3 for r in result.frames],
         "outputs_bag": str(out / "outputs"),
         "processed": processed,
         "timeline": scores["timeline"],
     }
-    (out / "replay_live.json").write_text(json.dumps(report, indent=2, default=json_default) + "\n")
-    return report
 
 
 CAMERA_KEYS = ("miou_camera", "miou_processed", "miou_camera_first10", "miou_camera_last10", "metrics_camera",
