@@ -44,6 +44,14 @@ class SessionTimeout(TimeoutError):
 
 
 
+def _check_schedule(rate_hz: float | None, speed: float | None, paced: bool) -> None:
+    """Refuse (``ValueError``) anything but exactly one positive schedule of :meth:`LiveSession.play`."""
+    if sum(x is not None and x is not False for x in (rate_hz, speed, paced)) != 1:
+        raise ValueError("give exactly one of rate_hz, speed or paced")
+    if (rate_hz is not None and rate_hz <= 0) or (speed is not None and speed <= 0):
+        raise ValueError("rate_hz and speed must be positive")
+
+
 class LiveSession:
     """A camera and a listener for a running (or started) segmentation node.
 
@@ -72,21 +80,11 @@ class LiveSession:
         domain_id: int | None = None,
     ):
         self.node = node
-        ns = namespace if namespace is not None else (node.namespace if node else "/")
-        self.namespace = "/" + ns.strip("/")
-        self.node_name = node_name or (node.name if node else NODE_NAME)
-        base = self.namespace.rstrip("/")
-        self.image_topic = image_topic or f"{base}/image" + ("/compressed" if compressed else "")
-        self.topics = {
-            "labels": f"{base}/{LABELS_TOPIC}",
-            "confidence": f"{base}/{CONFIDENCE_TOPIC}",
-            "colored": f"{base}/segmentation/colored",
-            "label_info": f"{base}/segmentation/label_info",
-        }
+        self._name_topics(node, namespace, node_name, image_topic, compressed)
         unknown = set(record) - {"labels", "confidence", "colored"}
         if unknown:
             raise ValueError(f"cannot record {sorted(unknown)}: only labels, confidence and colored")
-        self.node_fqn = f"{base}/{self.node_name}"
+        self.node_fqn = f"{self.namespace.rstrip('/')}/{self.node_name}"
         self.compressed = compressed
         self.reliability = reliability
         self.depth = depth
@@ -98,7 +96,31 @@ class LiveSession:
         self.domain_id = domain_id
         if domain_id is not None and node is not None:
             node.env.setdefault("ROS_DOMAIN_ID", str(domain_id))
+        self._init_state()
 
+    def _name_topics(
+        self,
+        node: NodeProcess | None,
+        namespace: str | None,
+        node_name: str | None,
+        image_topic: str | None,
+        compressed: bool,
+    ) -> None:
+        """The node's namespace and name, the camera topic and the node's output topics."""
+        ns = namespace if namespace is not None else (node.namespace if node else "/")
+        self.namespace = "/" + ns.strip("/")
+        self.node_name = node_name or (node.name if node else NODE_NAME)
+        base = self.namespace.rstrip("/")
+        self.image_topic = image_topic or f"{base}/image" + ("/compressed" if compressed else "")
+        self.topics = {
+            "labels": f"{base}/{LABELS_TOPIC}",
+            "confidence": f"{base}/{CONFIDENCE_TOPIC}",
+            "colored": f"{base}/segmentation/colored",
+            "label_info": f"{base}/segmentation/label_info",
+        }
+
+    def _init_state(self) -> None:
+        """What the session records (empty) and its ROS handles (none until started)."""
         self._cond = threading.Condition()
         self.outputs: dict[str, dict[int, Output]] = {kind: {} for kind in self.record}
         self.label_infos: list[tuple[float, dict[int, str]]] = []
@@ -347,10 +369,7 @@ class LiveSession:
         frame with the wall clock at sending (the node's latency then reads true).
         With ``drain``, waits up to ``timeout`` for the last frame's labels.
         """
-        if sum(x is not None and x is not False for x in (rate_hz, speed, paced)) != 1:
-            raise ValueError("give exactly one of rate_hz, speed or paced")
-        if (rate_hz is not None and rate_hz <= 0) or (speed is not None and speed <= 0):
-            raise ValueError("rate_hz and speed must be positive")
+        _check_schedule(rate_hz, speed, paced)
         records: list[FrameRecord] = []
         started = time.monotonic()
         next_at = started
@@ -368,18 +387,22 @@ class LiveSession:
             published, wall = self._published[stamp]
             records.append(FrameRecord(index, stamp, int(source_stamp), published, wall))
             if paced:
-                try:
-                    self.wait_for_output(stamp, timeout)
-                except SessionTimeout:
-                    pass
+                self._wait_for_output_quietly(stamp, timeout)
             elif self.node is not None:
                 self.node.check()
         if drain and records:
-            try:
-                self.wait_for_output(records[-1].stamp_ns, timeout)
-            except SessionTimeout:
-                pass
-        finished = time.monotonic()
+            self._wait_for_output_quietly(records[-1].stamp_ns, timeout)
+        return self._play_result(records, started, time.monotonic())
+
+    def _wait_for_output_quietly(self, stamp_ns: int, timeout: float) -> None:
+        """Wait up to ``timeout`` for the labels of ``stamp_ns``; no error when they do not come."""
+        try:
+            self.wait_for_output(stamp_ns, timeout)
+        except SessionTimeout:
+            pass
+
+    def _play_result(self, records: list[FrameRecord], started: float, finished: float) -> PlayResult:
+        """The play's records with the outputs received, the node's memory samples and last diagnostics."""
         with self._cond:
             for rec in records:
                 rec.labels = self.outputs["labels"].get(rec.stamp_ns)
