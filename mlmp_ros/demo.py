@@ -215,35 +215,30 @@ def overlay(image: np.ndarray, labels: np.ndarray, names: dict[int, str], random
     return np.concatenate([panel, legend], axis=0)
 
 
-def main(argv: list[str] | None = None) -> int:
-    args = parse_args(argv)
-    params_file = args.params or config_path("segment.yaml")
-    stay_on_loopback()
-    print(f"mlmp-demo: node parameters from {params_file}", flush=True)
+def _choose_run(args: argparse.Namespace, params_file: Path) -> tuple[WorldStreamRun | None, str, str, dict[str, Any]]:
+    """(world stream or None, weights, why random, node parameters), announcing the choice."""
     weights, why_random = choose_weights(args, params_file)
-    world = None
     from .world.model import has_bundled_weights, world_settings
 
-    if args.world or (why_random and args.weights is None and args.model is None and has_bundled_weights()):
-        world = WorldStreamRun(args.frames, args.shift, args.seed)
-        print(f"mlmp-demo: no real CLIP weights ({why_random})." if why_random else "mlmp-demo: --world given.", flush=True)
-        print(f"mlmp-demo: running the bundled world model (mlmp-world) on a generated world stream: "
-              f"{len(world.frames)} frames 640x480, '{args.shift}' setting in; the ground truth is known, "
-              "so each frame's mIoU is printed as its labels arrive.", flush=True)  # fmt: skip
-        weights, why_random = "world", ""
-        # NoAdapt unless --method says otherwise: on this small model MLMP's fusion of the middle
-        # blocks costs accuracy (measured in mlmp_ros/world/MODEL_CARD.md), adaptation is not the point here.
-        params = {**world_settings(), "adaptation.method": "noadapt", **node_parameters(args)}
-        print(f"mlmp-demo: method {params['adaptation.method']} (--method mlmp or tent to adapt; "
-              "see mlmp_ros/world/MODEL_CARD.md for what each does on this model)", flush=True)
-    else:
+    if not (args.world or (why_random and args.weights is None and args.model is None and has_bundled_weights())):
         if why_random:
             print("\n" + RANDOM_BANNER.format(reason=why_random) + "\n", flush=True)
-        params = {**node_parameters(args), "weights": weights}
+        return None, weights, why_random, {**node_parameters(args), "weights": weights}
+    world = WorldStreamRun(args.frames, args.shift, args.seed)
+    print(f"mlmp-demo: no real CLIP weights ({why_random})." if why_random else "mlmp-demo: --world given.", flush=True)
+    print(f"mlmp-demo: running the bundled world model (mlmp-world) on a generated world stream: "
+          f"{len(world.frames)} frames 640x480, '{args.shift}' setting in; the ground truth is known, "
+          "so each frame's mIoU is printed as its labels arrive.", flush=True)  # fmt: skip
+    # NoAdapt unless --method says otherwise: on this small model MLMP's fusion of the middle
+    # blocks costs accuracy (measured in mlmp_ros/world/MODEL_CARD.md), adaptation is not the point here.
+    params = {**world_settings(), "adaptation.method": "noadapt", **node_parameters(args)}
+    print(f"mlmp-demo: method {params['adaptation.method']} (--method mlmp or tent to adapt; "
+          "see mlmp_ros/world/MODEL_CARD.md for what each does on this model)", flush=True)  # fmt: skip
+    return world, "world", "", params
 
-    from .ros.live import LiveSession, NodeProcess
 
-    out = args.out
+def _prepare_out(out: Path) -> None:
+    """Create the output folder, clearing a previous run's bag and overlays."""
     if (out / "outputs").exists():
         import shutil
 
@@ -251,49 +246,51 @@ def main(argv: list[str] | None = None) -> int:
     out.mkdir(parents=True, exist_ok=True)
     for old in out.glob("overlay_*.png"):
         old.unlink()
+
+
+def _input_stream(world: WorldStreamRun | None, loops: int) -> tuple[list, dict]:
+    """(messages to play, source stamp -> RGB frame)."""
     if world is not None:
-        stream = world.items(max(1, args.loops))
-        inputs = dict(stream)
-    else:
-        inputs = {stamp: frame for stamp, frame in sample_frames()}
-        raw = list(sample_raw_messages())
-        stream = [item for _ in range(max(1, args.loops)) for item in raw]
-    node = NodeProcess(params_file, params, log_path=out / "node.log")
-    print("mlmp-demo: starting the node (model load and text embeddings take a while on a CPU) ...", flush=True)
-    t0 = time.monotonic()
-    with LiveSession(node, keep_serialized=True) as live:
-        ready = time.monotonic() - t0
-        print(f"mlmp-demo: node ready after {ready:.1f} s; playing {len(stream)} frames", flush=True)
-        schedule = {"paced": True} if args.paced else {"rate_hz": args.rate}
+        stream = world.items(max(1, loops))
+        return stream, dict(stream)
+    inputs = {stamp: frame for stamp, frame in sample_frames()}
+    raw = list(sample_raw_messages())
+    return [item for _ in range(max(1, loops)) for item in raw], inputs
+
+
+def _play(live, stream: list, args: argparse.Namespace, world: WorldStreamRun | None):
+    """Play the stream into the node (printing world mIoU as labels arrive); wait for confidence maps."""
+    schedule = {"paced": True} if args.paced else {"rate_hz": args.rate}
+    if world is not None:
+        import threading
+
+        stop = threading.Event()
+        watcher = threading.Thread(target=world.watch, args=(live, stop), daemon=True)
+        watcher.start()
+    try:
+        result = live.play(stream, restamp=True, timeout=args.timeout, **schedule)
+    finally:
         if world is not None:
-            import threading
+            stop.set()
+            watcher.join(timeout=5.0)
+            world.print_new(live)  # labels that came in after the watcher's last look
+    done = [rec.stamp_ns for rec in result.frames if rec.labels is not None]
+    try:  # confidence is published right after the labels
+        live.wait_until(lambda: all(s in live.outputs["confidence"] for s in done), 5.0, "confidence maps")
+    except Exception:  # noqa: BLE001 - a missing map shows in the message count
+        pass
+    return result
 
-            stop = threading.Event()
-            watcher = threading.Thread(target=world.watch, args=(live, stop), daemon=True)
-            watcher.start()
-        try:
-            result = live.play(stream, restamp=True, timeout=args.timeout, **schedule)
-        finally:
-            if world is not None:
-                stop.set()
-                watcher.join(timeout=5.0)
-                world.print_new(live)  # labels that came in after the watcher's last look
-        done = [rec.stamp_ns for rec in result.frames if rec.labels is not None]
-        try:  # confidence is published right after the labels
-            live.wait_until(lambda: all(s in live.outputs["confidence"] for s in done), 5.0, "confidence maps")
-        except Exception:  # noqa: BLE001 - a missing map shows in the message count
-            pass
-        names = live.class_map
-        # the last report that saw a frame (a later, idle period reports no model time)
-        diag = next((d for d in reversed(live.diagnostics) if d.values.get("model_ms")), result.diagnostics)
-        outputs = live.outputs
 
+def _write_overlays(result, inputs: dict, world: WorldStreamRun | None, args: argparse.Namespace,
+                    names: dict[int, str], random_weights: bool) -> list[Path]:  # fmt: skip
+    """One overlay PNG per processed frame in ``args.out``; their paths."""
     sources = {rec.stamp_ns: rec.source_stamp_ns for rec in result.frames}
     overlays = []
     for rec in result.frames:
         if rec.labels is None or rec.labels.array is None:
             continue
-        path = out / f"overlay_{len(overlays):02d}.png"
+        path = args.out / f"overlay_{len(overlays):02d}.png"
         image = inputs[sources[rec.stamp_ns]]
         if world is not None:
             score = world.per_frame.get(rec.index) or world.score(rec.index, rec.labels.array)
@@ -302,9 +299,53 @@ def main(argv: list[str] | None = None) -> int:
                     f"(run {world.metrics.compute()['mIoU']:.1f})")  # fmt: skip
             picture = world_overlay(image, rec.labels.array, truth, text)
         else:
-            picture = overlay(image, rec.labels.array, names, random_weights=bool(why_random))
+            picture = overlay(image, rec.labels.array, names, random_weights=random_weights)
         cv2.imwrite(str(path), cv2.cvtColor(picture, cv2.COLOR_RGB2BGR))
         overlays.append(path)
+    return overlays
+
+
+def _world_summary(world: WorldStreamRun, result) -> dict[str, Any]:
+    """The world stream's part of summary.json, scoring frames whose labels came after the watcher stopped."""
+    for rec in result.frames:
+        if rec.labels is not None and rec.labels.array is not None and rec.index not in world.per_frame:
+            world.score(rec.index, rec.labels.array)
+    run = world.metrics.compute()
+    return {
+        "stream_seed": world.seed,
+        "shift": world.shift,
+        "frames": len(world.frames),
+        "run_miou": run["mIoU"],
+        "run_pixel_accuracy": run["aAcc"],
+        "per_frame": [world.per_frame[i] for i in sorted(world.per_frame)],
+    }
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    params_file = args.params or config_path("segment.yaml")
+    stay_on_loopback()
+    print(f"mlmp-demo: node parameters from {params_file}", flush=True)
+    world, weights, why_random, params = _choose_run(args, params_file)
+
+    from .ros.live import LiveSession, NodeProcess
+
+    out = args.out
+    _prepare_out(out)
+    stream, inputs = _input_stream(world, args.loops)
+    node = NodeProcess(params_file, params, log_path=out / "node.log")
+    print("mlmp-demo: starting the node (model load and text embeddings take a while on a CPU) ...", flush=True)
+    t0 = time.monotonic()
+    with LiveSession(node, keep_serialized=True) as live:
+        ready = time.monotonic() - t0
+        print(f"mlmp-demo: node ready after {ready:.1f} s; playing {len(stream)} frames", flush=True)
+        result = _play(live, stream, args, world)
+        names = live.class_map
+        # the last report that saw a frame (a later, idle period reports no model time)
+        diag = next((d for d in reversed(live.diagnostics) if d.values.get("model_ms")), result.diagnostics)
+        outputs = live.outputs
+
+    overlays = _write_overlays(result, inputs, world, args, names, bool(why_random))
     from .bench.bags import recorded, write_recorded_images
 
     n_msgs = write_recorded_images(out / "outputs", recorded(outputs))
@@ -320,18 +361,7 @@ def main(argv: list[str] | None = None) -> int:
         "overlays": [str(p) for p in overlays],
     }
     if world is not None:
-        for rec in result.frames:  # frames whose labels came after the watcher stopped
-            if rec.labels is not None and rec.labels.array is not None and rec.index not in world.per_frame:
-                world.score(rec.index, rec.labels.array)
-        run = world.metrics.compute()
-        summary["world"] = {
-            "stream_seed": world.seed,
-            "shift": world.shift,
-            "frames": len(world.frames),
-            "run_miou": run["mIoU"],
-            "run_pixel_accuracy": run["aAcc"],
-            "per_frame": [world.per_frame[i] for i in sorted(world.per_frame)],
-        }
+        summary["world"] = _world_summary(world, result)
     (out / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
     print_summary(summary)
     return 0 if result.processed else 1

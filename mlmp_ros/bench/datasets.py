@@ -309,6 +309,60 @@ class SegmentationDataset:
         return labels
 
 
+def _check_folders(key: str, layout: _Layout, root: Path, condition: str | None, expected: str) -> tuple[Path, Path]:
+    """(image folder, label folder) of the split, refusing a root without them."""
+    image_dir = root / layout.image_dir.format(condition=condition)
+    label_dir = root / layout.label_dir.format(condition=condition)
+    if not root.is_dir():
+        raise DatasetError(f"{key}: data set root {root} is not a folder; {expected}")
+    if not image_dir.is_dir():
+        hint = _suggest_root(root, layout.image_dir.format(condition=condition))
+        raise DatasetError(f"{key}: no image folder {image_dir}; {expected}{hint}")
+    if not label_dir.is_dir():
+        raise DatasetError(f"{key}: no label folder {label_dir}; {expected}")
+    return image_dir, label_dir
+
+
+def _split_entries(key: str, layout: _Layout, root: Path, image_dir: Path, label_dir: Path,
+                   expected: str) -> tuple[list[_Entry], str]:  # fmt: skip
+    """The split's (image, label) entries, from its split file or by listing the images; and where they came from."""
+    entries: list[_Entry] = []
+    if layout.split_file:
+        split_path = root / layout.split_file
+        if not split_path.is_file():
+            raise DatasetError(f"{key}: split file {split_path} is missing; {expected}")
+        for image_id in _read_split(split_path):
+            entries.append(
+                _Entry(
+                    image_id,
+                    image_dir / f"{image_id}{layout.image_suffix}",
+                    label_dir / f"{image_id}{layout.label_suffix}",
+                )
+            )
+        return entries, f"split file {split_path}"
+    for rel in _list_files(image_dir, layout.image_suffix):
+        image_id = rel[: -len(layout.image_suffix)]
+        entries.append(_Entry(image_id, image_dir / rel, label_dir / f"{image_id}{layout.label_suffix}"))
+    return entries, f"{image_dir} (no *{layout.image_suffix} files)"
+
+
+def _check_entries(key: str, entries: list[_Entry], source: str, expected: str) -> None:
+    """Refuse an empty split or one with image or label files missing."""
+    if not entries:
+        raise DatasetError(f"{key}: the validation split is empty: {source}; {expected}")
+    missing_images = [e.image_path for e in entries if not e.image_path.is_file()]
+    if missing_images:
+        raise DatasetError(
+            f"{key}: {len(missing_images)} of {len(entries)} images are missing, e.g. {missing_images[0]}; {expected}"
+        )
+    missing_labels = [e.label_path for e in entries if not e.label_path.is_file()]
+    if missing_labels:
+        raise DatasetError(
+            f"{key}: {len(missing_labels)} of {len(entries)} label files are missing, e.g. {missing_labels[0]}; "
+            f"{expected}"
+        )
+
+
 def open_dataset(name: str, root: str | os.PathLike[str], condition: str | None = None) -> SegmentationDataset:
     """Open the validation split of data set ``name`` stored under ``root``.
 
@@ -323,48 +377,7 @@ def open_dataset(name: str, root: str | os.PathLike[str], condition: str | None 
     layout = _LAYOUTS[key]
     root = Path(root).expanduser()
     expected = _layout_text(layout, condition)
-    image_dir = root / layout.image_dir.format(condition=condition)
-    label_dir = root / layout.label_dir.format(condition=condition)
-
-    if not root.is_dir():
-        raise DatasetError(f"{key}: data set root {root} is not a folder; {expected}")
-    if not image_dir.is_dir():
-        hint = _suggest_root(root, layout.image_dir.format(condition=condition))
-        raise DatasetError(f"{key}: no image folder {image_dir}; {expected}{hint}")
-    if not label_dir.is_dir():
-        raise DatasetError(f"{key}: no label folder {label_dir}; {expected}")
-
-    entries: list[_Entry] = []
-    if layout.split_file:
-        split_path = root / layout.split_file
-        if not split_path.is_file():
-            raise DatasetError(f"{key}: split file {split_path} is missing; {expected}")
-        for image_id in _read_split(split_path):
-            entries.append(
-                _Entry(
-                    image_id,
-                    image_dir / f"{image_id}{layout.image_suffix}",
-                    label_dir / f"{image_id}{layout.label_suffix}",
-                )
-            )
-        source = f"split file {split_path}"
-    else:
-        for rel in _list_files(image_dir, layout.image_suffix):
-            image_id = rel[: -len(layout.image_suffix)]
-            entries.append(_Entry(image_id, image_dir / rel, label_dir / f"{image_id}{layout.label_suffix}"))
-        source = f"{image_dir} (no *{layout.image_suffix} files)"
-
-    if not entries:
-        raise DatasetError(f"{key}: the validation split is empty: {source}; {expected}")
-    missing_images = [e.image_path for e in entries if not e.image_path.is_file()]
-    if missing_images:
-        raise DatasetError(
-            f"{key}: {len(missing_images)} of {len(entries)} images are missing, e.g. {missing_images[0]}; {expected}"
-        )
-    missing_labels = [e.label_path for e in entries if not e.label_path.is_file()]
-    if missing_labels:
-        raise DatasetError(
-            f"{key}: {len(missing_labels)} of {len(entries)} label files are missing, e.g. {missing_labels[0]}; "
-            f"{expected}"
-        )
+    image_dir, label_dir = _check_folders(key, layout, root, condition, expected)
+    entries, source = _split_entries(key, layout, root, image_dir, label_dir, expected)
+    _check_entries(key, entries, source, expected)
     return SegmentationDataset(key, root, condition, entries)

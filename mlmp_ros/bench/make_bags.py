@@ -71,6 +71,32 @@ def dataset_info(
     }
 
 
+def _check_bag_options(corruption: str, severity: int, channel_order: str, storage: str, limit: int | None) -> None:
+    """Refuse a bad corruption, channel order, storage or limit before anything is written."""
+    check_corruption(corruption, severity)
+    if channel_order not in CHANNEL_ORDERS:
+        raise ValueError(f"channel_order must be one of {', '.join(CHANNEL_ORDERS)}, got {channel_order!r}")
+    if storage not in STORAGES:
+        raise ValueError(f"unknown bag storage '{storage}'; choose one of: {', '.join(STORAGES)}")
+    if limit is not None and limit < 1:
+        raise ValueError(f"limit must be a positive number of images, got {limit}")
+
+
+def _write_frames(writer: BagWriter, dataset: SegmentationDataset, corruption: str, count: int, *, severity: int,
+                  channel_order: str, presize: bool, progress: bool) -> None:  # fmt: skip
+    """The first ``count`` images, corrupted and (if ``presize``) resized, with their labels."""
+    from tqdm import tqdm
+
+    desc = f"{dataset.name}/{corruption}"
+    for i in tqdm(range(count), desc=desc, unit="img", disable=not progress):
+        sample = dataset[i]
+        check_labels(dataset, i, sample.image, sample.labels, warn=lambda m: tqdm.write(m, file=sys.stderr))
+        image = corrupt_image(sample.image, corruption, severity, seed=sample.index, channel_order=channel_order)
+        height, width = image.shape[:2]
+        size = target_size(height, width, dataset.protocol_resize) if presize else (height, width)
+        writer.write(resize_image(image, size), resize_labels(sample.labels, size))
+
+
 def make_bag(
     dataset: SegmentationDataset,
     corruption: str,
@@ -89,13 +115,7 @@ def make_bag(
     ``presize=False`` keeps the original sizes (the consumer then resizes with the
     protocol in the bag's description).  ``limit`` writes only the first images.
     """
-    check_corruption(corruption, severity)
-    if channel_order not in CHANNEL_ORDERS:
-        raise ValueError(f"channel_order must be one of {', '.join(CHANNEL_ORDERS)}, got {channel_order!r}")
-    if storage not in STORAGES:
-        raise ValueError(f"unknown bag storage '{storage}'; choose one of: {', '.join(STORAGES)}")
-    if limit is not None and limit < 1:
-        raise ValueError(f"limit must be a positive number of images, got {limit}")
+    _check_bag_options(corruption, severity, channel_order, storage, limit)
     out = Path(out_path)
     if out.exists():
         raise BagError(f"{out} already exists; remove it or choose another output path")
@@ -106,20 +126,12 @@ def make_bag(
         storage=storage, limit=limit,
     )  # fmt: skip
 
-    from tqdm import tqdm
-
     staging = Path(tempfile.mkdtemp(prefix=f".{out.name}.partial-", dir=out.parent))
     try:
         partial = staging / out.name  # rosbags names the storage file after the folder
         with BagWriter(partial, info, storage=storage, rate_hz=rate_hz) as writer:
-            desc = f"{dataset.name}/{corruption}"
-            for i in tqdm(range(count), desc=desc, unit="img", disable=not progress):
-                sample = dataset[i]
-                check_labels(dataset, i, sample.image, sample.labels, warn=lambda m: tqdm.write(m, file=sys.stderr))
-                image = corrupt_image(sample.image, corruption, severity, seed=sample.index, channel_order=channel_order)
-                height, width = image.shape[:2]
-                size = target_size(height, width, dataset.protocol_resize) if presize else (height, width)
-                writer.write(resize_image(image, size), resize_labels(sample.labels, size))
+            _write_frames(writer, dataset, corruption, count, severity=severity, channel_order=channel_order,
+                          presize=presize, progress=progress)  # fmt: skip
         try:
             partial.rename(out)
         except OSError as err:

@@ -289,6 +289,65 @@ def check_classes(segmenter: Segmenter, info: Mapping[str, Any]) -> None:
         )
 
 
+class _TrialTally:
+    """What one trial accumulates batch by batch: scores, losses, layer weights, statuses, time, kept examples."""
+
+    def __init__(self, frames: BenchFrames, keep: int) -> None:
+        self.metrics = SegmentationMetrics(frames.num_classes, frames.ignore_index, frames.info.get("class_names"))
+        self.losses = _StepMeans()
+        self.weights = _LayerWeightStats()
+        self.statuses: Counter[str] = Counter()
+        self.stages = {"prepare": 0.0, "model": 0.0, "post": 0.0, "total": 0.0}
+        self.score_s = 0.0
+        self.keep = keep
+        self.kept: dict[str, np.ndarray] = {}
+        self.batches = 0
+
+    def add(self, frames: BenchFrames, idx: np.ndarray, result: Any) -> None:
+        """Score one batch's frames (timing the scoring) and take in the segmenter's report on it."""
+        t0 = time.perf_counter()
+        for i, frame in zip(idx, result.frames):
+            self.metrics.update(frame.labels, frames.labels[i])
+            if i < self.keep:
+                self.kept[f"prediction_{i}"] = frame.labels
+        self.score_s += time.perf_counter() - t0
+        for key in self.stages:
+            self.stages[key] += float(result.timings.get(key, 0.0))
+        self.losses.add(result.losses)
+        self.weights.add(result.layer_weights)
+        self.statuses[result.status] += 1
+        self.batches += 1
+
+    def keep_inputs(self, frames: BenchFrames) -> None:
+        """The kept examples' images and ground truth beside their predictions."""
+        for i in range(self.keep):
+            self.kept[f"image_{i}"] = frames.images[i]
+            self.kept[f"labels_{i}"] = frames.labels[i]
+
+    def timing(self, frames: BenchFrames, wall: float) -> dict[str, Any]:
+        """Per-frame time of the segmenter's stages and of the harness around it."""
+        stages, score_s = self.stages, self.score_s
+        per = 1.0 / len(frames)
+        decode, resize = frames.decode_s * per, frames.resize_s * per
+        loop = max(wall - stages["total"] - score_s, 0.0) * per
+        harness = decode + resize + score_s * per + loop
+        spent = stages["total"] * per + harness
+        return {
+            "trial_wall_s": wall,
+            "model_s_per_frame": stages["model"] * per,
+            "segmenter_s_per_frame": {k: v * per for k, v in stages.items()},
+            # decode and resize are paid once per bag and shared by every method and trial
+            "harness_s_per_frame": {
+                "decode": decode,
+                "resize": resize,
+                "score": score_s * per,
+                "loop": loop,
+                "total": harness,
+            },
+            "model_fraction": stages["model"] * per / spent if spent > 0 else None,
+        }
+
+
 def run_trial(
     segmenter: Segmenter,
     frames: BenchFrames,
@@ -306,76 +365,35 @@ def run_trial(
     order = trial_order(count, seed, shuffle)
     segmenter.reset()  # every trial starts from the source weights (continual mode too)
     torch.manual_seed(seed)
-    metrics = SegmentationMetrics(frames.num_classes, frames.ignore_index, frames.info.get("class_names"))
-    losses = _StepMeans()
-    weights = _LayerWeightStats()
-    statuses: Counter[str] = Counter()
-    stages = {"prepare": 0.0, "model": 0.0, "post": 0.0, "total": 0.0}
-    score_s = 0.0
-    keep = min(examples, count)
-    kept: dict[str, np.ndarray] = {}
-    batches = 0
+    tally = _TrialTally(frames, min(examples, count))
     bar = _bar(count, desc or f"seed {seed}", progress, unit="img")
     started = time.perf_counter()
     try:
         for start in range(0, count, batch_size):
             idx = order[start : start + batch_size]
             result = segmenter.segment([frames.images[i] for i in idx], output="processing")
-            t0 = time.perf_counter()
-            for i, frame in zip(idx, result.frames):
-                metrics.update(frame.labels, frames.labels[i])
-                if i < keep:
-                    kept[f"prediction_{i}"] = frame.labels
-            score_s += time.perf_counter() - t0
-            for key in stages:
-                stages[key] += float(result.timings.get(key, 0.0))
-            losses.add(result.losses)
-            weights.add(result.layer_weights)
-            statuses[result.status] += 1
-            batches += 1
+            tally.add(frames, idx, result)
             bar.update(len(idx))
     finally:
         bar.close()
     wall = time.perf_counter() - started
-    for i in range(keep):
-        kept[f"image_{i}"] = frames.images[i]
-        kept[f"labels_{i}"] = frames.labels[i]
-
-    scores = metrics.compute()
-    per = 1.0 / count
-    decode, resize = frames.decode_s * per, frames.resize_s * per
-    loop = max(wall - stages["total"] - score_s, 0.0) * per
-    harness = decode + resize + score_s * per + loop
-    spent = stages["total"] * per + harness
-    timing = {
-        "trial_wall_s": wall,
-        "model_s_per_frame": stages["model"] * per,
-        "segmenter_s_per_frame": {k: v * per for k, v in stages.items()},
-        # decode and resize are paid once per bag and shared by every method and trial
-        "harness_s_per_frame": {
-            "decode": decode,
-            "resize": resize,
-            "score": score_s * per,
-            "loop": loop,
-            "total": harness,
-        },
-        "model_fraction": stages["model"] * per / spent if spent > 0 else None,
-    }
+    tally.keep_inputs(frames)
+    scores = tally.metrics.compute()
     return TrialResult(
         seed=int(seed),
         shuffle=bool(shuffle),
         batch_size=int(batch_size),
         frames=count,
-        batches=batches,
+        batches=tally.batches,
         metrics={k: scores[k] for k in _KEPT_SCORES},
-        metrics_state=metrics.state(),
-        timing=timing,
-        loss_per_step=losses.means(),
-        layer_weights=weights.summary(getattr(segmenter, "layers", ())),
-        adaptation_status=dict(statuses),
+        metrics_state=tally.metrics.state(),
+        timing=tally.timing(frames, wall),
+        loss_per_step=tally.losses.means(),
+        layer_weights=tally.weights.summary(getattr(segmenter, "layers", ())),
+        adaptation_status=dict(tally.statuses),
         notes=dict(segmenter.method.describe()),
         trainable_parameters=int(segmenter.method.parameter_count()),
-        examples=kept,
+        examples=tally.kept,
     )
 
 

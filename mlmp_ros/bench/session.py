@@ -270,6 +270,52 @@ class BenchSession:
                 self.bar.set_postfix_str(f"{label}{dataset}/{corruption} {plan.method}", refresh=True)
             frames = self._run_method(identity, plan, options, bag_path, info, frames)
 
+    def _trial_keys(
+        self, identity: dict[str, Any], plan: MethodPlan, options: RunOptions, info: Mapping[str, Any]
+    ) -> tuple[Config, str, Callable[[int, int], str]]:
+        """(the method's config on this bag, its hash, trial/seed -> record key)."""
+        config = segmenter_config(plan.config, info, plan.method)
+        used = min(options.limit or _frame_count(info), _frame_count(info))
+        digest = config_hash(
+            config, options, {**info, "frames": used, "image_ids": (info.get("image_ids") or [])[:used]}
+        )
+
+        def key(trial: int, seed: int) -> str:
+            return trial_key(identity["dataset"], identity["corruption"], plan.method, config.model, digest,
+                             trial, seed)
+
+        return config, digest, key
+
+    def _run_trials(
+        self,
+        identity: dict[str, Any],
+        plan: MethodPlan,
+        options: RunOptions,
+        bag_path: Path,
+        todo: list[tuple[int, int]],
+        *,
+        config: Config,
+        digest: str,
+        key: Callable[[int, int], str],
+        segmenter: Segmenter,
+        frames: BenchFrames,
+    ) -> None:
+        """Run and record the trials in ``todo`` here, in order; after a failure the rest are recorded as not run."""
+        try:
+            while todo:
+                trial, seed = todo[0]
+                job = TrialJob(identity, plan.method, config, options, str(bag_path), trial, seed, key(trial, seed),
+                               digest)
+                try:
+                    outcome = execute_trial(job, segmenter, frames, progress=self.progress)
+                except Exception as err:  # noqa: BLE001 - recorded, the suite goes on
+                    self._not_run_records(identity, plan, options, _reason(err), todo)
+                    break
+                self.record_trial(outcome)
+                todo.pop(0)
+        finally:
+            segmenter.reset()  # the shared model goes back to its source weights
+
     def _run_method(
         self,
         identity: dict[str, Any],
@@ -282,16 +328,7 @@ class BenchSession:
         """The trials of one method not on record yet; returns the decoded frames for the next method."""
         todo: list[tuple[int, int]] = list(enumerate(options.seeds))
         try:
-            config = segmenter_config(plan.config, info, plan.method)
-            used = min(options.limit or _frame_count(info), _frame_count(info))
-            digest = config_hash(
-                config, options, {**info, "frames": used, "image_ids": (info.get("image_ids") or [])[:used]}
-            )
-
-            def key(trial: int, seed: int) -> str:
-                return trial_key(identity["dataset"], identity["corruption"], plan.method, config.model, digest,
-                                 trial, seed)
-
+            config, digest, key = self._trial_keys(identity, plan, options, info)
             self.counts.keys.update(key(t, s) for t, s in todo)
             todo = [(t, s) for t, s in todo if key(t, s) not in self._done]
             reused = len(options.seeds) - len(todo)
@@ -311,18 +348,6 @@ class BenchSession:
         except Exception as err:  # noqa: BLE001 - recorded, the suite goes on
             self._not_run_records(identity, plan, options, _reason(err), todo)
             return frames
-        try:
-            while todo:
-                trial, seed = todo[0]
-                job = TrialJob(identity, plan.method, config, options, str(bag_path), trial, seed, key(trial, seed),
-                               digest)
-                try:
-                    outcome = execute_trial(job, segmenter, frames, progress=self.progress)
-                except Exception as err:  # noqa: BLE001 - recorded, the suite goes on
-                    self._not_run_records(identity, plan, options, _reason(err), todo)
-                    break
-                self.record_trial(outcome)
-                todo.pop(0)
-        finally:
-            segmenter.reset()  # the shared model goes back to its source weights
+        self._run_trials(identity, plan, options, bag_path, todo, config=config, digest=digest, key=key,
+                         segmenter=segmenter, frames=frames)  # fmt: skip
         return frames

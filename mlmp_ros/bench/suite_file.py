@@ -160,18 +160,17 @@ def load_suite(path: str | os.PathLike[str]) -> Suite:
     return parse_suite(data, source=path)
 
 
-def parse_suite(data: Mapping[str, Any], *, source: Path | None = None) -> Suite:
-    """Build a :class:`Suite` from a mapping, naming every problem at once."""
-    where = f"{source}: " if source else ""
-    p: list[str] = []
-    spec = schema.build(SuiteFile, data, p, unknown="key")  # unknown keys and wrong types
-    p += schema.problems(spec)  # choices, ranges and checks of the plain keys
-
-    core = spec.core or {}
+def _parse_core(raw: Any, p: list[str]) -> Mapping[str, Any]:
+    core = raw or {}
     if not isinstance(core, Mapping):
         p.append("'core' must be a mapping of core settings (model, weights, device, adaptation, ...)")
         core = {}
-    raw_methods = spec.methods
+    return core
+
+
+def _parse_methods(raw: Any, p: list[str]) -> dict[str, dict[str, Any]]:
+    """method -> its core overrides, from a list of methods or a mapping."""
+    raw_methods = raw
     if isinstance(raw_methods, (list, tuple)):
         raw_methods = {m: {} for m in raw_methods}
     if not isinstance(raw_methods, Mapping) or not raw_methods:
@@ -185,17 +184,28 @@ def parse_suite(data: Mapping[str, Any], *, source: Path | None = None) -> Suite
             p.append(f"methods.{name} must be a mapping of core overrides or empty")
         else:
             methods[str(name)] = dict(overrides or {})
+    return methods
+
+
+def _check_not_from_bag(core: Mapping[str, Any], methods: Mapping[str, Mapping[str, Any]], p: list[str]) -> None:
+    """Refuse settings that each bag's data set fixes."""
     for what, mapping in [("core", core), *((f"methods.{m}", o) for m, o in methods.items())]:
         fixed = [k for k in flatten(mapping) if k in _FROM_BAG]
         if fixed:
             p.append(f"{what}: {', '.join(fixed)} come from each bag's data set; remove them")
 
+
+def _parse_seeds(spec: Any, p: list[str]) -> list[int]:
     seeds = spec.seeds
     if seeds is None:
         seeds = list(range(spec.trials or 3))
     elif spec.trials is not None and spec.trials != len(seeds):
         p.append(f"'trials' is {spec.trials} but {len(seeds)} seeds are listed")
-    roots = spec.roots or {}
+    return seeds
+
+
+def _parse_roots(raw: Any, p: list[str]) -> Mapping[str, str]:
+    roots = raw or {}
     if not isinstance(roots, Mapping) or any(not isinstance(v, str) for v in roots.values()):
         p.append("'roots' must map data set names to folders")
         roots = {}
@@ -205,7 +215,30 @@ def parse_suite(data: Mapping[str, Any], *, source: Path | None = None) -> Suite
                 resolve_name(name)
         except DatasetError as err:
             p.append(f"roots: {err}")
+    return roots
 
+
+def _check_method_configs(core: Mapping[str, Any], methods: Mapping[str, Mapping[str, Any]], p: list[str]) -> None:
+    """Each method's full core config must build (checked only when everything else is right)."""
+    for method, overrides in methods.items():
+        try:
+            method_config(core, overrides, method)
+        except ConfigError as err:
+            p.append(f"core config for {method}: {err}")
+
+
+def parse_suite(data: Mapping[str, Any], *, source: Path | None = None) -> Suite:
+    """Build a :class:`Suite` from a mapping, naming every problem at once."""
+    where = f"{source}: " if source else ""
+    p: list[str] = []
+    spec = schema.build(SuiteFile, data, p, unknown="key")  # unknown keys and wrong types
+    p += schema.problems(spec)  # choices, ranges and checks of the plain keys
+
+    core = _parse_core(spec.core, p)
+    methods = _parse_methods(spec.methods, p)
+    _check_not_from_bag(core, methods, p)
+    seeds = _parse_seeds(spec, p)
+    roots = _parse_roots(spec.roots, p)
     scenarios = _parse_scenarios(spec.scenarios, methods, p)
     skip = _parse_skip(spec.skip, p)
     from .cluster import check_cluster_section
@@ -213,11 +246,7 @@ def parse_suite(data: Mapping[str, Any], *, source: Path | None = None) -> Suite
     p.extend(check_cluster_section(spec.cluster))
 
     if not p:
-        for method, overrides in methods.items():
-            try:
-                method_config(core, overrides, method)
-            except ConfigError as err:
-                p.append(f"core config for {method}: {err}")
+        _check_method_configs(core, methods, p)
     if p:
         raise SuiteError(where + "; ".join(p))
     return Suite(

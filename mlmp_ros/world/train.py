@@ -155,7 +155,7 @@ def save_weights(model, path: Path) -> None:
     save_file(state, str(path), metadata={"model": MODEL_NAME, "format": "open_clip state dict, fp16"})
 
 
-def main(argv: list[str] | None = None) -> int:
+def _parse_args(argv: list[str] | None) -> argparse.Namespace:
     ap = argparse.ArgumentParser(prog="python -m mlmp_ros.world.train", description=__doc__.split("\n\n")[0])
     ap.add_argument("--out", required=True, help="output .safetensors (fp16)")
     ap.add_argument("--seed", type=int, default=0)
@@ -171,8 +171,76 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--checkpoint-every", type=int, default=25)
     ap.add_argument("--stop-after", type=int, default=0,
                     help="stop after this many steps (the schedule still spans --steps) and export the weights")
-    args = ap.parse_args(argv)
+    return ap.parse_args(argv)
 
+
+def _optimizer(model, args: argparse.Namespace) -> torch.optim.Optimizer:
+    """AdamW with weight decay on the matrices only (not norms, biases, embeddings or the logit scale)."""
+    decay, no_decay = [], []
+    for name, p in model.named_parameters():
+        (no_decay if p.ndim < 2 or "embedding" in name or "logit_scale" in name else decay).append(p)
+    return torch.optim.AdamW(
+        [{"params": decay, "weight_decay": args.weight_decay}, {"params": no_decay, "weight_decay": 0.0}], lr=args.lr
+    )
+
+
+def _resume(ckpt_path: Path, model, opt: torch.optim.Optimizer) -> int:
+    """Load the checkpoint if there is one; the step to start from."""
+    if not ckpt_path.is_file():
+        return 0
+    ck = torch.load(str(ckpt_path), map_location="cpu", weights_only=True)
+    model.load_state_dict(ck["model"])
+    opt.load_state_dict(ck["opt"])
+    start = int(ck["step"])
+    print(f"resumed from {ckpt_path} at step {start}", flush=True)
+    return start
+
+
+def _train_step(model, tokenizer, opt: torch.optim.Optimizer, args: argparse.Namespace,
+                aux_blocks: tuple[int, ...], step: int) -> dict:  # fmt: skip
+    """One optimisation step on a fresh batch; its log record."""
+    t0 = time.time()
+    images, targets = sample_batch(args.seed, step, args.batch)
+    t1 = time.time()
+    for g in opt.param_groups:
+        g["lr"] = lr_at(step, args.steps, args.lr, args.warmup)
+    rng = np.random.default_rng([args.seed, step, 1])
+    txt = text_features(model, tokenizer, rng)
+    final, aux = image_features(model, torch.from_numpy(images), aux_blocks)
+    scale = model.logit_scale.exp().clamp(max=100.0)
+    tgt = torch.from_numpy(targets)
+    loss_final = soft_ce(scale * final @ txt.t(), tgt)
+    loss_aux = torch.stack([soft_ce(scale * a @ txt.t(), tgt) for a in aux]).mean() if aux else torch.zeros(())
+    loss = loss_final + args.aux_weight * loss_aux
+    opt.zero_grad(set_to_none=True)
+    loss.backward()
+    torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+    opt.step()
+    with torch.no_grad():
+        model.logit_scale.clamp_(0, math.log(100.0))
+    t2 = time.time()
+    with torch.no_grad():
+        top1 = ((scale * final @ txt.t()).argmax(-1) == tgt.argmax(-1)).float().mean().item()
+    return {
+        "step": step,
+        "loss": round(loss_final.item(), 4),
+        "aux": round(float(loss_aux.detach()), 4),
+        "top1": round(top1, 3),
+        "scale": round(float(scale), 2),
+        "data_s": round(t1 - t0, 2),
+        "model_s": round(t2 - t1, 2),
+    }
+
+
+def _save_checkpoint(ckpt_path: Path, model, opt: torch.optim.Optimizer, step: int) -> None:
+    """Model, optimiser and the next step, written atomically."""
+    tmp = ckpt_path.with_suffix(".tmp")
+    torch.save({"model": model.state_dict(), "opt": opt.state_dict(), "step": step + 1}, str(tmp))
+    os.replace(tmp, ckpt_path)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = _parse_args(argv)
     torch.set_num_threads(args.threads)
     cv2.setNumThreads(1)
     out = Path(args.out)
@@ -180,19 +248,8 @@ def main(argv: list[str] | None = None) -> int:
     model, tokenizer = build_model(args.seed)
     n_blocks = len(model.visual.transformer.resblocks)
     aux_blocks = tuple(range(args.aux_from, n_blocks - 1)) if args.aux_weight > 0 else ()
-    decay, no_decay = [], []
-    for name, p in model.named_parameters():
-        (no_decay if p.ndim < 2 or "embedding" in name or "logit_scale" in name else decay).append(p)
-    opt = torch.optim.AdamW(
-        [{"params": decay, "weight_decay": args.weight_decay}, {"params": no_decay, "weight_decay": 0.0}], lr=args.lr
-    )
-    start = 0
-    if ckpt_path.is_file():
-        ck = torch.load(str(ckpt_path), map_location="cpu", weights_only=True)
-        model.load_state_dict(ck["model"])
-        opt.load_state_dict(ck["opt"])
-        start = int(ck["step"])
-        print(f"resumed from {ckpt_path} at step {start}", flush=True)
+    opt = _optimizer(model, args)
+    start = _resume(ckpt_path, model, opt)
     log_path = out.with_suffix(".trainlog.jsonl")
     if start == 0:
         log_path.parent.mkdir(parents=True, exist_ok=True)
@@ -201,45 +258,13 @@ def main(argv: list[str] | None = None) -> int:
     t_start = time.time()
     stop = min(args.steps, args.stop_after) if args.stop_after > 0 else args.steps
     for step in range(start, stop):
-        t0 = time.time()
-        images, targets = sample_batch(args.seed, step, args.batch)
-        t1 = time.time()
-        for g in opt.param_groups:
-            g["lr"] = lr_at(step, args.steps, args.lr, args.warmup)
-        rng = np.random.default_rng([args.seed, step, 1])
-        txt = text_features(model, tokenizer, rng)
-        final, aux = image_features(model, torch.from_numpy(images), aux_blocks)
-        scale = model.logit_scale.exp().clamp(max=100.0)
-        tgt = torch.from_numpy(targets)
-        loss_final = soft_ce(scale * final @ txt.t(), tgt)
-        loss_aux = torch.stack([soft_ce(scale * a @ txt.t(), tgt) for a in aux]).mean() if aux else torch.zeros(())
-        loss = loss_final + args.aux_weight * loss_aux
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
-        opt.step()
-        with torch.no_grad():
-            model.logit_scale.clamp_(0, math.log(100.0))
-        t2 = time.time()
-        with torch.no_grad():
-            top1 = ((scale * final @ txt.t()).argmax(-1) == tgt.argmax(-1)).float().mean().item()
-        rec = {
-            "step": step,
-            "loss": round(loss_final.item(), 4),
-            "aux": round(float(loss_aux.detach()), 4),
-            "top1": round(top1, 3),
-            "scale": round(float(scale), 2),
-            "data_s": round(t1 - t0, 2),
-            "model_s": round(t2 - t1, 2),
-        }
+        rec = _train_step(model, tokenizer, opt, args, aux_blocks, step)
         with log_path.open("a") as fh:
             fh.write(json.dumps(rec) + "\n")
         if step % 5 == 0 or step == args.steps - 1:
             print(json.dumps(rec), flush=True)
         if (step + 1) % args.checkpoint_every == 0 or step == stop - 1:
-            tmp = ckpt_path.with_suffix(".tmp")
-            torch.save({"model": model.state_dict(), "opt": opt.state_dict(), "step": step + 1}, str(tmp))
-            os.replace(tmp, ckpt_path)
+            _save_checkpoint(ckpt_path, model, opt, step)
     model.eval()
     save_weights(model, out)
     with log_path.open("a") as fh:
