@@ -321,6 +321,24 @@ def _world_summary(world: WorldStreamRun, result) -> dict[str, Any]:
     }
 
 
+def _node_diagnostics(live, result):
+    """The node's last diagnostics report that saw a frame (a later, idle period reports no model
+    time).  A short run can end before the node's first report (one per ``diagnostics.period``):
+    then wait for the report that covers it, a few periods at most."""
+    from .ros.live import SessionTimeout
+
+    def saw_frames(d) -> bool:
+        return bool(d.values.get("model_ms"))
+
+    diag = next((d for d in reversed(live.diagnostics) if saw_frames(d)), None)
+    if diag is None:
+        try:
+            diag = live.wait_for_diagnostics(saw_frames, timeout=10.0, after=0.0)
+        except SessionTimeout:
+            diag = result.diagnostics
+    return diag
+
+
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     params_file = args.params or config_path("segment.yaml")
@@ -341,8 +359,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"mlmp-demo: node ready after {ready:.1f} s; playing {len(stream)} frames", flush=True)
         result = _play(live, stream, args, world)
         names = live.class_map
-        # the last report that saw a frame (a later, idle period reports no model time)
-        diag = next((d for d in reversed(live.diagnostics) if d.values.get("model_ms")), result.diagnostics)
+        diag = _node_diagnostics(live, result)
         outputs = live.outputs
 
     overlays = _write_overlays(result, inputs, world, args, names, bool(why_random))
