@@ -139,18 +139,18 @@ class _CameraRateScores:
 
     def result(self) -> dict[str, Any]:
         """The JSON-ready scores (keys in :func:`score_camera_rate`)."""
-        camera, processed, ages = self.camera, self.processed, self.ages
-        scored_processed = processed.images
+        camera, processed, ages = self.camera.compute(), self.processed.compute(), self.ages
+        scored_processed = self.processed.images
         return {
             "frames": self.n,
-            "miou_camera": camera.compute()["mIoU"],
-            "miou_processed": processed.compute()["mIoU"],
+            "miou_camera": camera["mIoU"],
+            "miou_processed": processed["mIoU"],
             # the first and last 10% of the stream (a collapse shows as the last far below the first
             # when both parts show the same conditions)
             "miou_camera_first10": self.first.compute()["mIoU"],
             "miou_camera_last10": self.last.compute()["mIoU"],
-            "metrics_camera": camera.compute(),
-            "metrics_processed": processed.compute() if scored_processed else None,
+            "metrics_camera": camera,
+            "metrics_processed": processed if scored_processed else None,
             "frames_scored_processed": scored_processed,
             "frames_without_labels": self.no_labels,
             "label_age_frames_median": float(np.median(ages)) if ages else None,

@@ -244,14 +244,19 @@ def add_run(sub: Any) -> None:
     p.set_defaults(handler=cmd_run)
 
 
-def config_from_args(args: argparse.Namespace) -> Any:
-    """The core config of ``--config`` (a YAML file), then ``--set`` and ``--mode``."""
+def config_from_args(args: argparse.Namespace, *, one_method: bool = False) -> Any:
+    """The core config of ``--config`` (a YAML file), then ``--set``, ``--mode``, ``--schedule``
+    (commands that have it) and, for commands that run one method (``one_method``), ``--method``."""
     from ..core.config import Config
 
     config = Config.from_yaml(args.config) if args.config else Config()
     changes = parse_sets(args.set)
     if args.mode:
         changes["adaptation.mode"] = args.mode
+    if getattr(args, "schedule", None):
+        changes["adaptation.schedule"] = args.schedule
+    if one_method and args.method:
+        changes["adaptation.method"] = args.method
     return config.replace(**changes) if changes else config
 
 

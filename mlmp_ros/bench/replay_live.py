@@ -323,14 +323,7 @@ def register(sub: Any) -> None:
 def cmd_replay_live(args: argparse.Namespace) -> int:
     from .cli import config_from_args, parse_sets
 
-    config = config_from_args(args)
-    changes = {}
-    if args.method:
-        changes["adaptation.method"] = args.method
-    if args.schedule:
-        changes["adaptation.schedule"] = args.schedule
-    if changes:
-        config = config.replace(**changes)
+    config = config_from_args(args, one_method=True)
     report = replay_live(
         args.bags, config, args.out, speed=None if (args.rate or args.paced) else args.speed, rate_hz=args.rate,
         paced=args.paced, limit=args.limit, params_file=args.params, start_node=not args.no_start_node,

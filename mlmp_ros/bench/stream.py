@@ -392,14 +392,7 @@ def cmd_stream(args: argparse.Namespace) -> int:
     from .cli import config_from_args
     from .suite import json_default
 
-    config = config_from_args(args)
-    changes = {}
-    if args.method:
-        changes["adaptation.method"] = args.method
-    if args.schedule:
-        changes["adaptation.schedule"] = args.schedule
-    if changes:
-        config = config.replace(**changes)
+    config = config_from_args(args, one_method=True)
     stream = build_stream(args.bags, sequence=args.sequence, corruption=args.corruption,
                           frames_per_segment=args.frames_per_segment, limit=args.limit, seed=args.seed)  # fmt: skip
     report = replay_stream(stream, config, rate_hz=args.rate, clock=args.clock, progress=not args.no_progress)

@@ -78,6 +78,7 @@ def test_stream_command_writes_report_and_plot(bags, tmp_path, capsys):
     assert code == 0
     report = json.loads((out / "stream.json").read_text())
     assert report["schedule"] == "async" and report["settings"]["adaptation.safeguards.collapse"] is True
+    assert (report["method"], report["mode"]) == ("tent", "continual")
     assert {s["segment"] for s in report["segments"]} == {"voc20/original", "voc20/fog"}
     assert (out / "stream.png").stat().st_size > 1000
     assert "mIoU at camera rate" in capsys.readouterr().out
