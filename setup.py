@@ -1,30 +1,39 @@
 """ament_python package that also installs with plain pip (no system ROS needed)."""
 
-from glob import glob
 from pathlib import Path
 
 from setuptools import find_packages, setup
 
 PACKAGE = "mlmp_ros"
+# Paths relative to this file, not to the working directory: colcon runs setup.py from
+# build/mlmp_ros (with --symlink-install too), pip from a temporary copy.
+HERE = Path(__file__).resolve().parent
+
+
+def _files(pattern: str) -> list[str]:
+    """The files matching ``pattern`` beside setup.py, as relative paths (what data_files wants)."""
+    return sorted(str(p.relative_to(HERE)) for p in HERE.glob(pattern))
+
 
 setup(
     name=PACKAGE,
     version="0.1.0",
     description="Test-time adaptation of CLIP open-vocabulary segmentation (MLMP) as a ROS 2 node",
-    long_description=Path("README.md").read_text(encoding="utf-8"),
+    long_description=(HERE / "README.md").read_text(encoding="utf-8"),
     long_description_content_type="text/markdown",
     license="Apache-2.0",
     python_requires=">=3.10",
     packages=find_packages(exclude=["test", "test.*"]),
-    package_data={PACKAGE: ["model_configs/*.json", "data/sample_stream/*", "world/*.safetensors", "world/*.md"]},
+    package_data={PACKAGE: ["model_configs/*.json", "data/sample_stream/*", "world/*.safetensors", "world/*.md",
+                            "config/*.yaml"]},
     data_files=[
         ("share/ament_index/resource_index/packages", [f"resource/{PACKAGE}"]),
         (f"share/{PACKAGE}", ["package.xml"]),
-        (f"share/{PACKAGE}/launch", glob("launch/*.launch.py")),
-        (f"share/{PACKAGE}/config", glob("config/*.yaml")),
-        (f"share/{PACKAGE}/config/prompts", glob("config/prompts/*.yaml")),
-        (f"share/{PACKAGE}/config/class_names", glob("config/class_names/*.txt")),
-        (f"share/{PACKAGE}/config/suites", glob("config/suites/*.yaml")),
+        (f"share/{PACKAGE}/launch", _files("launch/*.launch.py")),
+        (f"share/{PACKAGE}/config", _files("config/*.yaml")),
+        (f"share/{PACKAGE}/config/prompts", _files("config/prompts/*.yaml")),
+        (f"share/{PACKAGE}/config/class_names", _files("config/class_names/*.txt")),
+        (f"share/{PACKAGE}/config/suites", _files("config/suites/*.yaml")),
     ],
     install_requires=[
         "setuptools",
@@ -45,6 +54,7 @@ setup(
             "ros-std-msgs",
             "ros-std-srvs",
             "ros-diagnostic-msgs",
+            "ros-lifecycle-msgs",
             "ros-rmw-fastrtps-cpp",
         ],
         # ROS 2 Jazzy (Python 3.12) from the PyPI wheels: the second CI leg (make test-jazzy).
@@ -54,6 +64,7 @@ setup(
             "ros-jazzy-std-msgs",
             "ros-jazzy-std-srvs",
             "ros-jazzy-diagnostic-msgs",
+            "ros-jazzy-lifecycle-msgs",
             "ros-jazzy-rmw-fastrtps-cpp",
         ],
         "bench": ["imagecorruptions-imaug>=1.1.5", "matplotlib", "tqdm"],

@@ -39,7 +39,8 @@ def _colcon() -> list[str] | None:
 
 
 @pytest.mark.timeout(300)
-def test_colcon_builds_the_ament_python_layout(tmp_path):
+@pytest.mark.parametrize("symlink", [False, True], ids=["copy", "symlink-install"])
+def test_colcon_builds_the_ament_python_layout(tmp_path, symlink):
     colcon = _colcon()
     if colcon is None:
         pytest.skip("colcon is not installed (pip install colcon-common-extensions)")
@@ -47,8 +48,11 @@ def test_colcon_builds_the_ament_python_layout(tmp_path):
     shutil.copytree(ROOT, src, ignore=shutil.ignore_patterns(".venv", ".git", "build", "install", "log", "*.egg-info",
                                                              "__pycache__", "demo_out", ".pytest_cache"))  # fmt: skip
     env = {k: v for k, v in os.environ.items() if not k.startswith("COLCON")}
+    # colcon runs setup.py from build/mlmp_ros: it must find README.md and its data beside itself.
+    options = ["--symlink-install"] if symlink else []
     proc = subprocess.run(
-        [*colcon, "build", "--packages-select", "mlmp_ros"], cwd=tmp_path, env=env, capture_output=True, text=True
+        [*colcon, "build", "--packages-select", "mlmp_ros", *options], cwd=tmp_path, env=env, capture_output=True,
+        text=True,
     )
     assert proc.returncode == 0, proc.stdout + proc.stderr
     assert "1 package finished" in proc.stdout, proc.stdout + proc.stderr
@@ -60,8 +64,14 @@ def test_colcon_builds_the_ament_python_layout(tmp_path):
     assert (install / "share" / "ament_index" / "resource_index" / "packages" / "mlmp_ros").is_file()
     for script in ("mlmp-segment", "mlmp-bench", "mlmp-demo"):
         assert (install / "lib" / "mlmp_ros" / script).is_file(), script  # where ros2 run / launch look
-    site = next(install.glob("lib/python3*/site-packages/mlmp_ros"))
+    if symlink:  # an egg-link to the package in build/mlmp_ros, whose files link back to src
+        (link,) = install.glob("lib/python3*/site-packages/*.egg-link")
+        site = Path(link.read_text().split()[0]) / "mlmp_ros"
+        assert (site / "config" / "robot.yaml").resolve() == (src / "mlmp_ros" / "config" / "robot.yaml").resolve()
+    else:
+        site = next(install.glob("lib/python3*/site-packages/mlmp_ros"))
     assert (site / "data" / "sample_stream" / "metadata.yaml").is_file()
     assert (site / "model_configs" / "mlmp-tiny-test.json").is_file()
     assert (site / "model_configs" / "mlmp-world.json").is_file()
     assert (site / "world" / "mlmp-world.safetensors").is_file() and (site / "world" / "MODEL_CARD.md").is_file()
+    assert (site / "config" / "robot.yaml").is_file()  # the node's default parameter file is package data

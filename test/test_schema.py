@@ -30,7 +30,16 @@ def test_the_parameter_file_is_generated_from_the_declarations():
         "config/segment.yaml is out of date with the settings' declarations; "
         "run: python -m mlmp_ros.ros.paramfile --write"
     )
+    assert paramfile.ROBOT_PATH.read_text() == paramfile.render(robot=True), (
+        "mlmp_ros/config/robot.yaml is out of date; run: python -m mlmp_ros.ros.paramfile --write")
     assert paramfile.main(["--check"]) == 0
+
+
+def test_the_robot_parameter_file_is_valid_and_differs_only_by_its_recommended_values():
+    robot = Config.from_yaml(paramfile.ROBOT_PATH).flat()
+    reference = Config.from_yaml(paramfile.PATH).flat()
+    assert {k: v for k, v in robot.items() if reference[k] != v} == paramfile.ROBOT_VALUES
+    assert robot["adaptation.schedule"] == "async" and robot["adaptation.mode"] == "continual"
 
 
 def test_every_setting_is_declared_with_help_and_a_default_it_accepts():

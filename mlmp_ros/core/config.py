@@ -24,13 +24,14 @@ from .schema import SEGMENTER, STREAM, group, setting
 # Parameter groups that belong to the ROS node, not to the core; the core loader skips
 # them when it reads the node's parameter file.  The node declares them
 # (mlmp_ros/ros/settings.py); test/test_schema.py checks that this list matches.
-NODE_GROUPS = ("input", "output", "diagnostics", "dev", "use_sim_time")
+NODE_GROUPS = ("cameras", "autostart", "input", "output", "diagnostics", "dev", "use_sim_time")
 
 ATTENTIONS = ("naclip", "sclip", "clip")
 FEATURES = ("auto", "reduced", "vanilla")
 FUSIONS = ("auto", "mean", "entropy_weighted")
 MODES = ("off", "episodic", "continual")
 SCHEDULES = ("sync", "async")
+SHARES = ("none", "cameras")
 PRECISIONS = ("auto", "fp32", "bf16", "fp16")
 COMPILES = ("auto", "on", "off")
 OPTIMIZERS = ("adam", "adamw", "sgd")
@@ -195,6 +196,10 @@ class AdaptationConfig:
                                "(0: no budget)", range="[0, inf)", runtime=STREAM)
     plateau: float = setting(0.0, help="stop a frame's steps when the loss improved by less than this fraction "
                              "(0: off)", range="[0, 1)", runtime=STREAM)
+    # Several streams through one model (the node's cameras): each its own adapted weights,
+    # safeguards and resets ("none"), or one adaptation state for all of them ("cameras").
+    share: str = setting("none", help="with several cameras: none (each camera adapts its own weights, "
+                         "safeguards and resets) or cameras (one adaptation state for all)", choices=SHARES)
     safeguards: SafeguardConfig = group(SafeguardConfig)
     tpt: TPTConfig = group(TPTConfig)
     clipartt: CLIPArTTConfig = group(CLIPArTTConfig)

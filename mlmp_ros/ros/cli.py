@@ -14,6 +14,7 @@ import signal
 import sys
 import warnings
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import rclpy
@@ -27,18 +28,24 @@ from ..core import ConfigError, ModelNameError, WeightsError
 from .params import plain
 from .worker import STOP_TIMEOUT
 
-USAGE = """usage: mlmp-segment [-h] [--ros-args ...]
+USAGE = """usage: mlmp-segment [-h] [--print-params] [--ros-args ...]
 
 The mlmp_ros segmentation node: camera images in (image, or image/compressed with
 input.compressed), segmentation/labels, segmentation/confidence, segmentation/colored,
 segmentation/label_info and /diagnostics out; services ~/reset and ~/enable.
 
-  mlmp-segment --ros-args --params-file config/segment.yaml -r image:=/camera/image_raw
-  mlmp-segment --ros-args --params-file config/segment.yaml -p adaptation.steps:=5
+  mlmp-segment -r image:=/camera/image_raw      # the robot parameter file, see below
+  mlmp-segment --print-params > my_robot.yaml   # write that file out, to edit it
+  mlmp-segment --ros-args --params-file my_robot.yaml -r image:=/camera/image_raw
+  mlmp-segment --ros-args -p adaptation.steps:=5 -p cameras:="[front, rear]"
 
-Every parameter, with its default and meaning, is in config/segment.yaml (installed
-under share/mlmp_ros/config) and in `ros2 param describe /mlmp_segment <name>`.
+Without --params-file the node starts from the robot parameter file shipped in the
+package (mlmp_ros/config/robot.yaml, every parameter with its meaning; what
+--print-params prints); -p overrides and your own --params-file go on top of it.
+`ros2 param describe /mlmp_segment <name>` describes a parameter of a running node.
 """
+
+PRINT_PARAMS = "--print-params"
 
 
 class _RosLogHandler(logging.Handler):
@@ -167,10 +174,28 @@ def _kind(default: Any) -> str:
     """How a parameter's type reads in an error message."""
     kinds = {bool: "true or false", int: "an integer", float: "a floating-point number (write 1.0, not 1)",
              str: "a string"}
+    if not isinstance(default, (list, bool, int, float, str)):  # an empty list, declared by its type
+        return "a list of strings"
     if isinstance(default, list):
         return "a list of " + {bool: "booleans", int: "integers", float: "floating-point numbers",
                                str: "strings"}[type(default[0])]
     return kinds[type(default)]
+
+
+def robot_params_file() -> Path:
+    """The robot parameter file shipped in the package (package data; see ros/paramfile.py)."""
+    from ..resources import package_data_path
+
+    return package_data_path("config", "robot.yaml")
+
+
+def with_default_params_file(argv: list[str]) -> list[str]:
+    """``argv`` with the robot parameter file first when no ``--params-file`` is given.
+
+    It goes before every other ROS argument, so ``-p`` overrides still win over it."""
+    if "--params-file" in _ros_arguments(argv):
+        return argv
+    return [argv[0], "--ros-args", "--params-file", str(robot_params_file()), "--", *argv[1:]]
 
 
 def run(node_class: Callable[[], Any], args: list[str] | None = None) -> int:
@@ -181,11 +206,15 @@ def run(node_class: Callable[[], Any], args: list[str] | None = None) -> int:
     if any(a in ("-h", "--help") for a in before_ros):
         print(USAGE, end="")
         return 0
+    if PRINT_PARAMS in before_ros:
+        sys.stdout.write(robot_params_file().read_text())
+        return 0
+    argv = with_default_params_file(argv)
     _setup_logging()
     interrupt = _Interrupt()
     signal.signal(signal.SIGINT, interrupt)  # rclpy.init chains its handler to this one
     try:
-        rclpy.init(args=args)
+        rclpy.init(args=argv)
     except Exception as exc:  # noqa: BLE001 - rcl reports bad --ros-args as RCLError
         return _fail(f"cannot start ROS 2: {exc}")
     code, node, executor = _start(node_class, argv, interrupt)

@@ -6,6 +6,7 @@ Every key is documented in the README (Diagnostics); tests read the values, not 
 
 from __future__ import annotations
 
+import socket
 from dataclasses import dataclass
 from typing import Any
 
@@ -181,13 +182,41 @@ def diagnostic_values(s: dict[str, Any], view: NodeView, *, seg: Any, weights: s
     return values
 
 
-def diagnostic_array(name: str, level: int, message: str, values: dict[str, Any], hardware_id: str,
+def adaptation_summary(adaptation: Any, adapts: bool = True) -> str:
+    """How the node adapts, as its log says it: ``mlmp (continual, 10 steps, async)``, or that it does not
+    (``noadapt: no adaptation``; mode off or 0 steps say so rather than a step count that is not run)."""
+    if not adapts:
+        return f"{adaptation.method}: no adaptation"
+    if adaptation.mode == "off" or adaptation.steps == 0:
+        why = "adaptation.mode off" if adaptation.mode == "off" else "adaptation.steps 0"
+        return f"{adaptation.method}: no adaptation ({why})"
+    return f"{adaptation.method} ({adaptation.mode}, {adaptation.steps} steps, {adaptation.schedule})"
+
+
+def status_name(node_fqn: str, camera: str = "") -> str:
+    """The status name: the fully qualified node name (two namespaced nodes stay apart), and the camera."""
+    return f"{node_fqn}: {camera}/segmentation" if camera else f"{node_fqn}: segmentation"
+
+
+def hardware_id(device: Any) -> str:
+    """The machine and the accelerator the model runs on, e.g. ``robot1-pc/cuda:0 (NVIDIA RTX A2000)``."""
+    host = socket.gethostname() or "localhost"
+    text = f"{host}/{device}"
+    if getattr(device, "type", "") == "cuda":
+        import torch
+
+        text += f" ({torch.cuda.get_device_name(device)})"
+    return text
+
+
+def diagnostic_array(name: str, level: int, message: str, values: dict[str, Any], hardware: str,
                      header: Header) -> DiagnosticArray:
+    """One status named ``name`` (see :func:`status_name`)."""
     status = DiagnosticStatus(
         level=level,
-        name=f"{name}: segmentation",
+        name=name,
         message=message,
-        hardware_id=hardware_id,
+        hardware_id=hardware,
         values=[KeyValue(key=k, value=str(v)) for k, v in values.items()],
     )
     return DiagnosticArray(header=header, status=[status])

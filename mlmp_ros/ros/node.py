@@ -54,7 +54,16 @@ from .conversions import (
     labels_to_image,
     palette,
 )
-from .diagnostics import NodeView, cuda_memory, diagnostic_array, diagnostic_values, health
+from .diagnostics import (
+    adaptation_summary,
+    NodeView,
+    cuda_memory,
+    diagnostic_array,
+    diagnostic_values,
+    hardware_id,
+    health,
+    status_name,
+)
 from .params import NODE_DEFAULTS, NodeSettings, core_config, parameter_specs, plain
 from .qos import (
     SubscriptionEventCallbacks,
@@ -197,8 +206,8 @@ class SegmentNode(Node):
         self._publish_label_info()  # last: a subscriber takes the class map as the sign that the node is ready
         weights = "RANDOM weights (tests only)" if segmenter.random_weights else f"weights {segmenter.loaded.weights}"
         self.get_logger().info(
-            f"ready: {cfg.model} with {weights} on {segmenter.device}, {cfg.adaptation.method} "
-            f"({cfg.adaptation.mode}, {cfg.adaptation.steps} steps), {len(segmenter.class_names)} classes; "
+            f"ready: {cfg.model} with {weights} on {segmenter.device}, "
+            f"{adaptation_summary(cfg.adaptation, segmenter.method_cls.adapts)}, {len(segmenter.class_names)} classes; "
             f"listening on {self._input_topic} ({reliability_name(self._reliability)}, "
             f"input.reliability: {self.settings.reliability})"
         )
@@ -535,7 +544,8 @@ class SegmentNode(Node):
         values = diagnostic_values(s, view, seg=seg, weights=status.weights, streaming=streaming,
                                    steps_per_s=steps_per_s)
         header = Header(stamp=self.get_clock().now().to_msg())
-        self._pub_diagnostics.publish(diagnostic_array(self.get_name(), level, message, values, str(seg.device), header))
+        self._pub_diagnostics.publish(diagnostic_array(status_name(self.get_fully_qualified_name()), level, message,
+                                                       values, hardware_id(seg.device), header))
 
 
 def _stamp_age(header: Header) -> float | None:

@@ -1,13 +1,16 @@
-"""The documented parameter file ``config/segment.yaml``, generated from the settings' declarations.
+"""The documented parameter files, generated from the settings' declarations:
+``config/segment.yaml`` (every parameter, the paper's protocol: tests, benchmark, demo) and the
+robot file the node starts from, ``mlmp_ros/config/robot.yaml`` (package data, so a pip install
+has it; ``mlmp-segment --print-params`` writes it out).
 
 Every node parameter (core settings from mlmp_ros/core/config.py, the node's own from
 mlmp_ros/ros/settings.py) with its default and its help text as a comment.  Regenerate
 after adding or changing a setting::
 
-    python -m mlmp_ros.ros.paramfile --write      # rewrites config/segment.yaml
-    python -m mlmp_ros.ros.paramfile --check      # exit 1 if the file is out of date
+    python -m mlmp_ros.ros.paramfile --write      # rewrites both files
+    python -m mlmp_ros.ros.paramfile --check      # exit 1 if a file is out of date
 
-test/test_schema.py fails when the file and the declarations disagree.  Imports no ROS
+test/test_schema.py fails when a file and the declarations disagree.  Imports no ROS
 package.
 """
 
@@ -28,6 +31,8 @@ from ..core.schema import Setting
 from .settings import DEV_PARAMETERS, NodeSettings, node_default
 
 PATH = Path(__file__).resolve().parents[2] / "config" / "segment.yaml"
+# The robot parameter file, shipped inside the package (package data): mlmp-segment's default.
+ROBOT_PATH = Path(__file__).resolve().parents[1] / "config" / "robot.yaml"
 WIDTH = 100
 
 # Values this sample file sets on purpose, where they differ from the declared defaults:
@@ -38,6 +43,17 @@ FILE_VALUES: dict[str, Any] = {
     "resize": [224],
 }
 
+# The robot file's choices on top of FILE_VALUES: the README's "Recommended for robots" (Streaming,
+# measured on world streams).  Only these values change when that recommendation is remeasured.
+ROBOT_VALUES: dict[str, Any] = {
+    "adaptation.schedule": "async",
+    "adaptation.mode": "continual",
+    "adaptation.safeguards.reliable_e0": 0.4,
+    "adaptation.safeguards.ensemble_alpha": 0.9,
+    "adaptation.safeguards.collapse": True,
+    "adaptation.safeguards.drift": True,
+}
+
 HEADER = """\
 # mlmp_ros segmentation node: every parameter, with its default and what it means.
 # GENERATED from the settings' declarations (mlmp_ros/core/config.py, mlmp_ros/ros/settings.py):
@@ -46,6 +62,16 @@ HEADER = """\
 # ones the Python API and the benchmark use (mlmp_ros.core.Config; list: mlmp-bench settings).
 # Settings marked [run time] can be changed while the node runs:
 #   ros2 param set /mlmp_segment adaptation.mode continual
+/**:
+  ros__parameters:
+"""
+
+ROBOT_HEADER = """\
+# mlmp_ros segmentation node: the ROBOT configuration (mlmp-segment's default parameter file).
+# Continual adaptation on a second thread with the safeguards the README recommends for robots
+# (Streaming: "Recommended for robots"); config/segment.yaml keeps the paper's protocol.
+# GENERATED from the settings' declarations: python -m mlmp_ros.ros.paramfile --write
+# Write it out to edit it: mlmp-segment --print-params > my_robot.yaml
 /**:
   ros__parameters:
 """
@@ -62,10 +88,10 @@ def _comment(text: str, indent: str) -> list[str]:
     return [f"{indent}# {line}".replace("\0", " ") for line in textwrap.wrap(glued, WIDTH - len(indent) - 2)]
 
 
-def _entry(s: Setting, key: str, indent: str) -> list[str]:
-    value = FILE_VALUES.get(s.name, node_default(s))
+def _entry(s: Setting, key: str, indent: str, chosen: dict[str, Any]) -> list[str]:
+    value = chosen.get(s.name, node_default(s))
     lines = _comment(schema.describe(s), indent)
-    if s.name in FILE_VALUES:
+    if s.name in chosen:
         lines += _comment(f"(this file's choice; the default is {_scalar(node_default(s))})", indent)
     if isinstance(value, list) and len(value) > 4:
         lines.append(f"{indent}{key}:")
@@ -75,10 +101,11 @@ def _entry(s: Setting, key: str, indent: str) -> list[str]:
     return lines
 
 
-def render() -> str:
-    """The text of config/segment.yaml."""
+def render(robot: bool = False) -> str:
+    """The text of config/segment.yaml, or with ``robot`` of mlmp_ros/config/robot.yaml."""
+    chosen = {**FILE_VALUES, **ROBOT_VALUES} if robot else FILE_VALUES
     declared = [*schema.settings(Config), *(s for s in schema.settings(NodeSettings) if s.name not in DEV_PARAMETERS)]
-    lines = HEADER.splitlines()
+    lines = (ROBOT_HEADER if robot else HEADER).splitlines()
     open_groups: list[str] = []
     base = "    "
     for s in declared:
@@ -92,25 +119,29 @@ def render() -> str:
                 lines.append("")
             lines.append(f"{base}{'  ' * len(open_groups)}{g}:")
             open_groups.append(g)
-        lines += _entry(s, key, base + "  " * len(open_groups))
+        lines += _entry(s, key, base + "  " * len(open_groups), chosen)
     return "\n".join(lines) + "\n"
 
 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(prog="python -m mlmp_ros.ros.paramfile", description=__doc__.splitlines()[0])
-    ap.add_argument("--write", action="store_true", help=f"rewrite {PATH}")
-    ap.add_argument("--check", action="store_true", help="exit 1 if the file differs from the declarations")
+    ap.add_argument("--write", action="store_true", help=f"rewrite {PATH} and {ROBOT_PATH}")
+    ap.add_argument("--check", action="store_true", help="exit 1 if a file differs from the declarations")
+    ap.add_argument("--robot", action="store_true", help="print the robot file (default: config/segment.yaml)")
     args = ap.parse_args(argv)
-    text = render()
+    files = {PATH: render(), ROBOT_PATH: render(robot=True)}
     if args.write:
-        PATH.write_text(text)
-        print(f"wrote {PATH}")
+        for path, text in files.items():
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.write_text(text)
+            print(f"wrote {path}")
     elif args.check:
-        if PATH.read_text() != text:
-            print(f"{PATH} is out of date: python -m mlmp_ros.ros.paramfile --write", file=sys.stderr)
-            return 1
+        stale = [path for path, text in files.items() if not path.is_file() or path.read_text() != text]
+        for path in stale:
+            print(f"{path} is out of date: python -m mlmp_ros.ros.paramfile --write", file=sys.stderr)
+        return 1 if stale else 0
     else:
-        sys.stdout.write(text)
+        sys.stdout.write(files[ROBOT_PATH if args.robot else PATH])
     return 0
 
 

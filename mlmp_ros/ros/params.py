@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from rcl_interfaces.msg import FloatingPointRange, IntegerRange, ParameterDescriptor
+from rclpy.parameter import Parameter
 
 from ..core import schema
 from ..core.config import Config
@@ -48,7 +49,10 @@ def parameter_specs() -> list[ParameterSpec]:
     """Every parameter the node declares, with its default and descriptor (from the schema)."""
     specs = []
     for s in declared_settings():
-        specs.append(ParameterSpec(s.name, node_default(s), descriptor(s)))
+        default = node_default(s)
+        if default == []:  # ROS cannot type an empty list: declared by type, unset (None) until given
+            default = Parameter.Type.STRING_ARRAY
+        specs.append(ParameterSpec(s.name, default, descriptor(s)))
     return specs
 
 

@@ -5,6 +5,8 @@ read the node's parameter file without ROS installed.
 
 from __future__ import annotations
 
+import enum
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -17,9 +19,29 @@ RELIABILITIES = ("auto", "reliable", "best_effort")
 CONFIDENCE_ENCODINGS = ("32FC1", "mono8")
 
 
+CAMERA_NAME = re.compile(r"[A-Za-z][A-Za-z0-9_]*")
+
+
+def _cameras(names: list[str]) -> str | None:
+    """Camera names become namespaces (``<camera>/image``): ROS name tokens, each once."""
+    bad = [n for n in names if not CAMERA_NAME.fullmatch(str(n))]
+    if bad:
+        return f"must be ROS name tokens (a letter, then letters, digits, _), not {', '.join(map(repr, bad))}"
+    if len(set(names)) != len(names):
+        return f"must name each camera once, not {names}"
+    return None
+
+
 @dataclass(frozen=True)
 class NodeSettings:
     """The node's own settings; each field's ``name`` is its ROS parameter."""
+
+    cameras: tuple[str, ...] = setting((), name="cameras", check=_cameras,
+                                       help="camera names, e.g. [front, rear]: one model serves <camera>/image of "
+                                       "each into <camera>/segmentation/...; [] (the default): one camera on image")
+    autostart: bool = setting(True, name="autostart",
+                              help="configure and activate at start-up (false: wait for a lifecycle manager's "
+                              "change_state; needs lifecycle_msgs)")
 
     compressed: bool = setting(False, name="input.compressed",
                                help="subscribe to image/compressed (jpeg/png) instead of image")
@@ -59,7 +81,8 @@ class NodeSettings:
     def from_values(cls, values: Mapping[str, Any]) -> NodeSettings:
         """Validated settings from parameter values (other parameters are skipped, missing ones default)."""
         problems: list[str] = []
-        data = {f: _plain(values[name]) for name, f in NODE_FIELDS.items() if name in values}
+        # A list parameter left empty has no value (None, or its declared type): the default holds.
+        data = {f: _plain(values[name]) for name, f in NODE_FIELDS.items() if _given(values.get(name))}
         settings = schema.build(cls, data, problems)
         if not problems:
             problems = settings.problems()
@@ -72,7 +95,7 @@ class NodeSettings:
         return NodeSettings.from_values({**self.as_values(), **changes})
 
     def as_values(self) -> dict[str, Any]:
-        return {name: getattr(self, f) for name, f in NODE_FIELDS.items()}
+        return {name: _plain(getattr(self, f)) for name, f in NODE_FIELDS.items()}
 
     def problems(self) -> list[str]:
         """The declared rules (names, choices, ranges), then the one that ties two settings together."""
@@ -81,6 +104,11 @@ class NodeSettings:
             p.append(f"diagnostics.stall_warn_factor ({self.stall_warn_factor}) and stall_error_factor "
                      f"({self.stall_error_factor}) must satisfy 1 <= warn <= error")
         return p
+
+
+def _given(value: Any) -> bool:
+    """Whether a parameter has a value (ROS leaves an empty list unset: None, or the type it was declared with)."""
+    return isinstance(value, (bool, int, float, str, list, tuple)) and not isinstance(value, enum.Enum)
 
 
 def _plain(value: Any) -> Any:
@@ -121,4 +149,4 @@ def ros_value(name: str, value: Any) -> Any:
 
 def node_default(s: Setting) -> Any:
     """A parameter's default as the node declares it."""
-    return NODE_CORE_DEFAULTS.get(s.name, ros_value(s.name, s.default))
+    return _plain(NODE_CORE_DEFAULTS.get(s.name, ros_value(s.name, s.default)))

@@ -245,6 +245,9 @@ def test_the_parameter_file_matches_the_declared_types():
         assert name in DEV_PARAMETERS or flat[name] == NODE_DEFAULTS[name], name
     for name, value in flat.items():
         default = specs[name].default
+        if value == [] and not isinstance(default, list):  # an empty list: declared by its type (cameras)
+            assert default.name.endswith("_ARRAY"), name
+            continue
         assert type(value) is type(default), name
         if isinstance(value, list):
             assert {type(v) for v in value} == {type(default[0])}, name

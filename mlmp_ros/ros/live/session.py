@@ -30,6 +30,7 @@ from ..conversions import (
     label_info_type,
     parse_label_info,
 )
+from ..diagnostics import status_name
 from ..qos import label_info_qos, output_qos, reliability_policy
 from .parameters import _python_value, parameter_value
 from .process import NodeProcess
@@ -56,7 +57,8 @@ class LiveSession:
     """A camera and a listener for a running (or started) segmentation node.
 
     ``node``: a :class:`NodeProcess` to start (None: the node runs elsewhere; give its
-    ``namespace`` and ``node_name``).  ``image_topic`` defaults to the node's ``image``
+    ``namespace`` and ``node_name``).  ``camera``: one of the node's ``cameras`` (its topics
+    under ``<namespace>/<camera>``, its own diagnostics status).  ``image_topic`` defaults to the node's ``image``
     (or ``image/compressed`` when ``compressed``).  ``reliability`` and ``depth`` are the
     camera publisher's QoS.  ``record``: which outputs to keep (labels, confidence,
     colored), as arrays (``keep_arrays``) and as serialized bytes (``keep_serialized``).
@@ -78,8 +80,10 @@ class LiveSession:
         keep_serialized: bool = False,
         rss_period: float = 0.5,
         domain_id: int | None = None,
+        camera: str = "",
     ):
         self.node = node
+        self.camera = camera  # with the node's cameras: this camera's topics and diagnostics status
         self._name_topics(node, namespace, node_name, image_topic, compressed)
         unknown = set(record) - {"labels", "confidence", "colored"}
         if unknown:
@@ -110,7 +114,7 @@ class LiveSession:
         ns = namespace if namespace is not None else (node.namespace if node else "/")
         self.namespace = "/" + ns.strip("/")
         self.node_name = node_name or (node.name if node else NODE_NAME)
-        base = self.namespace.rstrip("/")
+        base = self.namespace.rstrip("/") + (f"/{self.camera}" if self.camera else "")
         self.image_topic = image_topic or f"{base}/image" + ("/compressed" if compressed else "")
         self.topics = {
             "labels": f"{base}/{LABELS_TOPIC}",
@@ -260,7 +264,7 @@ class LiveSession:
             self._cond.notify_all()
 
     def _on_diagnostics(self, msg: DiagnosticArray) -> None:
-        wanted = f"{self.node_name}: segmentation"
+        wanted = status_name(self.node_fqn, self.camera)
         for status in msg.status:
             if status.name == wanted:
                 level = status.level[0] if isinstance(status.level, bytes) else int(status.level)

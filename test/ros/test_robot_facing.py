@@ -1,0 +1,133 @@
+"""What a robot integrator meets first: the parameter file found from the installed package,
+``--print-params``, the help text, the README's Nav2 example (its topic names, subscribed to),
+and /diagnostics statuses that tell two namespaced nodes apart."""
+
+from __future__ import annotations
+
+import os
+import re
+import socket
+import subprocess
+import threading
+
+import pytest
+import yaml
+from diagnostic_msgs.msg import DiagnosticArray
+from sensor_msgs.msg import Image
+
+from mlmp_ros.core import Config
+from mlmp_ros.ros.cli import robot_params_file
+from mlmp_ros.ros.conversions import label_info_type
+from mlmp_ros.ros.diagnostics import adaptation_summary
+from mlmp_ros.ros.live import LiveSession, NodeProcess, node_command
+from mlmp_ros.ros.paramfile import ROBOT_PATH, ROBOT_VALUES
+from mlmp_ros.ros.qos import label_info_qos
+from rclpy.qos import QoSProfile, ReliabilityPolicy
+
+from .ros_helpers import CLASSES, NODE_ENV, REPO, TINY, make_image
+
+
+def _run(*args: str) -> subprocess.CompletedProcess:
+    return subprocess.run([*node_command(), *args], capture_output=True, text=True, timeout=60,
+                          env={**os.environ, **NODE_ENV})
+
+
+def test_print_params_writes_the_packaged_robot_file():
+    done = _run("--print-params")
+    assert done.returncode == 0, done.stderr
+    assert robot_params_file() == ROBOT_PATH and done.stdout == ROBOT_PATH.read_text()
+    flat = Config.from_mapping(yaml.safe_load(done.stdout)["/**"]["ros__parameters"]).flat()
+    assert {k: flat[k] for k in ROBOT_VALUES} == ROBOT_VALUES
+
+
+def test_help_names_what_a_pip_install_has():
+    done = _run("--help")
+    assert done.returncode == 0 and "--print-params" in done.stdout
+    assert "share/mlmp_ros" not in done.stdout  # a pip install has no share/ folder of its own
+
+
+def test_the_log_summary_does_not_claim_steps_it_does_not_run():
+    a = Config().adaptation
+    assert adaptation_summary(a) == f"mlmp (episodic, {a.steps} steps, sync)"
+    assert "steps," not in adaptation_summary(a, adapts=False)  # noadapt
+    off = Config().replace(**{"adaptation.steps": 0}).adaptation
+    assert "10 steps" not in adaptation_summary(off) and "adaptation.steps 0" in adaptation_summary(off)
+    assert "no adaptation" in adaptation_summary(Config().replace(**{"adaptation.mode": "off"}).adaptation)
+
+
+def readme_nav2_topics() -> dict[str, str]:
+    """The semantic_segmentation_layer block of the README, parsed: its three topics of the node."""
+    text = (REPO / "README.md").read_text()
+    blocks = re.findall(r"```yaml\n(.*?)```", text, re.S)
+    (block,) = [b for b in blocks if "semantic_segmentation_layer:" in b]
+    source = yaml.safe_load(block)["semantic_segmentation_layer"]["camera"]
+    return {k: source[k] for k in ("segmentation_topic", "confidence_topic", "labels_topic")}
+
+
+class _Listener:
+    """Subscriptions on the README's names (as the layer subscribes), plus /diagnostics."""
+
+    def __init__(self, live: LiveSession, topics: dict[str, str]):
+        self.got: dict[str, object] = {}
+        self.statuses: list = []
+        self.event = threading.Condition()
+        images = QoSProfile(depth=50, reliability=ReliabilityPolicy.BEST_EFFORT)
+        for key in ("segmentation_topic", "confidence_topic"):
+            live.ros.create_subscription(Image, topics[key], self._keep(key), images)
+        live.ros.create_subscription(label_info_type(), topics["labels_topic"], self._keep("labels_topic"),
+                                     label_info_qos())
+        live.ros.create_subscription(DiagnosticArray, "/diagnostics", self._status, 10)
+
+    def _keep(self, key: str):
+        def keep(msg) -> None:
+            with self.event:
+                self.got[key] = msg
+                self.event.notify_all()
+        return keep
+
+    def _status(self, msg: DiagnosticArray) -> None:
+        with self.event:
+            self.statuses += list(msg.status)
+            self.event.notify_all()
+
+    def wait(self, predicate, timeout: float = 60.0) -> None:
+        with self.event:
+            assert self.event.wait_for(predicate, timeout), (sorted(self.got), [s.name for s in self.statuses])
+
+
+def test_readme_nav2_topics_are_the_nodes_and_it_starts_from_the_robot_file():
+    topics = readme_nav2_topics()
+    namespace = topics["segmentation_topic"].removesuffix("/segmentation/labels")
+    assert namespace.startswith("/") and namespace != topics["segmentation_topic"]
+    # No --params-file: the node starts from the packaged robot file, -p on top of it.
+    node = NodeProcess(None, {**TINY, "classes": CLASSES, "adaptation.steps": 1,
+                              "output.confidence_encoding": "mono8"}, namespace=namespace, env=NODE_ENV)
+    with LiveSession(node) as live:
+        values = live.get_parameters(["adaptation.schedule", "adaptation.mode", "adaptation.steps"])
+        assert values == {"adaptation.schedule": ROBOT_VALUES["adaptation.schedule"],
+                          "adaptation.mode": ROBOT_VALUES["adaptation.mode"], "adaptation.steps": 1}
+        listener = _Listener(live, topics)
+        listener.wait(lambda: "labels_topic" in listener.got)  # transient local: the class map arrives late too
+        live.wait_until(lambda: live.ros.count_publishers(topics["segmentation_topic"]) > 0, 30.0, "labels")
+        for _ in range(50):  # best effort: resend until both outputs arrived
+            live.publish(make_image(60, 80))
+            with listener.event:
+                if listener.event.wait_for(lambda: {"segmentation_topic", "confidence_topic"} <= set(listener.got),
+                                           2.0):
+                    break
+        assert {"segmentation_topic", "confidence_topic"} <= set(listener.got)
+        assert listener.got["segmentation_topic"].encoding == "mono8"
+        listener.wait(lambda: any(s.name == f"{namespace}/mlmp_segment: segmentation" for s in listener.statuses))
+        status = next(s for s in listener.statuses if s.name == f"{namespace}/mlmp_segment: segmentation")
+        assert status.hardware_id == f"{socket.gethostname()}/cpu"
+
+
+@pytest.mark.parametrize("name", ["1front", "front-left", "a b"])
+def test_bad_camera_names_are_refused_with_the_reason(name):
+    from mlmp_ros.ros.settings import NodeSettings
+
+    with pytest.raises(ValueError) as err:
+        NodeSettings.from_values({"cameras": ["rear", name]})
+    assert "cameras" in str(err.value) and repr(name) in str(err.value)
+    with pytest.raises(ValueError, match="each camera once"):
+        NodeSettings.from_values({"cameras": ["rear", "rear"]})
