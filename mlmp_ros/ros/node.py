@@ -100,6 +100,8 @@ WALL_CLOCK_SLACK = 24 * 3600 * 10**9  # a stamp this close to the system clock i
 class SegmentNode(Node):
     """See the module docs; :meth:`start` loads the model and opens the topics."""
 
+    MANAGED = False  # the lifecycle node (ros/lifecycle.py) is True
+
     def __init__(self, **kwargs: Any) -> None:
         super().__init__(NODE_NAME, **kwargs)
         values = self._declare_parameters()
@@ -110,6 +112,7 @@ class SegmentNode(Node):
         ClassList.resolve(self.accepted.classes)  # a typo in the class list fails before the model loads
         self.segmenter: Segmenter | None = None
         self.stream: StreamSegmenter | None = None  # the schedule (sync / async) around the segmenter
+        self._hub = None  # with cameras: the cameras' topics, worker and adaptation states (ros/cameras.py)
         self._resets_seen: dict[str, int] = {}
         self._steps_mark: tuple[float, int] | None = None
         self.stats = Stats()
@@ -170,6 +173,9 @@ class SegmentNode(Node):
     # ---------------------------------------------------------------- start
     def start(self, segmenter: Segmenter | None = None) -> None:
         """Load the model (unless given), open topics and services, start the worker."""
+        if not (self.settings.autostart or self.MANAGED):
+            raise ConfigError("autostart: false needs the managed node, which needs lifecycle_msgs "
+                              "(pip install ros-lifecycle-msgs, or ros-jazzy-lifecycle-msgs)")
         cfg = self.accepted
         if segmenter is None:
             self.get_logger().info(f"loading {cfg.model} (weights: {cfg.weights}, device: {cfg.device})")
@@ -177,6 +183,12 @@ class SegmentNode(Node):
         self.segmenter = segmenter
         segmenter.max_windows = self.settings.max_windows
         segmenter.method.step_hook = self._before_step
+        if self.settings.cameras:  # several cameras, one model: ros/cameras.py
+            from .cameras import CameraHub
+
+            self._hub = CameraHub(self, segmenter)
+            self._hub.start()
+            return
         self.stream = StreamSegmenter(segmenter)
         self._colours = palette(len(segmenter.class_names))
 
@@ -222,6 +234,8 @@ class SegmentNode(Node):
                 return False
         if self.stream is not None:
             self.stream.close()  # the adaptation thread (async) stops at its next step
+        if self._hub is not None:
+            self._hub.close()
         return True
 
     def _before_step(self) -> None:
@@ -558,9 +572,18 @@ def _stamp_age(header: Header) -> float | None:
     return (wall_ns - stamp_ns) * 1e-9 if abs(wall_ns - stamp_ns) < WALL_CLOCK_SLACK else None
 
 
+def node_class() -> type[SegmentNode]:
+    """The managed node (ros/lifecycle.py) where lifecycle_msgs is installed, else the plain one."""
+    try:
+        from .lifecycle import ManagedSegmentNode
+    except ImportError:  # no lifecycle_msgs (older pip installs): the node without ~/change_state
+        return SegmentNode
+    return ManagedSegmentNode
+
+
 def main(args: list[str] | None = None) -> int:
     """Entry point of ``mlmp-segment``; returns the exit code (see :mod:`mlmp_ros.ros.cli`)."""
-    return run(SegmentNode, args)
+    return run(node_class(), args)
 
 
 if __name__ == "__main__":
