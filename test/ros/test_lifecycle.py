@@ -176,3 +176,25 @@ def test_the_plain_node_refuses_autostart_false_with_the_reason():
         node.destroy_node()
     finally:
         rclpy.try_shutdown(context=context)
+
+
+def test_a_multi_camera_node_deactivates_and_activates_again():
+    cameras = {"cameras": ["left", "right"], "autostart": False}
+    with managed_in_process("/mlmp_test_lifecycle_cameras", cameras) as (node, manager):
+        assert manager.transition("configure") and manager.transition("activate")
+        assert manager.publishers("/mlmp_test_lifecycle_cameras/left/segmentation/labels") == 1
+        assert manager.transition("deactivate")
+        assert _eventually(lambda: manager.ros.count_subscribers("/mlmp_test_lifecycle_cameras/right/image") == 0)
+        assert manager.transition("activate") and node._hub is not None
+        assert _eventually(lambda: manager.ros.count_subscribers("/mlmp_test_lifecycle_cameras/right/image") == 1)
+
+
+def _eventually(predicate, timeout: float = 10.0) -> bool:
+    import time
+
+    end = time.monotonic() + timeout
+    while time.monotonic() < end:
+        if predicate():
+            return True
+        time.sleep(0.1)
+    return predicate()

@@ -1,0 +1,154 @@
+"""Several streams (a robot's cameras) through one model in memory.
+
+Each stream meets its own shift, so by default each has its own adaptation state: its own
+method (optimiser, counters, resets, safeguards) and its own adapted values of the
+parameters that adapt (LayerNorms: kilobytes), swapped into the one model before its frame
+and saved after it.  The frozen weights, the text bank's encoder and every activation
+buffer are shared.  ``share=True`` runs every stream through one state (one
+:class:`StreamSegmenter`), as one camera would.
+
+Frames of several streams go through one forward pass (:meth:`MultiStream.segment_batch`)
+when nothing adapts (mode off, 0 steps or a method that does not adapt) and every stream's
+weights are the same (shared, or none adapted yet): the prediction is then the same as one
+frame at a time.  Imports no ROS.
+"""
+
+from __future__ import annotations
+
+import copy
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import torch
+
+from .segmenter import FrameResult, Segmenter
+from .streaming import StreamResult, StreamSegmenter
+
+
+@dataclass
+class StreamState:
+    """One adaptation state: the segmenter view it runs, its schedule, its adapted values."""
+
+    view: Segmenter
+    stream: StreamSegmenter
+    values: list[torch.Tensor]
+    adapted: bool = False  # adaptation steps ran since the source (or the last reset)
+
+
+def segmenter_view(seg: Segmenter) -> Segmenter:
+    """``seg`` with a method of its own on the same model (shared encoder, text bank, layers);
+    its source is ``seg``'s source, whatever the model's adaptable values are now."""
+    view = copy.copy(seg)
+    method = seg.method_cls(seg.encoder, seg.text, seg.config, seg.layers, seg.precision)
+    method._source = {"params": [t.clone() for t in seg.method._source["params"]], "optim": {}}
+    method.step_hook = seg.method.step_hook
+    view.method = method
+    return view
+
+
+class MultiStream:
+    """See the module docs; ``names`` are the streams, in order."""
+
+    def __init__(self, seg: Segmenter, names: Sequence[str], *, share: bool = False, threaded: bool = True):
+        if not names:
+            raise ValueError("MultiStream needs at least one stream name")
+        self.seg = seg
+        self.names = tuple(names)
+        self.shared = share
+        source = [t.clone() for t in seg.method._source["params"]]
+        self._load_values(seg, source)  # every state starts at the source
+        if share:
+            one = StreamState(seg, StreamSegmenter(seg, threaded=threaded), [t.clone() for t in source])
+            self.states = dict.fromkeys(self.names, one)
+        else:
+            self.states = {}
+            for name in self.names:
+                view = segmenter_view(seg)
+                self.states[name] = StreamState(view, StreamSegmenter(view, threaded=threaded),
+                                                [t.clone() for t in source])
+        self._owner: StreamState | None = None
+
+    # ------------------------------------------------------------- weights
+    @staticmethod
+    def _load_values(seg: Segmenter, values: list[torch.Tensor]) -> None:
+        with torch.no_grad():
+            for (_, p), v in zip(seg.method.named_params, values):
+                p.copy_(v)
+
+    def _enter(self, state: StreamState) -> None:
+        """Put ``state``'s adapted values into the model (unless they are there already)."""
+        if self._owner is not state:
+            self._load_values(state.view, state.values)
+            self._owner = state
+
+    def _leave(self, state: StreamState) -> None:
+        state.values = [p.detach().clone() for _, p in state.view.method.named_params]
+
+    def distinct(self) -> list[StreamState]:
+        """Each state once (one when shared)."""
+        return list({id(s): s for s in self.states.values()}.values())
+
+    # -------------------------------------------------------------- frames
+    def stream(self, name: str) -> StreamSegmenter:
+        return self.states[name].stream
+
+    def view(self, name: str) -> Segmenter:
+        return self.states[name].view
+
+    def segment(self, name: str, images: list[np.ndarray], **kwargs: Any) -> StreamResult:
+        """Stream ``name``'s frame under its own state and schedule."""
+        state = self.states[name]
+        self._enter(state)
+        try:
+            result = state.stream.segment(images, **kwargs)
+        finally:
+            self._leave(state)
+        state.adapted = state.adapted or bool(result.result.losses)
+        return result
+
+    def batchable(self) -> bool:
+        """Whether :meth:`segment_batch` gives what one frame at a time would."""
+        adaptation = self.seg.config.adaptation
+        adapts = adaptation.mode != "off" and adaptation.steps > 0 and self.seg.method_cls.adapts
+        return not adapts and (self.shared or not any(s.adapted for s in self.distinct()))
+
+    def segment_batch(self, images: list[np.ndarray], **kwargs: Any) -> tuple[list[FrameResult], dict[str, float]]:
+        """Several streams' frames in one forward pass (only when :meth:`batchable`); their results
+        in order and the batch's timings."""
+        if not self.batchable():
+            raise RuntimeError("frames can be batched only when nothing adapts")
+        state = self.states[self.names[0]]
+        self._enter(state)
+        result = state.view.segment(images, **kwargs)
+        return result.frames, result.timings
+
+    # ------------------------------------------------------------- control
+    def reset(self, name: str | None = None) -> None:
+        """Stream ``name``'s state (None: every state) back to the source weights."""
+        for state in self.distinct() if name is None else [self.states[name]]:
+            self._enter(state)
+            state.stream.reset()
+            self._leave(state)
+            state.adapted = False
+
+    def update(self, **changes: Any) -> None:
+        """Run-time changes (StreamSegmenter.update's), applied to every state."""
+        for state in self.distinct():
+            self._enter(state)
+            state.stream.update(**changes)
+            self._leave(state)
+        self.seg.config = self.distinct()[0].view.config
+
+    def weight_shift(self, name: str) -> float:
+        """L2 distance of stream ``name``'s adapted values from the source (0: not adapted)."""
+        state = self.states[name]
+        source = state.view.method._source["params"]
+        total = sum(float(((v.float() - s.float()) ** 2).sum()) for v, s in zip(state.values, source))
+        return math.sqrt(total)
+
+    def close(self) -> None:
+        for state in self.distinct():
+            state.stream.close()

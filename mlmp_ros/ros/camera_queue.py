@@ -1,0 +1,118 @@
+"""The multi-camera worker's inbox: one slot per camera for its newest frame, served round
+robin, plus the run-time changes, resets and calls of :class:`~mlmp_ros.ros.worker.WorkQueue`.
+
+Fair: after a camera is served, every other camera with a waiting frame is served before it
+again, so no camera starves however fast the others publish.  ``get(max_frames)`` hands out
+up to that many cameras' frames at once (the worker batches them when it can).
+
+Nothing here calls ROS.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from .worker import Frame, ResetRequest
+
+
+@dataclass
+class CameraReset:
+    camera: str | None  # None: every camera
+    request: ResetRequest
+
+
+@dataclass
+class CameraWork:
+    frames: list[tuple[str, Frame]] = field(default_factory=list)  # (camera, frame), round-robin order
+    changes: dict[str, Any] = field(default_factory=dict)
+    resets: list[CameraReset] = field(default_factory=list)
+    calls: list[Callable[[], None]] = field(default_factory=list)
+
+
+class CameraQueue:
+    """See the module docs."""
+
+    def __init__(self, cameras: Sequence[str]) -> None:
+        self.cameras = tuple(cameras)
+        self._cond = threading.Condition()
+        self._frames: dict[str, Frame | None] = dict.fromkeys(self.cameras)
+        self._next = 0  # index of the camera served first next time
+        self._changes: dict[str, Any] = {}
+        self._resets: list[CameraReset] = []
+        self._calls: list[Callable[[], None]] = []
+        self._closed = False
+
+    def put_frame(self, camera: str, frame: Frame) -> bool:
+        """Store ``camera``'s newest frame; True when it replaced one not taken yet."""
+        with self._cond:
+            replaced = self._frames[camera] is not None
+            self._frames[camera] = frame
+            self._cond.notify()
+        return replaced
+
+    def take_frame(self, camera: str) -> Frame | None:
+        with self._cond:
+            frame, self._frames[camera] = self._frames[camera], None
+        return frame
+
+    def put_call(self, call: Callable[[], None]) -> None:
+        with self._cond:
+            self._calls.append(call)
+            self._cond.notify()
+
+    def put_changes(self, changes: dict[str, Any]) -> None:
+        with self._cond:
+            self._changes.update(changes)
+            self._cond.notify()
+
+    def put_reset(self, camera: str | None = None) -> ResetRequest:
+        request = ResetRequest()
+        with self._cond:
+            if self._closed:
+                request.message = "the node is shutting down"
+                request.done.set()
+                return request
+            self._resets.append(CameraReset(camera, request))
+            self._cond.notify()
+        return request
+
+    def _any_frame(self) -> bool:
+        return any(f is not None for f in self._frames.values())
+
+    def get(self, max_frames: int = 1) -> CameraWork | None:
+        """The next work (blocking): changes, resets and calls first; else up to ``max_frames``
+        waiting frames, round robin.  None once closed."""
+        with self._cond:
+            while not (self._closed or self._changes or self._resets or self._calls or self._any_frame()):
+                self._cond.wait()
+            if self._closed:
+                return None
+            if self._changes or self._resets or self._calls:
+                work = CameraWork(changes=self._changes, resets=self._resets, calls=self._calls)
+                self._changes, self._resets, self._calls = {}, [], []
+                return work
+            return CameraWork(frames=self._take_round(max(1, max_frames)))
+
+    def _take_round(self, limit: int) -> list[tuple[str, Frame]]:
+        n = len(self.cameras)
+        order = [self.cameras[(self._next + i) % n] for i in range(n)]
+        taken = []
+        for name in order:
+            if self._frames[name] is not None and len(taken) < limit:
+                taken.append((name, self._frames[name]))
+                self._frames[name] = None
+        last = self.cameras.index(taken[-1][0])
+        self._next = (last + 1) % n  # the camera after the last one served goes first next time
+        return taken
+
+    def close(self) -> None:
+        with self._cond:
+            self._closed = True
+            for reset in self._resets:
+                reset.request.message = "the node is shutting down"
+                reset.request.done.set()
+            self._resets = []
+            self._cond.notify_all()
