@@ -25,7 +25,7 @@ setup(
     python_requires=">=3.10",
     packages=find_packages(exclude=["test", "test.*"]),
     package_data={PACKAGE: ["model_configs/*.json", "data/sample_stream/*", "world/*.safetensors", "world/*.md",
-                            "config/*.yaml"]},
+                            "config/*.yaml", "config/*.xml"]},
     data_files=[
         ("share/ament_index/resource_index/packages", [f"resource/{PACKAGE}"]),
         (f"share/{PACKAGE}", ["package.xml"]),

@@ -75,3 +75,4 @@ def test_colcon_builds_the_ament_python_layout(tmp_path, symlink):
     assert (site / "model_configs" / "mlmp-world.json").is_file()
     assert (site / "world" / "mlmp-world.safetensors").is_file() and (site / "world" / "MODEL_CARD.md").is_file()
     assert (site / "config" / "robot.yaml").is_file()  # the node's default parameter file is package data
+    assert (site / "config" / "fastdds_large_shm.xml").is_file()  # the best-effort remedy (README)

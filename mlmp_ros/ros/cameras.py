@@ -304,8 +304,8 @@ class CameraHub:
             self._report_resets(cam)
             return [(r.frames[0], r.timings, len(r.losses), r.losses[-1] if r.losses else None, r.status)]
         outs, timings = self.streams.segment_batch([rgb for _, _, rgb in group], output="input")
-        share = {k: v / len(group) for k, v in timings.items()}  # each frame's share of the pass
-        return [(out, share, 0, None, "batched") for out in outs]
+        # Each frame waited for the whole pass: its model time is the pass's (model_ms, not a share of it).
+        return [(out, timings, 0, None, f"batched x{len(group)}") for out in outs]
 
     def _finish(self, cam: Camera, frame: Any, rgb: Any, out: Any, timings: dict, marks: tuple, run: tuple) -> None:
         taken, converted = marks
