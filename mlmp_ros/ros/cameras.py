@@ -15,6 +15,7 @@ node's settings, parameter validation, frame limits and stopping.
 
 from __future__ import annotations
 
+import functools
 import threading
 import time
 from dataclasses import dataclass, field
@@ -44,7 +45,15 @@ from .conversions import (
     palette,
 )
 from .diagnostics import NodeView, adaptation_summary, diagnostic_values, hardware_id, health, status_name
-from .qos import input_qos, label_info_qos, output_qos, reliability_for_publishers, reliability_name, reliability_policy
+from .qos import (
+    SubscriptionEventCallbacks,
+    input_qos,
+    label_info_qos,
+    output_qos,
+    reliability_for_publishers,
+    reliability_name,
+    reliability_policy,
+)
 from .worker import Stats
 
 WARN_THROTTLE = 5.0
@@ -144,10 +153,33 @@ class CameraHub:
     def _subscribe(self, cam: Camera, reliability: Any) -> None:
         self._unsubscribe(cam)
         msg_type = CompressedImage if self.settings.compressed else Image
-        cam.subscription = self.node.create_subscription(
-            msg_type, cam.input_topic, lambda msg, name=cam.name: self._on_image(name, msg),
-            input_qos(reliability, self.settings.depth), callback_group=self._input_group)
+        qos = input_qos(reliability, self.settings.depth)
+        on_image = functools.partial(self._on_image, cam.name)
+        lost = functools.partial(self._on_message_lost, cam)
+        incompatible = functools.partial(self._on_incompatible_qos, cam)
+        try:  # message_lost: not every RMW reports it (as the single-camera node)
+            events = SubscriptionEventCallbacks(incompatible_qos=incompatible, message_lost=lost)
+            cam.subscription = self.node.create_subscription(msg_type, cam.input_topic, on_image, qos,
+                                                             callback_group=self._input_group, event_callbacks=events)
+        except Exception:  # noqa: BLE001 - UnsupportedEventTypeError, or an rclpy without message_lost
+            events = SubscriptionEventCallbacks(incompatible_qos=incompatible)
+            cam.subscription = self.node.create_subscription(msg_type, cam.input_topic, on_image, qos,
+                                                             callback_group=self._input_group, event_callbacks=events)
         cam.reliability = reliability
+
+    @staticmethod
+    def _on_message_lost(cam: Camera, event: Any) -> None:
+        count = int(getattr(event, "total_count_change", 0) or 0)
+        if count > 0:
+            cam.stats.messages_lost(count)
+
+    def _on_incompatible_qos(self, cam: Camera, event: Any) -> None:
+        policy = getattr(event.last_policy_kind, "name", str(event.last_policy_kind)).upper()
+        if "RELIABILITY" in policy and self.settings.reliability == "auto":
+            return  # a best-effort camera appeared: the next QoS check re-subscribes to match it
+        cam.stats.qos_incompatible(policy.removeprefix("RMW_QOS_POLICY_"))
+        self.node.get_logger().warning(f"incompatible QoS on {cam.input_topic} (policy {policy}); no images arrive "
+                                       "from that publisher", throttle_duration_sec=WARN_THROTTLE)
 
     def _unsubscribe(self, cam: Camera) -> None:
         if cam.subscription is not None:
