@@ -124,3 +124,21 @@ def test_continual_adaptation_on_one_camera_leaves_the_other_alone_unless_shared
             assert _shift(rear, 1) == 0.0 and _shift(front, 2) == 0.0
     finally:
         _close(sessions)
+
+
+def test_the_robot_defaults_run_several_cameras_each_adapting_on_its_own_thread():
+    """No parameter file: the packaged robot file (async, continual, safeguards), per camera."""
+    params = {**TINY, "classes": TINY_CLASSES, "adaptation.steps": 1, "diagnostics.period": 0.2}
+    sessions = _start("/mlmp_test_cameras_robot", params, ["left", "right"], params_file=None)
+    try:
+        for live in sessions:
+            assert live.get_parameters(["adaptation.schedule"]) == {"adaptation.schedule": "async"}
+        for i in range(3):
+            for live in sessions:
+                out = live.wait_for_output(live.publish(_fogged(i)), TIMEOUT)
+                assert (out.height, out.width) == (60, 80)
+        for live in sessions:
+            d = live.wait_for_diagnostics(lambda d: int(d.values["frames_processed"]) >= 3, TIMEOUT)
+            assert d.values["adaptation_schedule"] == "async" and d.values["adaptation_shared"] == "False"
+    finally:
+        _close(sessions)
