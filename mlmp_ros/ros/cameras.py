@@ -80,7 +80,6 @@ class CameraHub:
 
     def __init__(self, node: Any, segmenter: Any):
         self.node = node
-        self.settings = node.settings
         names = list(self.settings.cameras)
         self.streams = MultiStream(segmenter, names, share=node.accepted.adaptation.share == "cameras")
         self.queue = CameraQueue(names)
@@ -88,7 +87,13 @@ class CameraHub:
         self.enabled = True
         self._colours = palette(len(segmenter.class_names))
         self._idle_since = time.perf_counter()
+        self._last_start: float | None = None  # when the worker last took frames (input.max_rate_hz)
         self._lock = threading.Lock()
+
+    @property
+    def settings(self) -> Any:
+        """The node's settings now (the parameter service replaces them at run time)."""
+        return self.node.settings
 
     # ----------------------------------------------------------------- start
     def start(self) -> None:
@@ -241,11 +246,25 @@ class CameraHub:
         return response
 
     # ---------------------------------------------------------------- worker
+    def _hold_to_rate(self) -> bool:
+        """input.max_rate_hz: wait until frames may be taken again (frames arriving meanwhile replace the
+        waiting ones, and wait together); False when the node stops meanwhile."""
+        rate = self.settings.max_rate_hz
+        if rate > 0 and self._last_start is not None:
+            wait = self._last_start + 1.0 / rate - time.perf_counter()
+            if wait > 0 and self.node._stopping.wait(wait):
+                return False
+        return True
+
     def _run_worker(self) -> None:
         while True:
+            if not self._hold_to_rate():
+                return
             work = self.queue.get(len(self.cameras) if self.streams.batchable() else 1)
             if work is None:
                 return
+            if work.frames:
+                self._last_start = time.perf_counter()
             try:
                 self._handle(work)
             except AdaptationCancelled:

@@ -55,8 +55,8 @@ from .conversions import (
     palette,
 )
 from .diagnostics import (
-    adaptation_summary,
     NodeView,
+    adaptation_summary,
     cuda_memory,
     diagnostic_array,
     diagnostic_values,

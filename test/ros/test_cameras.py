@@ -60,7 +60,7 @@ def _close(sessions: list[LiveSession]) -> None:
         sessions[0].node.cleanup()
 
 
-def test_two_cameras_one_node_each_labelled_as_the_offline_segmenter_does():
+def test_two_cameras_one_node_each_labelled_as_the_offline_segmenter_does_batched_too():
     import torch
 
     from mlmp_ros.core import Segmenter
@@ -70,7 +70,10 @@ def test_two_cameras_one_node_each_labelled_as_the_offline_segmenter_does():
     torch.set_num_threads(1)
     seg = Segmenter(world_config(**{"adaptation.method": "noadapt"}))
     offline = {cam: [seg.segment([s.image]).frames[0].labels for s in frames] for cam, frames in scenes.items()}
-    params = {**world_settings(), "device": "cpu", "adaptation.method": "noadapt"}
+    # fp32 as the offline Segmenter (the node's own default, precision auto, may take bf16)
+    # A rate cap of one pass every 4 s: the second pair of frames waits for it together, and is batched.
+    params = {**world_settings(), "device": "cpu", "adaptation.method": "noadapt", "precision": "fp32",
+              "input.max_rate_hz": 0.25, "diagnostics.period": 0.5}
     sessions = _start("/mlmp_test_two_cameras", params, ["front", "rear"])
     try:
         for live in sessions:
@@ -80,11 +83,11 @@ def test_two_cameras_one_node_each_labelled_as_the_offline_segmenter_does():
             for live in sessions:
                 out = live.wait_for_output(stamps[live.camera], TIMEOUT)
                 assert (out.height, out.width) == (240, 320)
-                # the same pixels through the same core (the node's precision may differ: as test_world_node)
-                assert (out.array == offline[live.camera][i]).mean() > 0.995, live.camera
+                np.testing.assert_array_equal(out.array, offline[live.camera][i], err_msg=live.camera)
         for live in sessions:
             d = live.wait_for_diagnostics(lambda d: int(d.values["frames_processed"]) >= 2, TIMEOUT)
             assert d.values["camera"] == live.camera and d.values["input_topic"].endswith(f"{live.camera}/image")
+            assert d.values["adaptation_status"] == "batched x2"  # the second pair went through one pass
     finally:
         _close(sessions)
 
