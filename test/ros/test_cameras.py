@@ -145,3 +145,23 @@ def test_the_robot_defaults_run_several_cameras_each_adapting_on_its_own_thread(
             assert d.values["adaptation_schedule"] == "async" and d.values["adaptation_shared"] == "False"
     finally:
         _close(sessions)
+
+
+def test_enable_switches_every_camera():
+    from std_srvs.srv import SetBool
+
+    sessions = _start("/mlmp_test_cameras_enable", {**TINY, "classes": TINY_CLASSES, "adaptation.steps": 1},
+                      ["left", "right"])
+    front = sessions[0]
+    topics = [f"/mlmp_test_cameras_enable/{c}/image" for c in ("left", "right")]
+    try:
+        off = front._call(SetBool, f"{front.node_fqn}/enable", SetBool.Request(data=False), TIMEOUT)
+        assert off.success
+        front.wait_until(lambda: all(front.ros.count_subscribers(t) == 0 for t in topics), 30.0, "unsubscribed")
+        on = front._call(SetBool, f"{front.node_fqn}/enable", SetBool.Request(data=True), TIMEOUT)
+        assert on.success
+        front.wait_until(lambda: all(front.ros.count_subscribers(t) == 1 for t in topics), 30.0, "subscribed")
+        for live in sessions:
+            live.wait_for_output(live.publish(make_image(60, 80)), TIMEOUT)
+    finally:
+        _close(sessions)

@@ -144,7 +144,11 @@ def test_cleanup_frees_the_model_and_deactivate_keeps_it():
         model = weakref.ref(node.loaded)
         assert manager.transition("activate") and node.segmenter is model()
         assert manager.transition("deactivate") and model() is not None  # kept
+        # set while inactive: checked at once, applied on the next activation
+        assert [r.successful for r in _set_parameters(manager, node, {"adaptation.steps": 3})] == [True]
+        assert [r.successful for r in _set_parameters(manager, node, {"adaptation.steps": -1})] == [False]
         assert manager.transition("activate") and node.segmenter is model()  # the same model, not reloaded
+        assert _eventually(lambda: model().config.adaptation.steps == 3)
         assert manager.transition("deactivate") and manager.transition("cleanup")
         gc.collect()
         assert model() is None and node.segmenter is None and node.stream is None
@@ -187,6 +191,18 @@ def test_a_multi_camera_node_deactivates_and_activates_again():
         assert _eventually(lambda: manager.ros.count_subscribers("/mlmp_test_lifecycle_cameras/right/image") == 0)
         assert manager.transition("activate") and node._hub is not None
         assert _eventually(lambda: manager.ros.count_subscribers("/mlmp_test_lifecycle_cameras/right/image") == 1)
+
+
+def _set_parameters(manager: Manager, node, values: dict) -> list:
+    from rclpy.parameter_client import AsyncParameterClient
+
+    client = AsyncParameterClient(manager.ros, node.get_fully_qualified_name())
+    assert client.wait_for_services(timeout_sec=30.0)
+    done = threading.Event()
+    future = client.set_parameters([Parameter(k, value=v) for k, v in values.items()])
+    future.add_done_callback(lambda _: done.set())
+    assert done.wait(60.0)
+    return list(future.result().results)
 
 
 def _eventually(predicate, timeout: float = 10.0) -> bool:
