@@ -103,10 +103,12 @@ def test_transitions_through_lifecycle_services_over_dds(tmp_path):
         assert manager.transition("configure") and manager.transition("activate")  # the model loads again
         _frame_comes_back(namespace)
         assert manager.transition("shutdown") and manager.state() == "finalized"
-        assert node.alive()
+        assert node.alive()  # finalized: it waits for its process to end
+        assert node.stop() == 0  # SIGINT: a clean exit
     finally:
         manager.close()
         print(node.log_tail())
+        node.stop()
         node.cleanup()
 
 
