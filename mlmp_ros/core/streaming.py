@@ -206,6 +206,7 @@ class _Tally:
     thread's, and a switch hands the totals so far on to the other one (nothing goes back to 0)."""
 
     def __init__(self, method: Method):
+        self.lock = threading.Lock()  # the node's diagnostics read while the worker switches
         self.reasons: dict[str, int] = {}
         self.failures = 0
         self.last_failure = ""
@@ -218,6 +219,10 @@ class _Tally:
 
     def totals(self) -> tuple[dict[str, int], int, str]:
         """(resets by reason, failures, last failure) since the stream started."""
+        with self.lock:
+            return self._totals()
+
+    def _totals(self) -> tuple[dict[str, int], int, str]:
         method = self.method
         reasons = dict(self.reasons)
         for reason, count in dict(method.reset_reasons).items():  # a copy: the adaptation thread adds to it
@@ -230,8 +235,9 @@ class _Tally:
 
     def switch(self, method: Method) -> None:
         """From now on ``method`` adapts: keep the totals so far, count what it adds to them."""
-        self.reasons, self.failures, self.last_failure = self.totals()
-        self._watch(method)
+        with self.lock:
+            self.reasons, self.failures, self.last_failure = self._totals()
+            self._watch(method)
 
 
 class _null:
