@@ -294,6 +294,8 @@ def node_counters(before: Any, after: Any) -> dict[str, Any]:
 
 # ------------------------------------------------------------------- command line
 def register(sub: Any) -> None:
+    from .cli import positive_int, positive_number
+
     p = sub.add_parser(
         "replay-live",
         help="play a bag into the node over DDS, record its outputs, score them like run",
@@ -306,16 +308,16 @@ def register(sub: Any) -> None:
     p.add_argument("--set", action="append", metavar="KEY=VALUE", help="core setting, repeatable")
     p.add_argument("--mode", choices=("episodic", "continual", "off"))
     group = p.add_mutually_exclusive_group()
-    group.add_argument("--speed", type=float, default=1.0, help="x N the recorded rate (default 1)")
-    group.add_argument("--rate", type=float, help="fixed rate in Hz")
+    group.add_argument("--speed", type=positive_number, default=1.0, help="x N the recorded rate (default 1)")
+    group.add_argument("--rate", type=positive_number, help="fixed rate in Hz")
     group.add_argument("--paced", action="store_true", help="next frame only after the previous result (no drops)")
-    p.add_argument("--limit", type=int, help="only the first N frames of each bag")
+    p.add_argument("--limit", type=positive_int, help="only the first N frames of each bag")
     p.add_argument("--node-set", action="append", metavar="KEY=VALUE",
                    help="node parameter on top of the config's (e.g. diagnostics.period=0.5), repeatable")
     p.add_argument("--params", help="node parameter file (default: config/segment.yaml)")
     p.add_argument("--no-start-node", action="store_true", help="use a node that is already running")
     p.add_argument("--namespace", help="the node's namespace")
-    p.add_argument("--timeout", type=float, default=120.0, help="seconds to wait for a result")
+    p.add_argument("--timeout", type=positive_number, default=120.0, help="seconds to wait for a result")
     p.add_argument("--out", "-o", default="replay_live", help="output folder (default: replay_live)")
     p.set_defaults(handler=cmd_replay_live)
 
@@ -325,7 +327,7 @@ def cmd_replay_live(args: argparse.Namespace) -> int:
 
     config = config_from_args(args, one_method=True)
     report = replay_live(
-        args.bags, config, args.out, speed=None if (args.rate or args.paced) else args.speed, rate_hz=args.rate,
+        args.bags, config, args.out, speed=None if (args.rate is not None or args.paced) else args.speed, rate_hz=args.rate,
         paced=args.paced, limit=args.limit, params_file=args.params, start_node=not args.no_start_node,
         namespace=args.namespace, timeout=args.timeout, node_parameters=parse_sets(args.node_set),
     )  # fmt: skip
