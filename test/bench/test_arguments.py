@@ -4,6 +4,7 @@ address where no cluster answers is refused within the connect time limit (loopb
 
 from __future__ import annotations
 
+import importlib.util
 import os
 import socket
 import subprocess
@@ -16,6 +17,9 @@ import pytest
 from mlmp_ros.bench import cli
 
 REPO = Path(__file__).resolve().parents[2]
+# Ray is not imported here: it reads its settings from the environment when first imported, and
+# test_ray_cluster.py sets them (loopback only) before it imports Ray in this process.
+needs_ray = pytest.mark.skipif(importlib.util.find_spec("ray") is None, reason="Ray is not installed")
 
 POSITIVE_NUMBER = ["0", "-5", "nan", "inf", "-inf", "fast"]
 POSITIVE_INT = ["0", "-2", "1.5", "nan"]
@@ -119,7 +123,6 @@ scenarios:
 
 
 def test_ray_settings_refuse_a_connect_timeout_that_is_not_a_positive_number():
-    pytest.importorskip("ray")
     from mlmp_ros.bench.cluster import ClusterError, RaySettings
 
     assert RaySettings(address="127.0.0.1:1", connect_timeout=0.5).connect_timeout == 0.5
@@ -128,8 +131,8 @@ def test_ray_settings_refuse_a_connect_timeout_that_is_not_a_positive_number():
             RaySettings(connect_timeout=bad)
 
 
+@needs_ray
 def test_an_unreachable_loopback_address_is_refused_within_the_time_limit():
-    pytest.importorskip("ray")
     from mlmp_ros.bench.cluster import ClusterError, check_cluster_answers
 
     with pytest.raises(ClusterError, match=r"no Ray cluster answers at 127\.0\.0\.1:1 within 2 s"):
@@ -150,9 +153,9 @@ def _suite_on_ray(tmp_path: Path, address: str, timeout: float) -> subprocess.Co
     )  # fmt: skip
 
 
+@needs_ray
 @pytest.mark.timeout(400)
 def test_suite_on_ray_exits_2_naming_an_address_where_no_cluster_answers(tmp_path):
-    pytest.importorskip("ray")
     refused = _suite_on_ray(tmp_path, "127.0.0.1:1", 2.0)
     assert refused.returncode == 2, refused.stderr[-2000:]
     assert "no Ray cluster answers at 127.0.0.1:1 within 2 s" in refused.stderr
