@@ -95,54 +95,54 @@ def parse_corruptions(text: str) -> list[str]:
     return names
 
 
-# Numeric arguments: one check for every command (run, suite, stream, replay-live), as argparse
-# types, so a bad value ends the command with status 2 and the argument's name before anything
-# starts (no bag read, no node launched).  Rates, speeds and time limits are finite and > 0;
-# counts of frames, images, trials and batches are integers >= 1.
-def _number(text: str) -> float:
-    try:
-        return float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a number, got '{text}'") from None
+# Numeric arguments: one check for every command (run, suite, stream, replay-live) and for the
+# Python functions behind them.  On the command line the checks are argparse types, so a bad value
+# ends the command with status 2 and the argument's name before anything starts (no bag read, no
+# node launched).  Rates, speeds and time limits are finite and > 0; counts of frames, images,
+# trials and batches are integers >= 1.
+def _is_number(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
 
 
-def positive_number(text: str) -> float:
-    """A finite number > 0 (rates in Hz, speeds, seconds)."""
-    value = _number(text)
-    if not (math.isfinite(value) and value > 0):
-        raise argparse.ArgumentTypeError(f"expected a finite number > 0, got {text}")
-    return value
+def _is_integer(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
 
 
-def non_negative_number(text: str) -> float:
-    """A finite number >= 0 (e.g. GPUs per trial, 0: none)."""
-    value = _number(text)
-    if not (math.isfinite(value) and value >= 0):
-        raise argparse.ArgumentTypeError(f"expected a finite number >= 0, got {text}")
-    return value
+NUMBER_KINDS: dict[str, tuple[Callable[[Any], bool], str]] = {
+    "positive_number": (lambda v: _is_number(v) and v > 0, "a finite number > 0"),
+    "non_negative_number": (lambda v: _is_number(v) and v >= 0, "a finite number >= 0"),
+    "positive_int": (lambda v: _is_integer(v) and v >= 1, "an integer >= 1"),
+    "non_negative_int": (lambda v: _is_integer(v) and v >= 0, "an integer >= 0"),
+}
 
 
-def _integer(text: str) -> int:
-    try:
-        return int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected an integer, got '{text}'") from None
+def check_number(name: str, value: Any, kind: str) -> None:
+    """Raise :class:`UsageError` unless ``value`` is of ``kind`` (a key of :data:`NUMBER_KINDS`)."""
+    ok, what = NUMBER_KINDS[kind]
+    if not ok(value):
+        raise UsageError(f"{name} must be {what}, not {value!r}")
 
 
-def positive_int(text: str) -> int:
-    """An integer >= 1 (frame and image limits, trials, batch sizes)."""
-    value = _integer(text)
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"expected an integer >= 1, got {value}")
-    return value
+def _argument_type(kind: str, parse: Callable[[str], Any]) -> Callable[[str], Any]:
+    ok, what = NUMBER_KINDS[kind]
+
+    def convert(text: str) -> Any:
+        try:
+            value = parse(text)
+        except ValueError:
+            value = None
+        if value is None or not ok(value):
+            raise argparse.ArgumentTypeError(f"expected {what}, got '{text}'")
+        return value
+
+    convert.__name__ = kind  # argparse names the type in some messages
+    return convert
 
 
-def non_negative_int(text: str) -> int:
-    """An integer >= 0 (retries, examples kept)."""
-    value = _integer(text)
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"expected an integer >= 0, got {value}")
-    return value
+positive_number = _argument_type("positive_number", float)  # rates in Hz, speeds, seconds
+non_negative_number = _argument_type("non_negative_number", float)  # e.g. GPUs per trial (0: none)
+positive_int = _argument_type("positive_int", int)  # frame and image limits, trials, batch sizes
+non_negative_int = _argument_type("non_negative_int", int)  # retries, examples kept
 
 
 def _root_pairs(items: Sequence[str] | None) -> dict[str, str]:

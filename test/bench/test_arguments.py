@@ -92,20 +92,28 @@ def test_good_numbers_reach_the_command(argv, what, started):
     assert started == [what]
 
 
-def test_replay_live_is_given_the_rate_or_the_speed_it_was_told(monkeypatch):
+@pytest.mark.parametrize("bad", [{"rate_hz": 0}, {"rate_hz": -5.0}, {"rate_hz": float("nan")}, {"speed": 0},
+                                 {"speed": -1.0}, {"speed": float("inf")}, {"limit": 0}, {"limit": -2},
+                                 {"timeout": 0}, {"rate_hz": 2.0, "paced": True}])  # fmt: skip
+def test_replay_live_in_python_checks_the_same_numbers_before_reading_a_bag(bad, monkeypatch, tmp_path):
     import mlmp_ros.bench.replay_live as replay_live
+    from mlmp_ros.core.config import Config
 
-    given = {}
+    def open_bag(path):
+        raise AssertionError("a bag was opened")
 
-    def record(bags, config, out, **kwargs):
-        given.update(kwargs)
-        raise KeyboardInterrupt
+    monkeypatch.setattr(replay_live, "open_bag", open_bag)
+    with pytest.raises(cli.UsageError, match="|".join(bad)):
+        replay_live.replay_live("bags/a", Config(), tmp_path, **bad)
 
-    monkeypatch.setattr(replay_live, "replay_live", record)
-    cli.main(["replay-live", "bags/a", "--rate", "0.5"])
-    assert (given["rate_hz"], given["speed"], given["paced"]) == (0.5, None, False)
-    cli.main(["replay-live", "bags/a", "--speed", "3"])
-    assert (given["rate_hz"], given["speed"]) == (None, 3.0)
+
+def test_replay_live_plays_at_the_rate_or_the_speed_it_was_told():
+    from mlmp_ros.bench.replay_live import _schedule
+
+    assert _schedule(1.0, 0.5, False) == {"rate_hz": 0.5}  # a rate wins over the default speed
+    assert _schedule(2.5, None, False) == {"speed": 2.5}
+    assert _schedule(None, None, False) == {"speed": 1.0}
+    assert _schedule(1.0, None, True) == {"paced": True}
 
 
 # ----------------------------------------------------------------------------- Ray
