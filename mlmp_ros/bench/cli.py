@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import math
 import os
 import sys
 from collections.abc import Callable, Sequence
@@ -94,14 +95,54 @@ def parse_corruptions(text: str) -> list[str]:
     return names
 
 
-def _positive(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, got '{text}'") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, got {value}")
-    return value
+# Numeric arguments: one check for every command (run, suite, stream, replay-live) and for the
+# Python functions behind them.  On the command line the checks are argparse types, so a bad value
+# ends the command with status 2 and the argument's name before anything starts (no bag read, no
+# node launched).  Rates, speeds and time limits are finite and > 0; counts of frames, images,
+# trials and batches are integers >= 1.
+def _is_number(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+
+
+def _is_integer(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+NUMBER_KINDS: dict[str, tuple[Callable[[Any], bool], str]] = {
+    "positive_number": (lambda v: _is_number(v) and v > 0, "a finite number > 0"),
+    "non_negative_number": (lambda v: _is_number(v) and v >= 0, "a finite number >= 0"),
+    "positive_int": (lambda v: _is_integer(v) and v >= 1, "an integer >= 1"),
+    "non_negative_int": (lambda v: _is_integer(v) and v >= 0, "an integer >= 0"),
+}
+
+
+def check_number(name: str, value: Any, kind: str) -> None:
+    """Raise :class:`UsageError` unless ``value`` is of ``kind`` (a key of :data:`NUMBER_KINDS`)."""
+    ok, what = NUMBER_KINDS[kind]
+    if not ok(value):
+        raise UsageError(f"{name} must be {what}, not {value!r}")
+
+
+def _argument_type(kind: str, parse: Callable[[str], Any]) -> Callable[[str], Any]:
+    ok, what = NUMBER_KINDS[kind]
+
+    def convert(text: str) -> Any:
+        try:
+            value = parse(text)
+        except ValueError:
+            value = None
+        if value is None or not ok(value):
+            raise argparse.ArgumentTypeError(f"expected {what}, got '{text}'")
+        return value
+
+    convert.__name__ = kind  # argparse names the type in some messages
+    return convert
+
+
+positive_number = _argument_type("positive_number", float)  # rates in Hz, speeds, seconds
+non_negative_number = _argument_type("non_negative_number", float)  # e.g. GPUs per trial (0: none)
+positive_int = _argument_type("positive_int", int)  # frame and image limits, trials, batch sizes
+non_negative_int = _argument_type("non_negative_int", int)  # retries, examples kept
 
 
 def _root_pairs(items: Sequence[str] | None) -> dict[str, str]:
@@ -134,12 +175,12 @@ def add_make_bags(sub: Any) -> None:
     p.add_argument("--channel-order", choices=("bgr", "rgb"), default="bgr",
                    help="corrupt the BGR array as the reference does (default) or the RGB one")  # fmt: skip
     p.add_argument("--no-presize", action="store_true", help="keep the original image sizes in the bag")
-    p.add_argument("--limit", type=_positive, help="only the first N images of the split")
+    p.add_argument("--limit", type=positive_int, help="only the first N images of the split")
     p.add_argument("--no-progress", action="store_true")
     w = p.add_argument_group("world (generated scenes and streams)")
     w.add_argument("--streams", default="", help="also write world streams: 'all' or shifts separated by commas "
                    "(none, fog, night, rain, blur, dirt) as <out>/world_stream_<shift>/original")  # fmt: skip
-    w.add_argument("--count", type=_positive, help="scenes (default 40) or frames per stream (default 60)")
+    w.add_argument("--count", type=positive_int, help="scenes (default 40) or frames per stream (default 60)")
     w.add_argument("--size", default="640x480", help="frame size WxH (default 640x480)")
     w.add_argument("--seed", type=int, help="first scene seed / stream seed (default: the held-out seeds)")
     p.set_defaults(handler=cmd_make_bags)
@@ -229,14 +270,14 @@ def add_run(sub: Any) -> None:
                    "(e.g. --set model=ViT-L-14-quickgelu --set adaptation.steps=5; every setting: "
                    "mlmp-bench settings)")  # fmt: skip
     p.add_argument("--mode", choices=("episodic", "continual", "off"), help="adaptation.mode")
-    p.add_argument("--batch-size", "-b", type=_positive, default=2, help="frames per adaptation batch (2: the "
+    p.add_argument("--batch-size", "-b", type=positive_int, default=2, help="frames per adaptation batch (2: the "
                    "paper's tables, 1: single sample)")  # fmt: skip
-    p.add_argument("--trials", type=_positive, help="number of trials, seeds 0..N-1 (default 3)")
+    p.add_argument("--trials", type=positive_int, help="number of trials, seeds 0..N-1 (default 3)")
     p.add_argument("--seeds", help="trial seeds, comma separated (default 0,1,2)")
     p.add_argument("--no-shuffle", action="store_true", help="keep bag order in every trial (continual mode, "
                    "single-sample replay)")  # fmt: skip
-    p.add_argument("--limit", type=_positive, help="only the first N frames of each bag")
-    p.add_argument("--examples", type=int, default=3, help="keep predictions of the first K frames (default 3)")
+    p.add_argument("--limit", type=positive_int, help="only the first N frames of each bag")
+    p.add_argument("--examples", type=non_negative_int, default=3, help="keep predictions of the first K frames (default 3)")
     p.add_argument("--out", "-o", default="bench_results", help="results folder (default: bench_results)")
     p.add_argument("--resume", action=argparse.BooleanOptionalAction, default=True,
                    help="skip trials already in the store (default: on)")  # fmt: skip
@@ -314,7 +355,7 @@ def add_suite(sub: Any) -> None:
     p.add_argument("--bags", help="bags folder (overrides the suite's 'bags')")
     p.add_argument("--root", action="append", metavar="NAME=FOLDER", help="data set root, repeatable "
                    "(overrides the suite's 'roots')")  # fmt: skip
-    p.add_argument("--limit", type=_positive, help="only the first N images of each split (a quick check)")
+    p.add_argument("--limit", type=positive_int, help="only the first N images of each split (a quick check)")
     p.add_argument("--set", action="append", metavar="KEY=VALUE", help="core setting for every method, repeatable")
     p.add_argument("--no-progress", action="store_true")
     add_cluster_arguments(p)
@@ -328,10 +369,12 @@ def add_cluster_arguments(p: argparse.ArgumentParser) -> None:
                    help="local: trials one after another here (default); ray: on a Ray cluster")  # fmt: skip
     g.add_argument("--address", help="Ray cluster: auto (the one started on this machine) or HOST:PORT "
                    "(default: RAY_ADDRESS, else a Ray instance started here)")  # fmt: skip
-    g.add_argument("--gpus-per-trial", type=float, metavar="N", help="GPUs a trial needs, may be fractional "
+    g.add_argument("--gpus-per-trial", type=non_negative_number, metavar="N", help="GPUs a trial needs, may be fractional "
                    "(default: the suite's cluster.gpus_per_trial, else 0: CPU)")  # fmt: skip
-    g.add_argument("--cpus-per-trial", type=float, metavar="N", help="CPUs a trial needs (default 1)")
-    g.add_argument("--max-retries", type=int, metavar="N", help="re-runs of a trial whose worker died (default 2)")
+    g.add_argument("--cpus-per-trial", type=positive_number, metavar="N", help="CPUs a trial needs (default 1)")
+    g.add_argument("--max-retries", type=non_negative_int, metavar="N", help="re-runs of a trial whose worker died (default 2)")
+    g.add_argument("--connect-timeout", type=positive_number, metavar="SECONDS",
+                   help="give up when no Ray cluster answers at the address within this many seconds (default 10)")
 
 
 def suite_path(text: str) -> Path:
@@ -372,7 +415,8 @@ def cmd_suite(args: argparse.Namespace) -> int:
         from .cluster import ray_settings, run_suite_on_ray
 
         settings = ray_settings(suite, address=args.address, gpus_per_trial=args.gpus_per_trial,
-                                cpus_per_trial=args.cpus_per_trial, max_retries=args.max_retries)  # fmt: skip
+                                cpus_per_trial=args.cpus_per_trial, max_retries=args.max_retries,
+                                connect_timeout=args.connect_timeout)  # fmt: skip
         counts, summary = run_suite_on_ray(suite, settings, resume=args.resume, progress=not args.no_progress)
     else:
         counts = run_suite(suite, resume=args.resume, progress=not args.no_progress)

@@ -27,12 +27,19 @@ Resources: ``--gpus-per-trial`` / ``--cpus-per-trial`` (or the suite file's
 ``cluster: {gpus_per_trial, cpus_per_trial, max_retries}``).  A trial with no GPU
 declared runs on the CPU even if the node has one (``device: auto``); ``device:
 cuda`` needs GPUs declared.  Ray is imported only here, and only when used.
+
+Connecting: ``ray.init`` has no time limit (at an address where nothing listens it
+retries for minutes), so the driver first checks, within ``--connect-timeout`` seconds
+(default 10), that the address accepts a connection and that a Ray GCS answers there, and
+otherwise stops with the address in the message.
 """
 
 from __future__ import annotations
 
+import math
 import os
 import socket
+import threading
 import time
 from collections import Counter
 from collections.abc import Callable, Mapping
@@ -54,6 +61,7 @@ from .suite import (
 )
 
 TASK_NAME = "mlmp_trial"  # a worker running a trial is titled "ray::mlmp_trial <trial key>" (ps, dashboard)
+CONNECT_TIMEOUT = 10.0  # seconds for a cluster at the given address to answer
 _SETTINGS = {"gpus_per_trial": (int, float), "cpus_per_trial": (int, float), "max_retries": (int,)}
 
 
@@ -70,9 +78,13 @@ class RaySettings:
     gpus_per_trial: float = 0.0
     cpus_per_trial: float = 1.0
     max_retries: int = 2  # re-runs of a trial whose worker died (3 attempts in all)
+    connect_timeout: float = CONNECT_TIMEOUT  # seconds for the cluster at ``address`` to answer
 
     def __post_init__(self) -> None:
         problems = _check_values({key: getattr(self, key) for key in _SETTINGS})
+        timeout = self.connect_timeout
+        if isinstance(timeout, bool) or not isinstance(timeout, (int, float)) or not (math.isfinite(timeout) and timeout > 0):
+            problems.append(f"connect_timeout must be a finite number of seconds > 0, not {timeout!r}")
         if problems:
             raise ClusterError("; ".join(problems))
 
@@ -108,9 +120,11 @@ def ray_settings(
     gpus_per_trial: float | None = None,
     cpus_per_trial: float | None = None,
     max_retries: int | None = None,
+    connect_timeout: float | None = None,
 ) -> RaySettings:
     """The suite file's ``cluster`` section with command-line values on top; checks the devices."""
-    given = {"gpus_per_trial": gpus_per_trial, "cpus_per_trial": cpus_per_trial, "max_retries": max_retries}
+    given = {"gpus_per_trial": gpus_per_trial, "cpus_per_trial": cpus_per_trial, "max_retries": max_retries,
+             "connect_timeout": connect_timeout}
     values = {**suite.cluster, **{k: v for k, v in given.items() if v is not None}}
     settings = RaySettings(address=address or None, **values)
     if not settings.gpus_per_trial:
@@ -192,6 +206,85 @@ def _import_ray() -> Any:
     return ray
 
 
+def _connect(ray: Any, settings: RaySettings) -> None:
+    """``ray.init``: to the cluster at the address (RAY_ADDRESS when none is given), once it has answered
+    within ``settings.connect_timeout``; else a Ray instance started here."""
+    address = settings.address or os.environ.get("RAY_ADDRESS") or None
+    if address is not None:
+        check_cluster_answers(address, settings.connect_timeout)
+    try:
+        if settings.address:
+            ray.init(address=settings.address, log_to_driver=False, logging_level="WARNING")
+        else:
+            ray.init(log_to_driver=False, logging_level="WARNING", include_dashboard=False)
+    except (ConnectionError, RuntimeError, ValueError) as err:
+        raise ClusterError(
+            f"cannot use the Ray cluster at {address or 'this machine'}: {' '.join(str(err).split())} (start one "
+            "with `ray start --head`, then pass --address HOST:PORT or auto)"
+        ) from None
+
+
+def check_cluster_answers(address: str, timeout: float) -> None:
+    """Raise :class:`ClusterError` unless a Ray cluster answers at ``address`` within ``timeout`` seconds:
+    its port accepts a connection, and (``HOST:PORT`` or ``auto``) its GCS tells its cluster id."""
+    endpoint = _endpoint(address)
+    if endpoint is None:
+        return  # an address Ray resolves itself and could not here ("auto" with none started): Ray says why
+    host, port = endpoint
+    started = time.monotonic()
+    try:
+        with socket.create_connection((host, port), timeout=timeout):
+            pass
+        why = "" if "://" in address else _gcs_silence(f"{host}:{port}", timeout - (time.monotonic() - started))
+    except OSError as err:
+        why = f"{host}:{port}: {err.strerror or err}"
+    if why:
+        raise ClusterError(
+            f"no Ray cluster answers at {address} within {timeout:g} s ({why}); start one with `ray start --head` "
+            "and pass its address (--address HOST:PORT, or auto for the one started on this machine), or allow "
+            "more time with --connect-timeout"
+        )
+
+
+def _endpoint(address: str) -> tuple[str, int] | None:
+    """(host, port) of a cluster address: HOST:PORT, ray://HOST:PORT, or auto (the cluster started here)."""
+    text = address.strip()
+    if text == "auto":
+        try:
+            from ray._private.services import canonicalize_bootstrap_address
+
+            text = canonicalize_bootstrap_address("auto") or ""
+        except Exception:  # noqa: BLE001 - none started here, or another Ray: ray.init reports it
+            return None
+    host, sep, port = text.split("://", 1)[-1].rpartition(":")
+    if not sep or not host or not port.isdigit():
+        return None
+    return host.strip("[]"), int(port)
+
+
+def _gcs_silence(address: str, timeout: float) -> str:
+    """'' when the Ray GCS at ``address`` gave its cluster id within ``timeout`` seconds, else why not.
+
+    The client runs on a daemon thread: Ray's own connection attempt has no time limit."""
+    try:
+        from ray._raylet import GcsClient
+    except ImportError:  # a Ray without this client: the port check is all
+        return ""
+    outcome: list[str] = []
+
+    def ask() -> None:
+        try:
+            GcsClient(address=address).cluster_id  # noqa: B018 - the question is whether it answers
+            outcome.append("")
+        except Exception as err:  # noqa: BLE001 - the reason goes into the message
+            outcome.append(" ".join(str(err).split()) or type(err).__name__)
+
+    thread = threading.Thread(target=ask, name="ray-gcs-check", daemon=True)
+    thread.start()
+    thread.join(max(timeout, 0.0))
+    return outcome[0] if outcome else "the port is open but no Ray GCS answered"
+
+
 @dataclass
 class ClusterSummary:
     """What the cluster did in one run."""
@@ -223,17 +316,7 @@ class RayExecutor(TrialExecutor):
         self.ray = ray = _import_ray()
         self._own_connection = not ray.is_initialized()  # else: this process's connection, as it is
         if self._own_connection:
-            try:
-                if settings.address:
-                    ray.init(address=settings.address, log_to_driver=False, logging_level="WARNING")
-                else:
-                    ray.init(log_to_driver=False, logging_level="WARNING", include_dashboard=False)
-            except (ConnectionError, RuntimeError, ValueError) as err:
-                where = settings.address or os.environ.get("RAY_ADDRESS") or "this machine"
-                raise ClusterError(
-                    f"cannot use the Ray cluster at {where}: {' '.join(str(err).split())} (start one with "
-                    "`ray start --head`, then pass --address HOST:PORT or auto)"
-                ) from None
+            _connect(ray, settings)
         self.summary = ClusterSummary(resources={k: float(v) for k, v in ray.cluster_resources().items()
                                                  if k in ("CPU", "GPU", "memory")})  # fmt: skip
         self._check_fits()

@@ -107,6 +107,8 @@ def replay_live(
     from .runner import segmenter_config
     from .suite import json_default
 
+    schedule = _schedule(speed, rate_hz, paced)  # the numbers are checked before anything starts
+    _check_numbers(limit=limit, timeout=timeout, diagnostics_timeout=diagnostics_timeout)
     paths = [bag_path] if isinstance(bag_path, (str, os.PathLike)) else list(bag_path)
     bags = [open_bag(p) for p in paths]
     check_chain([(b.path, b.info) for b in bags])
@@ -116,7 +118,6 @@ def replay_live(
     frames = [f for _, f in chained]
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    schedule: dict[str, Any] = {"paced": True} if paced else ({"rate_hz": rate_hz} if rate_hz else {"speed": speed or 1.0})
     played = _play_through_node(frames, cfg, info, out, schedule, params_file=params_file, start_node=start_node,
                                 namespace=namespace, timeout=timeout, node_parameters=node_parameters,
                                 diagnostics_timeout=diagnostics_timeout)  # fmt: skip
@@ -130,6 +131,31 @@ def replay_live(
     report = _live_report(bags, cfg, schedule, scores, processed, played, out)
     (out / "replay_live.json").write_text(json.dumps(report, indent=2, default=json_default) + "\n")
     return report
+
+
+def _schedule(speed: float | None, rate_hz: float | None, paced: bool) -> dict[str, Any]:
+    """How the frames are played: ``paced``, else ``rate_hz`` when given, else ``speed`` (default 1)."""
+    from .cli import UsageError, check_number
+
+    if paced:
+        if rate_hz is not None:
+            raise UsageError("give rate_hz or paced, not both")
+        return {"paced": True}
+    if rate_hz is not None:
+        check_number("rate_hz", rate_hz, "positive_number")
+        return {"rate_hz": rate_hz}
+    speed = 1.0 if speed is None else speed
+    check_number("speed", speed, "positive_number")
+    return {"speed": speed}
+
+
+def _check_numbers(*, limit: int | None, timeout: float, diagnostics_timeout: float) -> None:
+    from .cli import check_number
+
+    if limit is not None:
+        check_number("limit", limit, "positive_int")
+    check_number("timeout", timeout, "positive_number")
+    check_number("diagnostics_timeout", diagnostics_timeout, "positive_number")
 
 
 @dataclass
@@ -294,6 +320,8 @@ def node_counters(before: Any, after: Any) -> dict[str, Any]:
 
 # ------------------------------------------------------------------- command line
 def register(sub: Any) -> None:
+    from .cli import positive_int, positive_number
+
     p = sub.add_parser(
         "replay-live",
         help="play a bag into the node over DDS, record its outputs, score them like run",
@@ -306,16 +334,16 @@ def register(sub: Any) -> None:
     p.add_argument("--set", action="append", metavar="KEY=VALUE", help="core setting, repeatable")
     p.add_argument("--mode", choices=("episodic", "continual", "off"))
     group = p.add_mutually_exclusive_group()
-    group.add_argument("--speed", type=float, default=1.0, help="x N the recorded rate (default 1)")
-    group.add_argument("--rate", type=float, help="fixed rate in Hz")
+    group.add_argument("--speed", type=positive_number, default=1.0, help="x N the recorded rate (default 1)")
+    group.add_argument("--rate", type=positive_number, help="fixed rate in Hz")
     group.add_argument("--paced", action="store_true", help="next frame only after the previous result (no drops)")
-    p.add_argument("--limit", type=int, help="only the first N frames of each bag")
+    p.add_argument("--limit", type=positive_int, help="only the first N frames of each bag")
     p.add_argument("--node-set", action="append", metavar="KEY=VALUE",
                    help="node parameter on top of the config's (e.g. diagnostics.period=0.5), repeatable")
     p.add_argument("--params", help="node parameter file (default: config/segment.yaml)")
     p.add_argument("--no-start-node", action="store_true", help="use a node that is already running")
     p.add_argument("--namespace", help="the node's namespace")
-    p.add_argument("--timeout", type=float, default=120.0, help="seconds to wait for a result")
+    p.add_argument("--timeout", type=positive_number, default=120.0, help="seconds to wait for a result")
     p.add_argument("--out", "-o", default="replay_live", help="output folder (default: replay_live)")
     p.set_defaults(handler=cmd_replay_live)
 
@@ -325,7 +353,7 @@ def cmd_replay_live(args: argparse.Namespace) -> int:
 
     config = config_from_args(args, one_method=True)
     report = replay_live(
-        args.bags, config, args.out, speed=None if (args.rate or args.paced) else args.speed, rate_hz=args.rate,
+        args.bags, config, args.out, speed=args.speed, rate_hz=args.rate,
         paced=args.paced, limit=args.limit, params_file=args.params, start_node=not args.no_start_node,
         namespace=args.namespace, timeout=args.timeout, node_parameters=parse_sets(args.node_set),
     )  # fmt: skip

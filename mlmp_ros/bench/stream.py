@@ -360,7 +360,7 @@ def plot_report(report: dict[str, Any], path: str | Path) -> Path:
 
 # ------------------------------------------------------------------ CLI
 def register(sub: Any) -> None:
-    from .cli import _positive
+    from .cli import positive_int, positive_number
 
     p = sub.add_parser(
         "stream",
@@ -368,12 +368,12 @@ def register(sub: Any) -> None:
         description=__doc__.split("\n\n")[1],
     )
     p.add_argument("bags", nargs="+", help="bag folders written by make-bags, chained in this order")
-    p.add_argument("--rate", type=float, default=10.0, help="camera rate in Hz (default 10)")
+    p.add_argument("--rate", type=positive_number, default=10.0, help="camera rate in Hz (default 10)")
     p.add_argument("--sequence", choices=SEQUENCES, default="chain", help="chain the bags (default), or turn the "
                    "first bag into the 15 corruptions in sequence, one corruption at severity 1->5->1, or mixed")  # fmt: skip
     p.add_argument("--corruption", default="fog", help="the corruption of --sequence severity (default fog)")
-    p.add_argument("--frames-per-segment", type=_positive, help="frames per bag / corruption (default: the bag's)")
-    p.add_argument("--limit", type=_positive, help="read only the first N frames of each bag")
+    p.add_argument("--frames-per-segment", type=positive_int, help="frames per bag / corruption (default: the bag's)")
+    p.add_argument("--limit", type=positive_int, help="read only the first N frames of each bag")
     p.add_argument("--clock", default="measured", help="'measured' (default) or 'fixed:PREDICT_MS,STEP_MS'")
     p.add_argument("--method", "-m", help="adaptation.method")
     p.add_argument("--mode", choices=("episodic", "continual", "off"), help="adaptation.mode")

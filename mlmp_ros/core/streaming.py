@@ -200,6 +200,46 @@ class _Observer:
         pass
 
 
+class _Tally:
+    """Resets by reason and adaptation failures of the method that adapts, kept across schedule
+    switches: ``sync`` counts on the prediction side's method, ``async`` on the adaptation
+    thread's, and a switch hands the totals so far on to the other one (nothing goes back to 0)."""
+
+    def __init__(self, method: Method):
+        self.lock = threading.Lock()  # the node's diagnostics read while the worker switches
+        self.reasons: dict[str, int] = {}
+        self.failures = 0
+        self.last_failure = ""
+        self._watch(method)
+
+    def _watch(self, method: Method) -> None:
+        self.method = method
+        self._reasons_mark = dict(method.reset_reasons)
+        self._failures_mark = method.failures
+
+    def totals(self) -> tuple[dict[str, int], int, str]:
+        """(resets by reason, failures, last failure) since the stream started."""
+        with self.lock:
+            return self._totals()
+
+    def _totals(self) -> tuple[dict[str, int], int, str]:
+        method = self.method
+        reasons = dict(self.reasons)
+        for reason, count in dict(method.reset_reasons).items():  # a copy: the adaptation thread adds to it
+            new = count - self._reasons_mark.get(reason, 0)
+            if new:
+                reasons[reason] = reasons.get(reason, 0) + new
+        new_failures = method.failures - self._failures_mark
+        last = method.last_failure if new_failures else self.last_failure
+        return reasons, self.failures + new_failures, last
+
+    def switch(self, method: Method) -> None:
+        """From now on ``method`` adapts: keep the totals so far, count what it adds to them."""
+        with self.lock:
+            self.reasons, self.failures, self.last_failure = self._totals()
+            self._watch(method)
+
+
 class _null:
     def __enter__(self):
         return self
@@ -224,6 +264,7 @@ class StreamSegmenter:
         self._adapter: _Adapter | None = None
         self._threads_before: int | None = None
         self._started = time.monotonic()
+        self._tally = _Tally(segmenter.method)
         if self.schedule == "async":
             self._start_async()
 
@@ -246,6 +287,7 @@ class StreamSegmenter:
             self._threads_before = torch.get_num_threads()
             torch.set_num_threads(max(1, self._threads_before // 2))
         self._adapter = _Adapter(self.seg, self.control, threaded=self.threaded)
+        self._tally.switch(self._adapter.method)
         self.seg.method.mode = "off"  # the prediction side only predicts
         self.seg.method.control = _Observer(self)
 
@@ -254,6 +296,7 @@ class StreamSegmenter:
         if adapter is None:
             return
         adapter.stop()
+        self._tally.switch(self.seg.method)
         ready = adapter.take()
         if ready is not None:
             self.install(ready)
@@ -385,11 +428,15 @@ class StreamSegmenter:
         return StreamResult(result, index, self.adapted_on, lag, self.version, self.schedule)
 
     # ------------------------------------------------------------ reporting
+    def counters(self) -> dict:
+        """Resets (by reason, total) and adaptation failures since the stream started, across schedule switches."""
+        reasons, failures, last = self._tally.totals()
+        return {"resets": reasons, "resets_total": sum(reasons.values()), "failures": failures, "last_failure": last}
+
     def stats(self) -> dict:
         """Schedule, adaptation steps per second, lag, resets by reason, budget stops."""
         c = self.control.stats()
         elapsed = max(1e-9, time.monotonic() - self._started)
-        method = self.method
         lags = sorted(self.lags)
         return {
             "schedule": self.schedule,
@@ -402,10 +449,7 @@ class StreamSegmenter:
             "lag_frames": self.lags[-1] if self.lags else None,  # the last frame's
             "lag_frames_median": lags[len(lags) // 2] if lags else None,  # of the last 100 frames
             "lag_frames_max": lags[-1] if lags else None,
-            "resets": dict(method.reset_reasons),
-            "failures": method.failures,
-            "last_failure": method.last_failure,
-            "resets_total": method.resets,
+            **self.counters(),
             "stops": c["stops"],
             "version": self.version,
             "torch_threads": torch.get_num_threads(),

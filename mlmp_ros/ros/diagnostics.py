@@ -117,6 +117,7 @@ def _frame_values(s: dict[str, Any], view: NodeView) -> dict[str, Any]:
         "frames_dropped": s["dropped"],
         "frames_lost_in_dds": s["lost"],
         "frames_skipped_by_rate_cap": s["rate_skipped"],
+        "frames_dropped_by_class_change": s["class_change_dropped"],
         "bad_frames": s["bad"],
         "last_bad_frame": s["last_bad"],
         "last_bad_frame_limit": s["last_bad_limit"],

@@ -73,6 +73,7 @@ from .qos import (
     reliability_for_publishers,
     reliability_name,
     reliability_policy,
+    service_qos,
 )
 from .worker import STOP_TIMEOUT, Frame, ResetRequest, Stats, Work, WorkQueue
 
@@ -94,6 +95,9 @@ __all__ = [
 QOS_CHECK_PERIOD = 1.0  # seconds between looks at the camera publisher's QoS (input.reliability: auto)
 WARN_THROTTLE = 5.0  # seconds between repeated warnings about bad frames
 RESET_TIMEOUT = 120.0  # seconds ~/reset waits for the worker
+# Run-time settings that change what a label id means: a result computed before such a change
+# returned is not published (see _publish_if_current).
+LABEL_SETTINGS = ("classes",)
 WALL_CLOCK_SLACK = 24 * 3600 * 10**9  # a stamp this close to the system clock is taken as wall-clock time
 
 
@@ -126,6 +130,10 @@ class SegmentNode(Node):
         self._stopping = threading.Event()
         self._enabled = True
         self._enable_lock = threading.Lock()
+        # The label meaning promised to consumers (set when a change is accepted) and the one the
+        # worker's segmenter labels with (set when it applies the change); outputs only while equal.
+        self._labels_lock = threading.Lock()
+        self._labels_accepted = self._labels_applied = self._label_meaning(self.accepted.flat())
 
     # ------------------------------------------------------------ parameters
     def _declare_parameters(self) -> dict[str, Any]:
@@ -164,11 +172,20 @@ class SegmentNode(Node):
             settings = self.settings.replace(node_changes) if node_changes else self.settings
         except (ValueError, OSError) as exc:  # ConfigError is a ValueError
             return SetParametersResult(successful=False, reason=str(exc))
-        self.accepted, self.settings = config, settings
         if core_changes:
             flat = config.flat()  # the validated values, e.g. "auto" already resolved
-            self._work.put_changes({k: flat[k] for k in core_changes})
+            with self._labels_lock:  # from here on no output of the old label meaning is published
+                self._labels_accepted = self._label_meaning(flat)
+                self.accepted, self.settings = config, settings
+                self._work.put_changes({k: flat[k] for k in core_changes})
+        else:
+            self.accepted, self.settings = config, settings
         return SetParametersResult(successful=True)
+
+    @staticmethod
+    def _label_meaning(values: dict[str, Any]) -> dict[str, str]:
+        """The values of :data:`LABEL_SETTINGS` among flat ``values`` (all or changes), comparable."""
+        return {name: repr(values[name]) for name in LABEL_SETTINGS if name in values}
 
     # ---------------------------------------------------------------- start
     def start(self, segmenter: Segmenter | None = None) -> None:
@@ -203,8 +220,11 @@ class SegmentNode(Node):
         self._pub_label_info = self.create_publisher(label_info_type(), "segmentation/label_info", label_info_qos())
         self._pub_diagnostics = self.create_publisher(DiagnosticArray, "/diagnostics", 10)
 
-        self.create_service(Trigger, "~/reset", self._on_reset, callback_group=self._service_group)
-        self.create_service(SetBool, "~/enable", self._on_enable, callback_group=self._service_group)
+        # A deeper request queue than ROS's default (10): a burst of calls is answered, not cut at ten.
+        self.create_service(Trigger, "~/reset", self._on_reset, qos_profile=service_qos(),
+                            callback_group=self._service_group)
+        self.create_service(SetBool, "~/enable", self._on_enable, qos_profile=service_qos(),
+                            callback_group=self._service_group)
         self.add_on_set_parameters_callback(self._on_set_parameters)
 
         self._input_topic = self._resolve_input_topic()
@@ -416,15 +436,18 @@ class SegmentNode(Node):
     def _apply_changes(self, changes: dict[str, Any]) -> None:
         self.stream.update(**changes)
         self.get_logger().info("applied " + ", ".join(f"{k}={v}" for k, v in changes.items()))
-        if "classes" in changes:
+        if any(name in changes for name in LABEL_SETTINGS):
             self._colours = palette(len(self.segmenter.class_names))
-            self._publish_label_info()
+            self._publish_label_info()  # before any label of the new meaning
+            with self._labels_lock:
+                self._labels_applied = {**self._labels_applied, **self._label_meaning(changes)}
 
     def _reset(self, request: ResetRequest) -> None:
         try:
             self.stream.reset()
             request.ok = True
-            request.message = f"adapted parameters are back to the source weights (reset {self.segmenter.status().resets})"
+            resets = self.stream.counters()["resets_total"]
+            request.message = f"adapted parameters are back to the source weights (reset {resets})"
         except Exception as exc:  # noqa: BLE001 - reported to the caller
             request.message = f"reset failed: {type(exc).__name__}: {exc}"
         finally:
@@ -455,7 +478,8 @@ class SegmentNode(Node):
 
     def _process(self, frame: Frame) -> None:
         taken = time.perf_counter()
-        self.stats.busy(time.monotonic())
+        adaptation = self.segmenter.config.adaptation  # what a frame's time depends on: the stall watchdog's regime
+        self.stats.busy(time.monotonic(), f"{adaptation.schedule}/{adaptation.mode}/{adaptation.steps}")
         ready = max(frame.received, self._idle_since)
         msg = frame.msg
         rgb = self._convert(msg)
@@ -476,7 +500,8 @@ class SegmentNode(Node):
                 f"adaptation failed on this frame ({result.status}); published the prediction "
                 "of the last good weights", throttle_duration_sec=WARN_THROTTLE,
             )
-        self._publish_outputs(result.frames[0], rgb, msg.header)
+        if not self._publish_if_current(result.frames[0], rgb, msg.header):
+            return
         published = time.perf_counter()
         # What the node adds to the segmenter: waking the worker, converting, publishing.
         overhead = {
@@ -511,6 +536,17 @@ class SegmentNode(Node):
         self.stats.bad_frame(str(exc), exc.limit)
         self.get_logger().warning(f"skipping a bad frame: {exc}", throttle_duration_sec=WARN_THROTTLE)
 
+    def _publish_if_current(self, out: Any, rgb: Any, header: Header) -> bool:
+        """Publish the outputs unless a change of the label meaning was accepted since the worker applied
+        the last one (the frame was labelled under a class list the consumers were told is gone): then
+        drop and count them.  Under the lock, so no such change returns between the check and the publish."""
+        with self._labels_lock:
+            if self._labels_applied != self._labels_accepted:
+                self.stats.dropped_by_class_change()
+                return False
+            self._publish_outputs(out, rgb, header)
+        return True
+
     def _publish_outputs(self, out: Any, rgb: Any, header: Header) -> None:
         """Labels, and as configured confidence and the coloured overlay, under the input's header."""
         settings = self.settings
@@ -523,7 +559,7 @@ class SegmentNode(Node):
 
     def _report_resets(self) -> None:
         """Log the continual resets (by reason) since the last frame."""
-        reasons = dict(self.stream.method.reset_reasons)
+        reasons = self.stream.counters()["resets"]
         new = {k: v - self._resets_seen.get(k, 0) for k, v in reasons.items() if v != self._resets_seen.get(k, 0)}
         self._resets_seen = reasons
         if any(k != "manual" for k in new):
@@ -554,7 +590,7 @@ class SegmentNode(Node):
             unknown_parameters=self.unknown_parameters,
         )
         level, message = health(s, view, random_weights=seg.random_weights,
-                                last_failure=status.last_adaptation_failure)
+                                last_failure=streaming["last_failure"])
         values = diagnostic_values(s, view, seg=seg, weights=status.weights, streaming=streaming,
                                    steps_per_s=steps_per_s)
         header = Header(stamp=self.get_clock().now().to_msg())

@@ -25,9 +25,13 @@ __all__ = [
     "reliability_for_publishers",
     "reliability_name",
     "reliability_policy",
+    "service_qos",
 ]
 
 OUTPUT_DEPTH = 5
+# ROS's default service profile keeps 10 requests: of a burst of simultaneous calls that arrive
+# while the node is still answering one, only ten are kept and the rest are never answered.
+SERVICE_DEPTH = 100
 
 
 def reliability_policy(name: str) -> ReliabilityPolicy:
@@ -62,6 +66,17 @@ def label_info_qos() -> QoSProfile:
         depth=1,
         reliability=ReliabilityPolicy.RELIABLE,
         durability=DurabilityPolicy.TRANSIENT_LOCAL,
+    )
+
+
+def service_qos(depth: int = SERVICE_DEPTH) -> QoSProfile:
+    """ROS's service profile (reliable, volatile) with a deeper queue: ~/reset and ~/enable answer
+    every call of a burst of up to ``depth`` (the default profile answers only the first ten)."""
+    return QoSProfile(
+        history=HistoryPolicy.KEEP_LAST,
+        depth=depth,
+        reliability=ReliabilityPolicy.RELIABLE,
+        durability=DurabilityPolicy.VOLATILE,
     )
 
 

@@ -132,9 +132,12 @@ class Stats:
         self.started_at = time.monotonic()
         self.last_input_at: float | None = None
         self.busy_since: float | None = None  # monotonic: the worker took the frame it works on
-        self.expected: float | None = None  # seconds per frame (moving average of finished frames)
+        self.expected: float | None = None  # seconds per frame under the current regime (see busy)
+        self.expected_by_regime: dict[str, float] = {}  # moving average of finished frames, per regime
+        self.regime = ""
         self.lost = 0  # messages the DDS reader reported lost (message-lost events)
         self.rate_skipped = 0  # frames replaced while input.max_rate_hz held the worker back
+        self.class_change_dropped = 0  # results not published: a class change returned while they were computed
         self._new_period(time.monotonic())
 
     def _new_period(self, now: float) -> None:
@@ -163,13 +166,26 @@ class Stats:
             self.dropped += 1
             self.rate_skipped += 1
 
+    def dropped_by_class_change(self) -> None:
+        with self.lock:
+            self.class_change_dropped += 1
+
     def messages_lost(self, count: int) -> None:
         with self.lock:
             self.lost += count
 
-    def busy(self, since: float | None) -> None:
+    def busy(self, since: float | None, regime: str | None = None) -> None:
+        """The worker took a frame at ``since`` (None: it is idle again).
+
+        ``regime``: what decides a frame's time (schedule, mode, steps); the stall watchdog
+        compares the frame in progress with the frames of the same regime only, so a switch
+        (async to sync, off to continual) is not taken for a stall.
+        """
         with self.lock:
             self.busy_since = since
+            if regime is not None:
+                self.regime = regime
+                self.expected = self.expected_by_regime.get(regime)
 
     def bad_frame(self, reason: str, limit: str = "") -> None:
         with self.lock:
@@ -193,6 +209,7 @@ class Stats:
             if stamp_age is not None:
                 self.p_stamp_age.append(stamp_age)
             self.expected = took if self.expected is None else 0.8 * self.expected + 0.2 * took
+            self.expected_by_regime[self.regime] = self.expected
             self.p_model.append(model)
             self.p_overhead.append(overhead)
             self.steps = steps

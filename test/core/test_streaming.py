@@ -269,3 +269,30 @@ def test_reset_under_async_puts_both_sides_back_to_the_source():
     stream.segment(frames(1)[0])
     stream.close()
     assert stream.stats()["resets"].get("manual", 0) >= 1
+
+
+@pytest.mark.timeout(120)
+def test_counters_survive_schedule_and_mode_switches():
+    # a huge learning rate: the second step's loss is NaN, so every adaptation fails (and is rolled back)
+    seg = segmenter(adaptation__mode="continual", adaptation__lr=1e30)
+    stream = StreamSegmenter(seg, threaded=False)  # async jobs run when the test says
+    image = frames(1)[0]
+    assert stream.segment(image).result.status.startswith("restored")  # sync: failure 1
+    stream.reset()
+    stream.update(adaptation__schedule="async")
+    assert stream.adapt_only([image], 1).status.startswith("restored")  # the adaptation side: failure 2
+    stream.reset()
+    stream.reset()
+    before = stream.stats()
+    assert (before["resets"], before["failures"]) == ({"manual": 3}, 2)
+    for change in ({"adaptation__mode": "episodic"}, {"adaptation__schedule": "sync"},
+                   {"adaptation__mode": "continual"}, {"adaptation__schedule": "async"},
+                   {"adaptation__schedule": "sync"}, {"adaptation__schedule": "async"}):
+        stream.update(**change)
+        after = stream.stats()
+        assert after["resets"] == {"manual": 3} and after["resets_total"] == 3, change
+        assert (after["failures"], after["last_failure"]) == (2, "non-finite loss"), change
+        assert after["frames"] == 1 and after["steps"] == before["steps"], change
+    stream.reset()  # and they go on counting from there
+    assert stream.counters()["resets"] == {"manual": 4}
+    stream.close()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import itertools
+import math
 import os
 import threading
 import time
@@ -49,8 +50,8 @@ def _check_schedule(rate_hz: float | None, speed: float | None, paced: bool) -> 
     """Refuse (``ValueError``) anything but exactly one positive schedule of :meth:`LiveSession.play`."""
     if sum(x is not None and x is not False for x in (rate_hz, speed, paced)) != 1:
         raise ValueError("give exactly one of rate_hz, speed or paced")
-    if (rate_hz is not None and rate_hz <= 0) or (speed is not None and speed <= 0):
-        raise ValueError("rate_hz and speed must be positive")
+    if any(x is not None and not (math.isfinite(x) and x > 0) for x in (rate_hz, speed)):
+        raise ValueError(f"rate_hz and speed must be finite and positive, not {rate_hz if rate_hz is not None else speed}")
 
 
 class LiveSession:
