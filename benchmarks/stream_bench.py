@@ -30,31 +30,24 @@ SAFE = {
     "adaptation.safeguards.collapse": True,
     "adaptation.safeguards.drift": True,
 }
-CONFIGS = {
-    "noadapt": {"adaptation.method": "noadapt"},
-    "tent sync episodic": {"adaptation.method": "tent"},
-    "tent sync continual": {"adaptation.method": "tent", "adaptation.mode": "continual"},
-    "tent async episodic": {"adaptation.method": "tent", "adaptation.schedule": "async"},
-    "tent async continual": {
-        "adaptation.method": "tent",
-        "adaptation.schedule": "async",
-        "adaptation.mode": "continual",
-    },
-    "tent async continual + safeguards": {
-        "adaptation.method": "tent",
-        "adaptation.schedule": "async",
-        "adaptation.mode": "continual",
-        **SAFE,
-    },
-    "tent sync continual + safeguards": {"adaptation.method": "tent", "adaptation.mode": "continual", **SAFE},
-    "mlmp sync episodic": {"adaptation.method": "mlmp"},
-    "mlmp async continual + safeguards": {
-        "adaptation.method": "mlmp",
-        "adaptation.schedule": "async",
-        "adaptation.mode": "continual",
-        **SAFE,
-    },
-}
+SAFE_09 = {**SAFE, "adaptation.safeguards.ensemble_alpha": 0.9}  # a stronger pull toward the source
+
+
+def _schedules(method: str) -> dict[str, dict]:
+    """The same schedules, modes and safeguards for every adapting method."""
+    m = {"adaptation.method": method}
+    ac = {**m, "adaptation.schedule": "async", "adaptation.mode": "continual"}
+    return {
+        f"{method} sync episodic": m,
+        f"{method} sync continual": {**m, "adaptation.mode": "continual"},
+        f"{method} async episodic": {**m, "adaptation.schedule": "async"},
+        f"{method} async continual": ac,
+        f"{method} async continual + safeguards": {**ac, **SAFE},
+        f"{method} async continual + safeguards, ensemble_alpha 0.9": {**ac, **SAFE_09},
+    }
+
+
+CONFIGS = {"noadapt": {"adaptation.method": "noadapt"}, **_schedules("tent"), **_schedules("mlmp")}
 # one safeguard at a time (the ablation of the bundle above)
 ASYNC_CONTINUAL = {"adaptation.method": "tent", "adaptation.schedule": "async", "adaptation.mode": "continual"}
 CONFIGS.update(
@@ -87,6 +80,38 @@ def host() -> dict:
             "note": "shared CPU (other jobs ran at the same time): times are noisy"}  # fmt: skip
 
 
+def method_costs(stream, base, methods: list[str], frames: int = 6) -> dict[str, tuple[float, float]]:
+    """Per method: (ms a prediction, ms an adaptation step), timed on this machine on the stream's first frames.
+
+    A prediction is the method's own (MLMP reads several blocks under several templates);
+    a step is the time of a 10-step frame less its prediction, over 10.  The medians of
+    ``frames`` frames after one warm-up frame.
+    """
+    import numpy as np
+
+    from mlmp_ros.bench.runner import segmenter_config
+    from mlmp_ros.core import Segmenter
+
+    costs = {}
+    images = [f.image for f in stream.frames[: frames + 1]]
+    for method in methods:
+        times = {}
+        for steps in (0, 10):
+            cfg = segmenter_config(base.replace(**{"adaptation.method": method, "adaptation.steps": steps}), stream.info)
+            seg = Segmenter(cfg)
+            per = []
+            for img in images:
+                t0 = time.perf_counter()
+                seg.segment([img])
+                per.append(time.perf_counter() - t0)
+            times[steps] = float(np.median(per[1:])) * 1000.0
+        predict = times[0]
+        step = 0.0 if method == "noadapt" else max(times[10] - predict, 0.0) / 10.0
+        costs[method] = (round(predict, 1), round(step, 1))
+        print(f"cost of {method}: prediction {predict:.1f} ms, step {step:.1f} ms", flush=True)
+    return costs
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--frames", type=int, default=150, help="frames per world stream")
@@ -101,6 +126,10 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--configs", default="", help="names from CONFIGS, separated by '|' (default: all)")
     ap.add_argument("--threads", type=int, default=int(os.environ.get("OMP_NUM_THREADS", "2")))
     ap.add_argument("--out", default="benchmarks/results/stream_world.json")
+    ap.add_argument("--clock", default="measured", help="'measured' (each prediction's and step's time as it runs), "
+                    "'fixed:PREDICT_MS,STEP_MS' for every configuration, or 'per-method': each method's costs timed "
+                    "once at the start, then a fixed clock per method (repeatable; the load while the runs go on "
+                    "does not change the scores)")  # fmt: skip
     ap.add_argument("--vitb", action="store_true", help="latency only: ViT-B-16 with random weights, windows of "
                     "224 (stride 112) on frames resized to 448x336; configs noadapt and mlmp sync/async")  # fmt: skip
     args = ap.parse_args(argv)
@@ -131,6 +160,11 @@ def main(argv: list[str] | None = None) -> int:
         CONFIGS["mlmp async episodic"] = {"adaptation.method": "mlmp", "adaptation.schedule": "async"}
         default = ["noadapt", "mlmp sync episodic", "mlmp async episodic"]
     names = [n for n in args.configs.split("|") if n] or default
+    clocks = {name: args.clock for name in names}
+    if args.clock == "per-method":
+        methods = sorted({CONFIGS[n]["adaptation.method"] for n in names})
+        costs = method_costs(stream, base, methods)
+        clocks = {n: "fixed:{},{}".format(*costs[CONFIGS[n]["adaptation.method"]]) for n in names}
     out = Path(args.out)
     results = json.loads(out.read_text()) if out.exists() else {}
     runs = results.setdefault("runs", {})
@@ -141,8 +175,8 @@ def main(argv: list[str] | None = None) -> int:
             )
             + f"mlmp-bench stream: world streams {' -> '.join(shifts)} chained ({args.frames} frames each"
             + (", cycled to fill each run's camera_s" if args.vitb else "") + "), "
-            f"{args.rate} Hz camera, {base.model} ({base.weights} weights), 10 steps, lr 1e-3, measured times on a "
-            "simulated clock",
+            f"{args.rate} Hz camera, {base.model} ({base.weights} weights), 10 steps, lr 1e-3, "
+            + ("measured times on a simulated clock" if args.clock == "measured" else f"clock {args.clock}"),
             "host": host(),
             "safeguards": SAFE,
         }
@@ -150,9 +184,10 @@ def main(argv: list[str] | None = None) -> int:
     for name in names:
         t0 = time.perf_counter()
         report = replay_stream(stream, base.replace(**CONFIGS[name]), rate_hz=args.rate, overrides=overrides,
-                               stop_after=args.processed or None)  # fmt: skip
+                               stop_after=args.processed or None, clock=clocks[name])  # fmt: skip
         runs[name] = {k: report[k] for k in KEPT}
         runs[name]["settings"] = CONFIGS[name]
+        runs[name]["clock"] = clocks[name]
         runs[name]["camera_s"] = report["frames"] / args.rate  # the scored part (all of it without --processed)
         runs[name]["torch_threads"] = args.threads
         runs[name]["load_average_after"] = os.getloadavg()

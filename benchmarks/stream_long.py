@@ -27,26 +27,20 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from stream_bench import SAFE, host
+from stream_bench import SAFE, SAFE_09, host, method_costs
 
-CONFIGS = {
-    "noadapt": {"adaptation.method": "noadapt"},
-    "tent async continual + safeguards": {
-        "adaptation.method": "tent",
-        "adaptation.schedule": "async",
-        "adaptation.mode": "continual",
-        **SAFE,
-    },
-    "tent async continual": {"adaptation.method": "tent", "adaptation.schedule": "async", "adaptation.mode": "continual"},
-    # the bundle with a stronger pull toward the source weights (ROID's 0.99 -> 0.9)
-    "tent async continual + safeguards, ensemble_alpha 0.9": {
-        "adaptation.method": "tent",
-        "adaptation.schedule": "async",
-        "adaptation.mode": "continual",
-        **SAFE,
-        "adaptation.safeguards.ensemble_alpha": 0.9,
-    },
-}
+
+def _long_configs(method: str) -> dict[str, dict]:
+    ac = {"adaptation.method": method, "adaptation.schedule": "async", "adaptation.mode": "continual"}
+    return {
+        f"{method} async continual": ac,
+        f"{method} async continual + safeguards": {**ac, **SAFE},
+        # the bundle with a stronger pull toward the source weights (ROID's 0.99 -> 0.9)
+        f"{method} async continual + safeguards, ensemble_alpha 0.9": {**ac, **SAFE_09},
+    }
+
+
+CONFIGS = {"noadapt": {"adaptation.method": "noadapt"}, **_long_configs("tent"), **_long_configs("mlmp")}
 KEPT = ("miou_camera", "miou_processed", "miou_camera_first10", "miou_camera_last10", "frames", "frames_processed",
         "frames_without_labels", "latency_p50_s", "latency_p95_s", "resets", "adaptation_steps", "lag_frames_median")  # fmt: skip
 
@@ -76,7 +70,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--streams", default="fog,night,dirt,none")
     ap.add_argument("--size", default="256x192")
     ap.add_argument("--rate", type=float, default=10.0)
-    ap.add_argument("--clock", default="fixed:40,70")
+    ap.add_argument("--clock", default="per-method", help="'fixed:PREDICT_MS,STEP_MS' for every configuration, or "
+                    "'per-method' (default): each method's costs timed once on this machine, then fixed")  # fmt: skip
     ap.add_argument("--bags", default="/tmp/stream_long_bags")
     ap.add_argument("--configs", default="", help="names from CONFIGS, separated by '|' (default: all)")
     ap.add_argument("--new-scenes", action="store_true", help="new scenes (seeds) every cycle instead of the "
@@ -111,19 +106,28 @@ def main(argv: list[str] | None = None) -> int:
     results.update({
         "what": f"long world stream: {args.cycles} cycles of {' -> '.join(shifts)} ({args.frames} frames each, "
                 f"{'new scenes every cycle' if args.new_scenes else 'the same frames every cycle: recurring'}), {len(frames)} frames at {args.rate} Hz, {args.size}, bundled mlmp-world "
-                f"model, 10 steps, lr 1e-3, clock {args.clock}; first/last 10% = cycle 0 / cycle {args.cycles - 1}",
+                f"model, 10 steps, lr 1e-3, clock {args.clock} (per configuration: its 'clock'); first/last 10% = cycle 0 / cycle {args.cycles - 1}",
         "host": host(),
         "safeguards": SAFE,
     })  # fmt: skip
     names = [n for n in args.configs.split("|") if n] or list(CONFIGS)
+    clocks = {n: args.clock for n in names}
+    if args.clock == "per-method":
+        costs = results.get("method_costs_ms") or {}
+        todo = sorted({CONFIGS[n]["adaptation.method"] for n in names} - set(costs))
+        if todo:  # timed once and kept, so a resumed run uses the same clock
+            costs.update({m: list(c) for m, c in method_costs(stream, base, todo).items()})
+            results["method_costs_ms"] = costs
+        clocks = {n: "fixed:{},{}".format(*costs[CONFIGS[n]["adaptation.method"]]) for n in names}
     for name in names:
         if name in runs and runs[name].get("frames") == len(frames):
             print(f"{name}: done before, kept", flush=True)
             continue
         t0 = time.perf_counter()
-        report = replay_stream(stream, base.replace(**CONFIGS[name]), rate_hz=args.rate, clock=args.clock)
+        report = replay_stream(stream, base.replace(**CONFIGS[name]), rate_hz=args.rate, clock=clocks[name])
         r = {k: report[k] for k in KEPT}
         r["settings"] = CONFIGS[name]
+        r["clock"] = clocks[name]
         r["wall_s"] = time.perf_counter() - t0
         # mIoU at camera rate per cycle (mean over its segments' camera-rate mIoU), to see a trend
         per_cycle: dict[str, list[float]] = {}

@@ -103,96 +103,6 @@ def choose_weights(args: argparse.Namespace, params_file: Path) -> tuple[str, st
     return (str(path) if Path(weights).expanduser().exists() else weights), ""
 
 
-def world_overlay(image: np.ndarray, labels: np.ndarray, truth: np.ndarray, text: str) -> np.ndarray:
-    """Frame | segmentation | ground truth (world palette), a legend and the frame's mIoU below."""
-    from .world import CLASSES, PALETTE
-
-    def paint(lab: np.ndarray) -> np.ndarray:
-        return PALETTE[np.minimum(lab, len(PALETTE) - 1)]
-
-    panel = np.concatenate([image, paint(labels), paint(truth)], axis=1)
-    w = image.shape[1]
-    for col, title in enumerate(("camera", "segmentation", "ground truth")):
-        cv2.putText(panel, title, (col * w + 10, 28), cv2.FONT_HERSHEY_SIMPLEX, 0.8, (0, 0, 0), 3, cv2.LINE_AA)
-        cv2.putText(panel, title, (col * w + 10, 28), cv2.FONT_HERSHEY_SIMPLEX, 0.8, (255, 255, 255), 1, cv2.LINE_AA)
-    present = sorted(set(np.unique(labels).tolist()) | set(np.unique(truth).tolist()))
-    legend = np.full((72, panel.shape[1], 3), 255, np.uint8)
-    cv2.putText(legend, text, (8, 24), cv2.FONT_HERSHEY_SIMPLEX, 0.65, (0, 0, 0), 1, cv2.LINE_AA)
-    x = 8
-    for cls in present:
-        if cls >= len(CLASSES):
-            continue
-        legend[38:58, x : x + 20] = PALETTE[cls]
-        cv2.putText(legend, CLASSES[cls], (x + 26, 54), cv2.FONT_HERSHEY_SIMPLEX, 0.55, (0, 0, 0), 1, cv2.LINE_AA)
-        x += 40 + 11 * len(CLASSES[cls])
-    return np.concatenate([panel, legend], axis=0)
-
-
-def frame_miou(labels: np.ndarray, truth: np.ndarray, metrics=None) -> float:
-    """mIoU (%) of one frame over the classes present in it or predicted; adds to ``metrics``."""
-    from .bench.metrics import SegmentationMetrics
-    from .world import CLASSES
-
-    one = SegmentationMetrics(len(CLASSES))
-    one.update(labels, truth)
-    if metrics is not None:
-        metrics.update(labels, truth)
-    return float(one.compute()["mIoU"])
-
-
-class WorldStreamRun:
-    """The world stream the demo plays, its ground truth, and the live mIoU as labels arrive."""
-
-    def __init__(self, frames: int, shift: str, seed: int | None):
-        from .world.dataset import STREAM_SEED
-        from .world.stream import SHIFTS, WorldStream
-
-        if shift not in SHIFTS:
-            raise SystemExit(f"mlmp-demo: unknown shift '{shift}' (choose from {', '.join(SHIFTS)})")
-        if frames < 1:
-            raise SystemExit("mlmp-demo: --frames must be at least 1")
-        self.seed = STREAM_SEED + 900 if seed is None else int(seed)
-        self.stream = WorldStream(self.seed, frames, shift=shift)
-        self.frames = list(self.stream)
-        self.shift = shift
-        self.printed: set[int] = set()
-        self.per_frame: dict[int, dict[str, Any]] = {}
-        from .bench.metrics import SegmentationMetrics
-        from .world import CLASSES
-
-        self.metrics = SegmentationMetrics(len(CLASSES), class_names=list(CLASSES))
-
-    def items(self, loops: int) -> list[tuple[int, np.ndarray]]:
-        period = 100_000_000
-        return [(i * period, self.frames[i % len(self.frames)].image) for i in range(loops * len(self.frames))]
-
-    def score(self, index: int, labels: np.ndarray) -> dict[str, Any]:
-        frame = self.frames[index % len(self.frames)]
-        miou = frame_miou(labels, frame.labels, self.metrics)
-        rec = {"frame": index, "severity": round(frame.severity, 2), "miou": round(miou, 1)}
-        self.per_frame[index] = rec
-        return rec
-
-    def print_new(self, live) -> None:
-        """Score and print the frames whose labels arrived since the last call (publish order gives the index)."""
-        with live._cond:
-            published = sorted(live._published)
-            arrived = {s: o for s, o in live.outputs["labels"].items() if o.array is not None}
-        for stamp, out in sorted(arrived.items()):
-            if stamp in self.printed or stamp not in published:
-                continue
-            self.printed.add(stamp)
-            rec = self.score(published.index(stamp), out.array)
-            run = self.metrics.compute()["mIoU"]
-            print(f"  frame {rec['frame']:3d}  {self.shift} {rec['severity']:.2f}  mIoU {rec['miou']:5.1f}  "
-                  f"(run so far {run:5.1f})", flush=True)  # fmt: skip
-
-    def watch(self, live, stop) -> None:
-        """Print each frame's mIoU as its labels arrive, until ``stop`` is set."""
-        while not stop.wait(0.2):
-            self.print_new(live)
-
-
 def overlay(image: np.ndarray, labels: np.ndarray, names: dict[int, str], random_weights: bool = False) -> np.ndarray:
     """The frame beside its segmentation blended over it, with a legend of the classes present."""
     from .ros.conversions import colorize, palette
@@ -215,29 +125,27 @@ def overlay(image: np.ndarray, labels: np.ndarray, names: dict[int, str], random
     return np.concatenate([panel, legend], axis=0)
 
 
-def _choose_run(args: argparse.Namespace, params_file: Path) -> tuple[WorldStreamRun | None, str, str, dict[str, Any]]:
+def _choose_run(args: argparse.Namespace, params_file: Path) -> tuple[Any, str, str, dict[str, Any]]:
     """(world stream or None, weights, why random, node parameters), announcing the choice."""
     weights, why_random = choose_weights(args, params_file)
-    from .world.model import has_bundled_weights, world_settings
+    from .world.model import has_bundled_weights
 
     if not (args.world or (why_random and args.weights is None and args.model is None and has_bundled_weights())):
         if why_random:
             print("\n" + RANDOM_BANNER.format(reason=why_random) + "\n", flush=True)
         return None, weights, why_random, {**node_parameters(args), "weights": weights}
+    from .demo_world import WorldStreamRun
+
     world = WorldStreamRun(args.frames, args.shift, args.seed)
     print(f"mlmp-demo: no real CLIP weights ({why_random})." if why_random else "mlmp-demo: --world given.", flush=True)
     print(f"mlmp-demo: running the bundled world model (mlmp-world) on a generated world stream: "
-          f"{len(world.frames)} frames 640x480, '{args.shift}' setting in; the ground truth is known, "
-          "so each frame's mIoU is printed as its labels arrive.", flush=True)  # fmt: skip
-    # NoAdapt unless --method says otherwise: on this small model MLMP's fusion of the middle
-    # blocks costs accuracy (measured in mlmp_ros/world/MODEL_CARD.md), adaptation is not the point here.
-    params = {**world_settings(), "adaptation.method": "noadapt", **node_parameters(args)}
-    print(f"mlmp-demo: method {params['adaptation.method']} (--method mlmp or tent to adapt; "
-          "see mlmp_ros/world/MODEL_CARD.md for what each does on this model)", flush=True)  # fmt: skip
-    return world, "world", "", params
+          f"{len(world.frames)} frames 640x480, '{args.shift}' setting in, into two nodes at once: NoAdapt and "
+          "the adapted configuration recommended for robots (--method, --steps and --set change the adapted one). "
+          "The ground truth is known, so each frame's mIoU is printed as its labels arrive.", flush=True)  # fmt: skip
+    return world, "world", "", node_parameters(args)
 
 
-def _prepare_out(out: Path) -> None:
+def prepare_out(out: Path) -> None:
     """Create the output folder, clearing a previous run's bag and overlays."""
     if (out / "outputs").exists():
         import shutil
@@ -248,32 +156,17 @@ def _prepare_out(out: Path) -> None:
         old.unlink()
 
 
-def _input_stream(world: WorldStreamRun | None, loops: int) -> tuple[list, dict]:
-    """(messages to play, source stamp -> RGB frame)."""
-    if world is not None:
-        stream = world.items(max(1, loops))
-        return stream, dict(stream)
+def _input_stream(loops: int) -> tuple[list, dict]:
+    """(messages to play, source stamp -> RGB frame) of the bundled sample stream."""
     inputs = {stamp: frame for stamp, frame in sample_frames()}
     raw = list(sample_raw_messages())
     return [item for _ in range(max(1, loops)) for item in raw], inputs
 
 
-def _play(live, stream: list, args: argparse.Namespace, world: WorldStreamRun | None):
-    """Play the stream into the node (printing world mIoU as labels arrive); wait for confidence maps."""
+def _play(live, stream: list, args: argparse.Namespace):
+    """Play the stream into the node; wait for the confidence maps of the frames with labels."""
     schedule = {"paced": True} if args.paced else {"rate_hz": args.rate}
-    if world is not None:
-        import threading
-
-        stop = threading.Event()
-        watcher = threading.Thread(target=world.watch, args=(live, stop), daemon=True)
-        watcher.start()
-    try:
-        result = live.play(stream, restamp=True, timeout=args.timeout, **schedule)
-    finally:
-        if world is not None:
-            stop.set()
-            watcher.join(timeout=5.0)
-            world.print_new(live)  # labels that came in after the watcher's last look
+    result = live.play(stream, restamp=True, timeout=args.timeout, **schedule)
     done = [rec.stamp_ns for rec in result.frames if rec.labels is not None]
     try:  # confidence is published right after the labels
         live.wait_until(lambda: all(s in live.outputs["confidence"] for s in done), 5.0, "confidence maps")
@@ -282,8 +175,7 @@ def _play(live, stream: list, args: argparse.Namespace, world: WorldStreamRun | 
     return result
 
 
-def _write_overlays(result, inputs: dict, world: WorldStreamRun | None, args: argparse.Namespace,
-                    names: dict[int, str], random_weights: bool) -> list[Path]:  # fmt: skip
+def _write_overlays(result, inputs: dict, args: argparse.Namespace, names: dict[int, str], random_weights: bool) -> list[Path]:
     """One overlay PNG per processed frame in ``args.out``; their paths."""
     sources = {rec.stamp_ns: rec.source_stamp_ns for rec in result.frames}
     overlays = []
@@ -291,37 +183,13 @@ def _write_overlays(result, inputs: dict, world: WorldStreamRun | None, args: ar
         if rec.labels is None or rec.labels.array is None:
             continue
         path = args.out / f"overlay_{len(overlays):02d}.png"
-        image = inputs[sources[rec.stamp_ns]]
-        if world is not None:
-            score = world.per_frame.get(rec.index) or world.score(rec.index, rec.labels.array)
-            truth = world.frames[rec.index % len(world.frames)].labels
-            text = (f"frame {rec.index}  {args.shift} {score['severity']:.2f}   mIoU {score['miou']:.1f} "
-                    f"(run {world.metrics.compute()['mIoU']:.1f})")  # fmt: skip
-            picture = world_overlay(image, rec.labels.array, truth, text)
-        else:
-            picture = overlay(image, rec.labels.array, names, random_weights=random_weights)
+        picture = overlay(inputs[sources[rec.stamp_ns]], rec.labels.array, names, random_weights=random_weights)
         cv2.imwrite(str(path), cv2.cvtColor(picture, cv2.COLOR_RGB2BGR))
         overlays.append(path)
     return overlays
 
 
-def _world_summary(world: WorldStreamRun, result) -> dict[str, Any]:
-    """The world stream's part of summary.json, scoring frames whose labels came after the watcher stopped."""
-    for rec in result.frames:
-        if rec.labels is not None and rec.labels.array is not None and rec.index not in world.per_frame:
-            world.score(rec.index, rec.labels.array)
-    run = world.metrics.compute()
-    return {
-        "stream_seed": world.seed,
-        "shift": world.shift,
-        "frames": len(world.frames),
-        "run_miou": run["mIoU"],
-        "run_pixel_accuracy": run["aAcc"],
-        "per_frame": [world.per_frame[i] for i in sorted(world.per_frame)],
-    }
-
-
-def _node_diagnostics(live, result):
+def node_diagnostics(live, result):
     """The node's last diagnostics report that saw a frame (a later, idle period reports no model
     time).  A short run can end before the node's first report (one per ``diagnostics.period``):
     then wait for the report that covers it, a few periods at most."""
@@ -345,24 +213,28 @@ def main(argv: list[str] | None = None) -> int:
     stay_on_loopback()
     print(f"mlmp-demo: node parameters from {params_file}", flush=True)
     world, weights, why_random, params = _choose_run(args, params_file)
+    if world is not None:
+        from . import demo_world
+
+        return demo_world.run(args, params_file, world, params)
 
     from .ros.live import LiveSession, NodeProcess
 
     out = args.out
-    _prepare_out(out)
-    stream, inputs = _input_stream(world, args.loops)
+    prepare_out(out)
+    stream, inputs = _input_stream(args.loops)
     node = NodeProcess(params_file, params, log_path=out / "node.log")
     print("mlmp-demo: starting the node (model load and text embeddings take a while on a CPU) ...", flush=True)
     t0 = time.monotonic()
     with LiveSession(node, keep_serialized=True) as live:
         ready = time.monotonic() - t0
         print(f"mlmp-demo: node ready after {ready:.1f} s; playing {len(stream)} frames", flush=True)
-        result = _play(live, stream, args, world)
+        result = _play(live, stream, args)
         names = live.class_map
-        diag = _node_diagnostics(live, result)
+        diag = node_diagnostics(live, result)
         outputs = live.outputs
 
-    overlays = _write_overlays(result, inputs, world, args, names, bool(why_random))
+    overlays = _write_overlays(result, inputs, args, names, bool(why_random))
     from .bench.bags import recorded, write_recorded_images
 
     n_msgs = write_recorded_images(out / "outputs", recorded(outputs))
@@ -377,8 +249,6 @@ def main(argv: list[str] | None = None) -> int:
         "output_messages": n_msgs,
         "overlays": [str(p) for p in overlays],
     }
-    if world is not None:
-        summary["world"] = _world_summary(world, result)
     (out / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
     print_summary(summary)
     return 0 if result.processed else 1
@@ -405,16 +275,6 @@ def print_summary(s: dict[str, Any]) -> None:
     if d:
         print(f"model time        {d.get('model_ms', '-')} ms per frame; node overhead {d.get('overhead_ms', '-')} ms")
         print(f"node memory       {d.get('rss_mb', '-')} MB RSS")
-    w = s.get("world")
-    if w:
-        scored = w["per_frame"]
-        print(f"world stream      seed {w['stream_seed']}, {w['frames']} frames, '{w['shift']}' setting in")
-        print(f"accuracy          mIoU over the run {w['run_miou']:.1f} (pixel accuracy {w['run_pixel_accuracy']:.1f}) "
-              f"on {len(scored)} processed frames, against the ground truth")  # fmt: skip
-        if scored:
-            first, last = scored[0], scored[-1]
-            print(f"                  first frame {first['miou']:.1f} ({w['shift']} {first['severity']:.2f}), "
-                  f"last frame {last['miou']:.1f} ({w['shift']} {last['severity']:.2f})")  # fmt: skip
     print(f"outputs           {s['outputs_bag']} ({s['output_messages']} messages), {len(s['overlays'])} overlays in {Path(s['outputs_bag']).parent}")
     if s["frames_dropped"]:
         print("note              the node was slower than the camera; use --paced to process every frame")

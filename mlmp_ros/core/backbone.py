@@ -146,6 +146,10 @@ def weights_file(name: str, weights: str, *, cache_dir: str | None, offline: boo
     """The local file of ``weights`` (bundled with the package, a file, a folder holding one, or an open_clip tag,
     fetched to the cache)."""
     bundled = BUNDLED_WEIGHTS.get(name, {}).get(weights)
+    owners = [model for model, tags in BUNDLED_WEIGHTS.items() if weights in tags]
+    if bundled is None and owners and not Path(weights).expanduser().exists():
+        raise WeightsError(f"the bundled weights '{weights}' belong to model {owners[0]}, not {name}: "
+                           f"set model={owners[0]} (or give {name} its own weights)")  # fmt: skip
     if bundled is not None:
         path = package_data_path(*bundled)
         if not path.is_file():

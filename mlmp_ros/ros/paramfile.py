@@ -28,6 +28,7 @@ import yaml
 from ..core import schema
 from ..core.config import Config
 from ..core.schema import Setting
+from ..robot import ROBOT_ADAPTATION
 from .settings import DEV_PARAMETERS, NodeSettings, node_default
 
 PATH = Path(__file__).resolve().parents[2] / "config" / "segment.yaml"
@@ -44,15 +45,8 @@ FILE_VALUES: dict[str, Any] = {
 }
 
 # The robot file's choices on top of FILE_VALUES: the README's "Recommended for robots" (Streaming,
-# measured on world streams).  Only these values change when that recommendation is remeasured.
-ROBOT_VALUES: dict[str, Any] = {
-    "adaptation.schedule": "async",
-    "adaptation.mode": "continual",
-    "adaptation.safeguards.reliable_e0": 0.4,
-    "adaptation.safeguards.ensemble_alpha": 0.9,
-    "adaptation.safeguards.collapse": True,
-    "adaptation.safeguards.drift": True,
-}
+# measured on world streams), declared once in mlmp_ros/robot.py (the demo's adapted run uses them too).
+ROBOT_VALUES: dict[str, Any] = dict(ROBOT_ADAPTATION)
 
 HEADER = """\
 # mlmp_ros segmentation node: every parameter, with its default and what it means.

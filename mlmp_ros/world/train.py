@@ -31,15 +31,17 @@ import os
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 import cv2
 import numpy as np
 import torch
 import torch.nn.functional as F
 
-from ..core.dense import CLIP_MEAN, CLIP_STD  # the normalisation the segmenter applies
+from ..core.dense import CLIP_MEAN, CLIP_STD, attend, neighbourhood_prior  # the segmenter's normalisation and attention
 from .scenes import class_fractions, render_scene
 from .textures import CLASSES, texture
+from .variety import vary
 
 MODEL_NAME = "mlmp-world"
 HELD_OUT_SEED = 1_000_000_000
@@ -66,19 +68,33 @@ TEMPLATES = (
 )
 
 
-def sample_batch(seed: int, step: int, n: int, size: int = 160, texture_share: float = 0.33):
-    """(images uint8 (n, size, size, 3), targets float32 (n, classes)) for one step."""
+def _patch_targets(labels: np.ndarray, k: int, patch: int) -> np.ndarray:
+    """Per-patch class shares of (n, H, W) label maps: (n, H/patch * W/patch, k)."""
+    n, h, w = labels.shape
+    onehot = np.eye(k, dtype=np.float32)[labels]  # (n, h, w, k)
+    grid = onehot.reshape(n, h // patch, patch, w // patch, patch, k).mean(axis=(2, 4))
+    return grid.reshape(n, -1, k)
+
+
+def sample_batch(seed: int, step: int, n: int, size: int = 160, texture_share: float = 0.33, variety: bool = True,
+                 patch: int = 16):  # fmt: skip
+    """One step's data: images uint8 (n, size, size, 3), image targets (n, classes), patch targets.
+
+    Image targets are the crop's class shares; patch targets (n, (size/patch)^2, classes)
+    each patch's.  With ``variety`` 85% of the images get one to three kinds
+    of natural photometric variety (:mod:`.variety`).
+    """
     rng = np.random.default_rng([seed, step])
     k = len(CLASSES)
     images = np.zeros((n, size, size, 3), np.uint8)
-    targets = np.zeros((n, k), np.float32)
+    labels = np.zeros((n, size, size), np.uint8)
     i = 0
     while i < n:
         if rng.random() < texture_share:
             c = int(rng.integers(k))
             tex = texture(rng, c, size, size, float(rng.uniform(0.25, 1.6)))
             images[i] = (tex * 255.0 + 0.5).astype(np.uint8)
-            targets[i, c] = 1.0
+            labels[i] = c
             i += 1
             continue
         width = int(rng.choice((320, 400, 480)))
@@ -91,13 +107,19 @@ def sample_batch(seed: int, step: int, n: int, size: int = 160, texture_share: f
             crop = scene.image[y0 : y0 + side, x0 : x0 + side]
             lab = scene.labels[y0 : y0 + side, x0 : x0 + side]
             images[i] = cv2.resize(crop, (size, size), interpolation=cv2.INTER_AREA)
-            targets[i] = class_fractions(lab, k)
+            labels[i] = cv2.resize(lab, (size, size), interpolation=cv2.INTER_NEAREST)
             i += 1
     flip = rng.random(n) < 0.5
     images[flip] = images[flip, :, ::-1]
-    gain = rng.uniform(0.85, 1.15, (n, 1, 1, 1)).astype(np.float32)
-    images = np.clip(images.astype(np.float32) * gain, 0, 255).astype(np.uint8)
-    return images, targets
+    labels[flip] = labels[flip, :, ::-1]
+    if variety:
+        vrng = np.random.default_rng([seed, step, 2])
+        images = np.stack([vary(im, vrng) for im in images])
+    else:
+        gain = rng.uniform(0.85, 1.15, (n, 1, 1, 1)).astype(np.float32)
+        images = np.clip(images.astype(np.float32) * gain, 0, 255).astype(np.uint8)
+    targets = np.stack([class_fractions(lab, k) for lab in labels])
+    return images, targets, _patch_targets(labels, k, patch)
 
 
 def build_model(seed: int):
@@ -112,23 +134,54 @@ def build_model(seed: int):
     return model, tokenizer
 
 
-def image_features(model, images: torch.Tensor, aux_blocks: tuple[int, ...]):
-    """Projected, normalised class-token features: the final one and those after ``aux_blocks``."""
+def _heads(blk, h: torch.Tensor):
+    """q, k, v of a packed ``nn.MultiheadAttention``, each (N, heads, L, d_head)."""
+    n, length, dim = h.shape
+    heads = blk.attn.num_heads
+    qkv = F.linear(h, blk.attn.in_proj_weight, blk.attn.in_proj_bias).view(n, length, 3, heads, dim // heads)
+    q, k, v = qkv.unbind(2)
+    return q.transpose(1, 2), k.transpose(1, 2), v.transpose(1, 2)
+
+
+def _merge(blk, o: torch.Tensor) -> torch.Tensor:
+    n, heads, length, dh = o.shape
+    return blk.ls_1(blk.attn.out_proj(o.transpose(1, 2).reshape(n, length, heads * dh)))
+
+
+def readouts(model, images: torch.Tensor, layers: tuple[int, ...], gaussian_std: float = 5.0):
+    """One forward pass with the segmenter's readouts (see :mod:`mlmp_ros.core.dense`).
+
+    Returns ``(image, patches, last_vanilla)``: the ordinary image embedding (class token
+    of the last block), for each block in ``layers`` its patch embeddings read the way
+    the segmenter reads them (the attention branch; ordinary attention for every block
+    but the last, NACLIP's key-key attention with the neighbourhood prior for the last),
+    and the last block's ordinary full-output patch embeddings.  All (N, ..., D),
+    projected through ``ln_post`` and ``proj`` and normalised.
+    """
     v = model.visual
     mean = torch.tensor(CLIP_MEAN).view(1, 3, 1, 1)
     std = torch.tensor(CLIP_STD).view(1, 3, 1, 1)
     x = (images.permute(0, 3, 1, 2).float() - mean) / std
     x = v.conv1(x).flatten(2).transpose(1, 2)
+    gh, gw = v.grid_size
     cls = v.class_embedding.to(x.dtype).expand(x.shape[0], 1, -1)
-    x = torch.cat([cls, x], 1) + v.positional_embedding
-    x = v.ln_pre(x)
-    aux = []
-    for b, blk in enumerate(v.transformer.resblocks):
-        x = blk(x)
-        if b in aux_blocks:
-            aux.append(x[:, 0])
+    z = v.ln_pre(torch.cat([cls, x], 1) + v.positional_embedding)
+    blocks = v.transformer.resblocks
+    last = len(blocks) - 1
     proj = lambda t: F.normalize(v.ln_post(t) @ v.proj, dim=-1)  # noqa: E731
-    return proj(x[:, 0]), [proj(a) for a in aux]
+    patches = []
+    for b, blk in enumerate(blocks):
+        q, k, val = _heads(blk, blk.ln_1(z))
+        a = _merge(blk, attend(q, k, val))
+        if b in layers and b != last:
+            patches.append(proj(a[:, 1:]))
+        if b == last and b in layers:
+            omega = neighbourhood_prior(gh, gw, gaussian_std).to(k.dtype)
+            patches.append(proj(_merge(blk, attend(k, k, val, omega))[:, 1:]))
+        z = z + a
+        z = z + blk.ls_2(blk.mlp(blk.ln_2(z)))
+    out = proj(z)
+    return out[:, 0], patches, out[:, 1:]
 
 
 def text_features(model, tokenizer, rng: np.random.Generator) -> torch.Tensor:
@@ -159,14 +212,23 @@ def _parse_args(argv: list[str] | None) -> argparse.Namespace:
     ap = argparse.ArgumentParser(prog="python -m mlmp_ros.world.train", description=__doc__.split("\n\n")[0])
     ap.add_argument("--out", required=True, help="output .safetensors (fp16)")
     ap.add_argument("--seed", type=int, default=0)
-    ap.add_argument("--steps", type=int, default=300)
+    ap.add_argument("--steps", type=int, default=2000)
     ap.add_argument("--batch", type=int, default=40)
     ap.add_argument("--lr", type=float, default=1e-3)
-    ap.add_argument("--warmup", type=int, default=30)
+    ap.add_argument("--warmup", type=int, default=100)
     ap.add_argument("--weight-decay", type=float, default=0.05)
-    ap.add_argument("--aux-weight", type=float, default=0.5, help="weight of the middle-block class-token loss (0: off)")
-    ap.add_argument("--aux-from", type=int, default=2, help="first block (0-based) with the auxiliary loss")
-    ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--patch-weight", type=float, default=1.0,
+                    help="weight of the patch-level loss through the segmenter's readouts (0: off)")
+    ap.add_argument("--readout-share", type=float, default=0.75,
+                    help="the patch-level loss reads the last this share of the blocks (MLMP's layers: 0.75)")
+    ap.add_argument("--global-weight", type=float, default=0.25,
+                    help="weight of the loss pulling the last block's ordinary patch tokens to the image's caption")
+    ap.add_argument("--no-variety", dest="variety", action="store_false",
+                    help="train on the world as rendered (no photometric variety)")
+    ap.add_argument("--threads", type=int, default=1,
+                    help="torch threads (default 1: with --data-workers 1 the two cores of a small machine are used)")
+    ap.add_argument("--data-workers", type=int, default=1, choices=(0, 1),
+                    help="1 (default): the next step's batch is drawn in a second process while this step trains")
     ap.add_argument("--checkpoint", default="", help="checkpoint file for resuming (default: <out>.ckpt)")
     ap.add_argument("--checkpoint-every", type=int, default=25)
     ap.add_argument("--stop-after", type=int, default=0,
@@ -196,22 +258,42 @@ def _resume(ckpt_path: Path, model, opt: torch.optim.Optimizer) -> int:
     return start
 
 
+def depth_weights(n: int, shallowest: float = 0.4) -> torch.Tensor:
+    """Weights of the per-block patch losses, rising linearly from ``shallowest`` to 1 with depth, summing to 1.
+
+    CLIP's deeper blocks carry more dense meaning than its shallower ones; the shallow
+    readouts are supervised too (MLMP reads them), but less.
+    """
+    w = torch.linspace(shallowest, 1.0, n) if n > 1 else torch.ones(1)
+    return w / w.sum()
+
+
+def _patch_ce(logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+    """Soft cross-entropy over (N, P, K) patch logits, patches weighted equally."""
+    return soft_ce(logits.reshape(-1, logits.shape[-1]), targets.reshape(-1, targets.shape[-1]))
+
+
 def _train_step(model, tokenizer, opt: torch.optim.Optimizer, args: argparse.Namespace,
-                aux_blocks: tuple[int, ...], step: int) -> dict:  # fmt: skip
-    """One optimisation step on a fresh batch; its log record."""
+                layers: tuple[int, ...], step: int, batch) -> dict:  # fmt: skip
+    """One optimisation step on the step's batch (``sample_batch``'s output); its log record."""
     t0 = time.time()
-    images, targets = sample_batch(args.seed, step, args.batch)
+    images, targets, patch_targets = batch
     t1 = time.time()
     for g in opt.param_groups:
         g["lr"] = lr_at(step, args.steps, args.lr, args.warmup)
     rng = np.random.default_rng([args.seed, step, 1])
     txt = text_features(model, tokenizer, rng)
-    final, aux = image_features(model, torch.from_numpy(images), aux_blocks)
+    final, patches, last_vanilla = readouts(model, torch.from_numpy(images), layers)
     scale = model.logit_scale.exp().clamp(max=100.0)
-    tgt = torch.from_numpy(targets)
+    tgt, ptgt = torch.from_numpy(targets), torch.from_numpy(patch_targets)
     loss_final = soft_ce(scale * final @ txt.t(), tgt)
-    loss_aux = torch.stack([soft_ce(scale * a @ txt.t(), tgt) for a in aux]).mean() if aux else torch.zeros(())
-    loss = loss_final + args.aux_weight * loss_aux
+    per_block = [_patch_ce(scale * p @ txt.t(), ptgt) for p in patches]
+    loss_patch = (torch.stack(per_block) * depth_weights(len(per_block))).sum() if per_block else torch.zeros(())
+    # CLIP's last-block patch tokens carry the image's meaning more than their own: the
+    # property that makes plain attention poor for dense prediction and NACLIP worth it.
+    glob = tgt[:, None, :].expand(-1, last_vanilla.shape[1], -1)
+    loss_global = _patch_ce(scale * last_vanilla @ txt.t(), glob)
+    loss = loss_final + args.patch_weight * loss_patch + args.global_weight * loss_global
     opt.zero_grad(set_to_none=True)
     loss.backward()
     torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
@@ -221,15 +303,49 @@ def _train_step(model, tokenizer, opt: torch.optim.Optimizer, args: argparse.Nam
     t2 = time.time()
     with torch.no_grad():
         top1 = ((scale * final @ txt.t()).argmax(-1) == tgt.argmax(-1)).float().mean().item()
+        pacc = [round(((scale * p @ txt.t()).argmax(-1) == ptgt.argmax(-1)).float().mean().item(), 3) for p in patches]
     return {
         "step": step,
         "loss": round(loss_final.item(), 4),
-        "aux": round(float(loss_aux.detach()), 4),
+        "patch": round(float(loss_patch.detach()), 4),
+        "global": round(float(loss_global.detach()), 4),
         "top1": round(top1, 3),
-        "scale": round(float(scale), 2),
+        "patch_acc": pacc,
+        "scale": round(float(scale.detach()), 2),
         "data_s": round(t1 - t0, 2),
         "model_s": round(t2 - t1, 2),
     }
+
+
+class _Batches:
+    """Each step's batch, drawn one step ahead in a worker process (or inline with no worker).
+
+    A batch depends only on (seed, step), so where it is drawn changes nothing.
+    """
+
+    def __init__(self, args: argparse.Namespace, start: int, stop: int):
+        self.args, self.stop = args, stop
+        self.pool = None
+        self.pending: dict[int, Any] = {}
+        if args.data_workers and start < stop:
+            import multiprocessing as mp
+            from concurrent.futures import ProcessPoolExecutor
+
+            self.pool = ProcessPoolExecutor(1, mp_context=mp.get_context("fork"))
+            self._submit(start)
+
+    def _submit(self, step: int) -> None:
+        if step < self.stop:
+            self.pending[step] = self.pool.submit(sample_batch, self.args.seed, step, self.args.batch, variety=self.args.variety)
+
+    def get(self, step: int):
+        if self.pool is None:
+            return sample_batch(self.args.seed, step, self.args.batch, variety=self.args.variety)
+        batch = self.pending.pop(step).result()
+        self._submit(step + 1)
+        if step + 1 >= self.stop:
+            self.pool.shutdown()
+        return batch
 
 
 def _save_checkpoint(ckpt_path: Path, model, opt: torch.optim.Optimizer, step: int) -> None:
@@ -247,18 +363,20 @@ def main(argv: list[str] | None = None) -> int:
     ckpt_path = Path(args.checkpoint or str(out) + ".ckpt")
     model, tokenizer = build_model(args.seed)
     n_blocks = len(model.visual.transformer.resblocks)
-    aux_blocks = tuple(range(args.aux_from, n_blocks - 1)) if args.aux_weight > 0 else ()
+    first = n_blocks - max(1, round(args.readout_share * n_blocks))
+    layers = tuple(range(first, n_blocks)) if args.patch_weight > 0 else ()
     opt = _optimizer(model, args)
     start = _resume(ckpt_path, model, opt)
     log_path = out.with_suffix(".trainlog.jsonl")
     if start == 0:
         log_path.parent.mkdir(parents=True, exist_ok=True)
-        log_path.write_text(json.dumps({"args": vars(args), "classes": list(CLASSES), "aux_blocks": list(aux_blocks)}) + "\n")
+        log_path.write_text(json.dumps({"args": vars(args), "classes": list(CLASSES), "readout_blocks": list(layers)}) + "\n")
     model.train()
     t_start = time.time()
     stop = min(args.steps, args.stop_after) if args.stop_after > 0 else args.steps
+    batches = _Batches(args, start, stop)
     for step in range(start, stop):
-        rec = _train_step(model, tokenizer, opt, args, aux_blocks, step)
+        rec = _train_step(model, tokenizer, opt, args, layers, step, batches.get(step))
         with log_path.open("a") as fh:
             fh.write(json.dumps(rec) + "\n")
         if step % 5 == 0 or step == args.steps - 1:

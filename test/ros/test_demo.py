@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import cv2
 import numpy as np
@@ -12,7 +13,7 @@ from mlmp_ros import demo
 from mlmp_ros.bench.bags import msg_to_image, stamp_ns, typestore
 from mlmp_ros.sample_stream import sample_frames
 
-WORLD_FLOOR = 18.0  # NoAdapt on this 3-frame stream measured 25.6 over the run, 26.0 on its clean first frame
+WORLD_FLOOR = 18.0  # the clean first frame of this 3-frame stream: measured (NoAdapt / adapted) in the README
 
 
 def test_the_demo_segments_every_frame_of_the_bundled_stream_and_writes_its_outputs(tmp_path, monkeypatch, capsys):
@@ -65,8 +66,10 @@ def test_a_malformed_set_is_refused_with_the_reason():
         demo.node_parameters(demo.parse_args(["--set", "adaptation.steps"]))
 
 
-def test_without_real_weights_the_demo_runs_the_world_model_and_scores_it_live(tmp_path, monkeypatch, capsys):
-    """No CLIP weights here (offline): the world model on a world stream, mIoU against its ground truth."""
+def test_without_real_weights_the_demo_runs_noadapt_and_the_adapted_configuration_side_by_side(tmp_path, monkeypatch, capsys):
+    """No CLIP weights here (offline): the world model on a world stream into two nodes at once, scored live."""
+    from mlmp_ros.robot import ROBOT_ADAPTATION
+    from mlmp_ros.world import PALETTE
     from mlmp_ros.world.stream import WorldStream
 
     monkeypatch.setenv("OMP_NUM_THREADS", "1")
@@ -75,20 +78,44 @@ def test_without_real_weights_the_demo_runs_the_world_model_and_scores_it_live(t
     printed = capsys.readouterr().out
     assert code == 0, printed
     assert "RUNNING ON RANDOM WEIGHTS" not in printed and "world model" in printed
-    assert printed.count("mIoU") >= 4  # one line per frame as it arrives, and the run's
     summary = json.loads((out / "summary.json").read_text())
     assert summary["random_weights"] is False and summary["weights"] == "world"
-    assert summary["node_parameters"]["model"] == "mlmp-world"
-    assert summary["node_parameters"]["adaptation.method"] == "noadapt"
+    runs = summary["runs"]
+    assert list(runs) == ["noadapt", "adapted"]
+    assert runs["noadapt"]["node_parameters"]["adaptation.method"] == "noadapt"
+    adapted = runs["adapted"]["node_parameters"]
+    assert {k: adapted[k] for k in ROBOT_ADAPTATION} == ROBOT_ADAPTATION and adapted["model"] == "mlmp-world"
+    # What each node ran, from its own diagnostics.
+    assert str(runs["noadapt"]["node_diagnostics"]["adaptation_method"]) == "noadapt"
+    assert str(runs["adapted"]["node_diagnostics"]["adaptation_method"]) == ROBOT_ADAPTATION["adaptation.method"]
     world = summary["world"]
-    assert world["shift"] == "fog" and world["frames"] == 3 and len(world["per_frame"]) == 3
-    assert [f["severity"] for f in world["per_frame"]] == [0.0, 0.43, 1.0]  # the fog sets in
-    assert world["per_frame"][0]["miou"] >= WORLD_FLOOR and world["run_miou"] >= WORLD_FLOOR, world
-    # Overlays: camera | segmentation | ground truth, legend below; the ground truth panel is the stream's.
+    assert world["shift"] == "fog" and world["frames"] == 3
+    for tag, run in runs.items():
+        assert (run["frames_published"], run["frames_processed"]) == (3, 3), tag  # paced: nothing dropped
+        frames = run["per_frame"]
+        assert [f["severity"] for f in frames] == [0.0, 0.43, 1.0]  # the fog sets in
+        assert frames[0]["run"] == frames[0]["miou"]  # the run so far at frame 0 is frame 0
+        assert frames[-1]["run"] == pytest.approx(run["run_miou"], abs=0.06)  # ... and at the end, the run
+        assert frames[0]["miou"] >= WORLD_FLOOR, (tag, frames)
+        for f in frames:  # one console line per frame and run, with the same figures
+            assert f"{tag:8s} frame {f['frame']:3d}" in printed and f"(run so far {f['run']:5.1f})" in printed
+    # Overlays: camera | NoAdapt | adapted | ground truth, each run's score below.
+    assert len(summary["overlays"]) == 3
     stream = WorldStream(world["stream_seed"], 3, shift="fog")
     first = cv2.cvtColor(cv2.imread(summary["overlays"][0]), cv2.COLOR_BGR2RGB)
-    assert first.shape[1] == 3 * 640 and first.shape[0] > 480
+    assert first.shape[1] == 4 * 640 and first.shape[0] > 480
     np.testing.assert_array_equal(first[40:480, :640], stream.frame(0).image[40:])
-    from mlmp_ros.world import PALETTE
+    np.testing.assert_array_equal(first[40:480, 1920:], PALETTE[stream.frame(0).labels[40:]])
+    for tag, col in (("noadapt", 1), ("adapted", 2)):  # each run's panel is its labels from its outputs bag
+        labels = _first_labels(Path(runs[tag]["outputs_bag"]), f"/{tag}/segmentation/labels")
+        np.testing.assert_array_equal(first[40:480, col * 640 : (col + 1) * 640], PALETTE[labels[40:]])
 
-    np.testing.assert_array_equal(first[40:480, 1280:], PALETTE[stream.frame(0).labels[40:]])
+
+def _first_labels(bag: Path, topic: str) -> np.ndarray:
+    from rosbags.rosbag2 import Reader
+
+    store = typestore()
+    with Reader(bag) as reader:
+        msgs = [store.deserialize_cdr(raw, c.msgtype) for c, _, raw in reader.messages() if c.topic == topic]
+    msgs.sort(key=stamp_ns)
+    return msg_to_image(msgs[0])

@@ -15,6 +15,7 @@ import threading
 import pytest
 import yaml
 from diagnostic_msgs.msg import DiagnosticArray
+from rclpy.qos import QoSProfile, ReliabilityPolicy
 from sensor_msgs.msg import Image
 
 from mlmp_ros.core import Config
@@ -24,7 +25,6 @@ from mlmp_ros.ros.diagnostics import adaptation_summary
 from mlmp_ros.ros.live import LiveSession, NodeProcess, node_command
 from mlmp_ros.ros.paramfile import ROBOT_PATH, ROBOT_VALUES
 from mlmp_ros.ros.qos import label_info_qos
-from rclpy.qos import QoSProfile, ReliabilityPolicy
 
 from .ros_helpers import CLASSES, NODE_ENV, REPO, TINY, make_image
 

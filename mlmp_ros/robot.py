@@ -1,0 +1,21 @@
+"""The adaptation settings recommended for robots, from the measurements in the README.
+
+One place for them: the demo's adapted run uses them, and so does the README's
+"Recommended for robots" configuration.  The benchmark keeps the paper's settings
+(:class:`~mlmp_ros.core.Config`'s defaults).  Dotted names, as ``Config.replace`` takes.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+ROBOT_ADAPTATION: dict[str, Any] = {
+    "adaptation.method": "tent",
+    "adaptation.schedule": "async",
+    "adaptation.mode": "continual",
+    "adaptation.safeguards.ensemble_alpha": 0.9,
+    "adaptation.safeguards.collapse": True,
+    "adaptation.safeguards.drift": True,
+}
+
+__all__ = ["ROBOT_ADAPTATION"]
