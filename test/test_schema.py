@@ -38,7 +38,9 @@ def test_the_parameter_file_is_generated_from_the_declarations():
 def test_the_robot_parameter_file_is_valid_and_differs_only_by_its_recommended_values():
     robot = Config.from_yaml(paramfile.ROBOT_PATH).flat()
     reference = Config.from_yaml(paramfile.PATH).flat()
-    assert {k: v for k, v in robot.items() if reference[k] != v} == paramfile.ROBOT_VALUES
+    differs = {k: v for k, v in robot.items() if reference[k] != v}
+    assert differs == {k: v for k, v in paramfile.ROBOT_VALUES.items() if reference[k] != v}
+    assert {k: robot[k] for k in paramfile.ROBOT_VALUES} == paramfile.ROBOT_VALUES
     assert robot["adaptation.schedule"] == "async" and robot["adaptation.mode"] == "continual"
 
 
