@@ -144,8 +144,11 @@ def _paint(labels: np.ndarray) -> np.ndarray:
 
 
 def _title(panel: np.ndarray, x: int, text: str) -> None:
-    for colour, width in (((0, 0, 0), 3), ((255, 255, 255), 1)):
-        cv2.putText(panel, text, (x + 10, 28), cv2.FONT_HERSHEY_SIMPLEX, 0.75, colour, width, cv2.LINE_AA)
+    """White text on a dark box in a panel's top-left corner."""
+    (w, h), base = cv2.getTextSize(text, cv2.FONT_HERSHEY_SIMPLEX, 0.7, 2)
+    box = panel[4 : 14 + h + base, x + 4 : x + 16 + w]
+    box[:] = (box * 0.35).astype(panel.dtype)
+    cv2.putText(panel, text, (x + 10, 10 + h), cv2.FONT_HERSHEY_SIMPLEX, 0.7, (255, 255, 255), 2, cv2.LINE_AA)
 
 
 def world_overlay(image: np.ndarray, runs: list[tuple[str, np.ndarray | None, str]], truth: np.ndarray,

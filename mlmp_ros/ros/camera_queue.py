@@ -15,7 +15,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from .worker import Frame, ResetRequest
+from .worker import Frame, Inbox, ResetRequest
 
 
 @dataclass
@@ -32,7 +32,7 @@ class CameraWork:
     calls: list[Callable[[], None]] = field(default_factory=list)
 
 
-class CameraQueue:
+class CameraQueue(Inbox):
     """See the module docs."""
 
     def __init__(self, cameras: Sequence[str]) -> None:
@@ -57,16 +57,6 @@ class CameraQueue:
         with self._cond:
             frame, self._frames[camera] = self._frames[camera], None
         return frame
-
-    def put_call(self, call: Callable[[], None]) -> None:
-        with self._cond:
-            self._calls.append(call)
-            self._cond.notify()
-
-    def put_changes(self, changes: dict[str, Any]) -> None:
-        with self._cond:
-            self._changes.update(changes)
-            self._cond.notify()
 
     def put_reset(self, camera: str | None = None) -> ResetRequest:
         request = ResetRequest()

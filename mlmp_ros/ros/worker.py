@@ -39,7 +39,26 @@ class Work:
     calls: list[Callable[[], None]] = field(default_factory=list)
 
 
-class WorkQueue:
+class Inbox:
+    """Calls and run-time changes for a worker, taken between frames (the base of its queues)."""
+
+    _cond: threading.Condition
+    _changes: dict[str, Any]
+    _calls: list[Callable[[], None]]
+
+    def put_call(self, call: Callable[[], None]) -> None:
+        """Run ``call`` on the worker, between frames."""
+        with self._cond:
+            self._calls.append(call)
+            self._cond.notify()
+
+    def put_changes(self, changes: dict[str, Any]) -> None:
+        with self._cond:
+            self._changes.update(changes)
+            self._cond.notify()
+
+
+class WorkQueue(Inbox):
     """The worker's inbox: one slot for the newest frame, plus run-time changes and resets.
 
     Changes and resets are handled before the waiting frame; several parameter changes
@@ -67,17 +86,6 @@ class WorkQueue:
         with self._cond:
             frame, self._frame = self._frame, None
         return frame
-
-    def put_call(self, call: Callable[[], None]) -> None:
-        """Run ``call`` on the worker, between frames."""
-        with self._cond:
-            self._calls.append(call)
-            self._cond.notify()
-
-    def put_changes(self, changes: dict[str, Any]) -> None:
-        with self._cond:
-            self._changes.update(changes)
-            self._cond.notify()
 
     def put_reset(self) -> ResetRequest:
         request = ResetRequest()
