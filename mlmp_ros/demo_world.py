@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -221,9 +222,12 @@ def _start_sessions(params_file: Path, runs: list[tuple[str, dict[str, Any]]], o
     """One node per run, each in its own namespace, started in parallel; their live sessions."""
     from .ros.live import LiveSession, NodeProcess
 
+    # The nodes share the machine's cores instead of each taking all of them (unless the user chose).
+    threads = os.environ.get("OMP_NUM_THREADS") or str(max(1, (os.cpu_count() or 1) // len(runs)))
     sessions = {}
     for tag, params in runs:
-        node = NodeProcess(params_file, params, name=f"mlmp_{tag}", namespace=tag, log_path=out / f"node_{tag}.log")
+        node = NodeProcess(params_file, params, name=f"mlmp_{tag}", namespace=tag, log_path=out / f"node_{tag}.log",
+                           env={"OMP_NUM_THREADS": threads})  # fmt: skip
         sessions[tag] = LiveSession(node, keep_serialized=True)
     with ThreadPoolExecutor(len(sessions)) as pool:
         futures = {tag: pool.submit(s.start) for tag, s in sessions.items()}
