@@ -14,8 +14,9 @@ fetched (the default ``openai`` is downloaded once and cached), or a local file 
 with ``--weights``.  Without them (no internet, nothing cached) the demo runs the bundled
 world model (``mlmp-world``, a small CLIP trained on the procedural world of
 :mod:`mlmp_ros.world`) on a world camera stream generated on the fly, whose ground truth
-is known: it prints each frame's mIoU as the labels arrive and the run's mIoU, and each
-overlay shows the frame, the segmentation and the ground truth side by side.
+is known, played into two nodes at once, NoAdapt and the adapted configuration recommended
+for robots (:mod:`mlmp_ros.demo_world`): it prints each frame's mIoU per run as the labels
+arrive, and each overlay shows camera | NoAdapt | adapted | ground truth.
 ``--weights random`` keeps the photographs with random weights.
 """
 
@@ -50,7 +51,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--weights", default=None, help="pretrained tag or local weights file (default: the params file's)")
     p.add_argument("--model", default=None, help="open_clip model name (default: the params file's)")
     p.add_argument("--device", default=None, help="auto | cpu | cuda")
-    p.add_argument("--method", default=None, help=f"{' | '.join(METHOD_NAMES)} (default: the params file's)")
+    p.add_argument("--method", default=None, help=f"{' | '.join(METHOD_NAMES)} (default: the params file's; with the "
+                   "world model, the adapted run's, by default the robot configuration's)")  # fmt: skip
     p.add_argument("--steps", type=int, default=None, help="adaptation steps per frame")
     p.add_argument("--offline", action="store_true", help="never download weights")
     p.add_argument("--set", action="append", default=[], metavar="NAME=VALUE", help="any other node parameter")
