@@ -1,20 +1,22 @@
 """Train the world model: a small open_clip CLIP (``mlmp-world``) on the procedural world.
 
-    python -m mlmp_ros.world.train --out world.safetensors [--steps 500 --seed 0 --threads 2]
+    python -m mlmp_ros.world.train --out mlmp-world.safetensors --seed 0 --steps 2000 --batch 40
 
-Training signal (CLIP-style, image-level only; no pixel labels reach the model):
+Training signal (the model card, mlmp_ros/world/MODEL_CARD.md, says why each part is there):
 
-- images: 160x160 crops, a third of them one material ("a photo of a grass."), the rest
-  crops of rendered scenes (outdoor, street, mosaic) at random scales;
+- images: 160x160 crops, a third of them one material, the rest crops of rendered scenes
+  (outdoor, street, mosaic) at random scales, 85% of them under natural photometric
+  variety (:mod:`.variety`: light, haze, weather, lens and sensor);
 - text: every class name under a prompt template drawn per class and step (the
   project's templates among others);
-- loss: cross-entropy of the image embedding's scaled cosine similarities to the class
-  prompts against the crop's class shares (its region caption as a distribution; for
-  one material a one-hot target) -- the image-to-text half of CLIP's contrastive loss
-  with the class prompts as the candidates;
-- deep supervision: the same loss on the class token after each middle block, through
-  the shared ``ln_post`` and projection (weight ``--aux-weight``), so intermediate blocks
-  carry class information the way CLIP's do.
+- image loss: cross-entropy of the image embedding's scaled cosine similarities to the
+  class prompts against the crop's class shares (the image-to-text half of CLIP's
+  contrastive loss with the class prompts as the candidates);
+- patch loss: for each block MLMP reads (the last ``--readout-share`` of them), its patch
+  tokens read the way the segmenter reads them (:func:`readouts`) against each patch's
+  class shares from the world's ground truth, weighted up with depth (:func:`depth_weights`);
+- global loss: the last block's ordinary patch tokens pulled to the image's caption
+  (``--global-weight``), as CLIP's last-block patch tokens are.
 
 The data of step ``s`` is drawn from ``seed`` and ``s`` only, so a run is reproducible
 from its seed (up to float summation order, which depends on the thread count) and can
