@@ -10,7 +10,6 @@ Nothing here calls ROS.
 
 from __future__ import annotations
 
-import threading
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -36,14 +35,14 @@ class CameraQueue(Inbox):
     """See the module docs."""
 
     def __init__(self, cameras: Sequence[str]) -> None:
+        super().__init__()
         self.cameras = tuple(cameras)
-        self._cond = threading.Condition()
         self._frames: dict[str, Frame | None] = dict.fromkeys(self.cameras)
         self._next = 0  # index of the camera served first next time
-        self._changes: dict[str, Any] = {}
-        self._resets: list[CameraReset] = []
-        self._calls: list[Callable[[], None]] = []
-        self._closed = False
+
+    @staticmethod
+    def _request(item: CameraReset) -> ResetRequest:
+        return item.request
 
     def put_frame(self, camera: str, frame: Frame) -> bool:
         """Store ``camera``'s newest frame; True when it replaced one not taken yet."""
@@ -59,15 +58,7 @@ class CameraQueue(Inbox):
         return frame
 
     def put_reset(self, camera: str | None = None) -> ResetRequest:
-        request = ResetRequest()
-        with self._cond:
-            if self._closed:
-                request.message = "the node is shutting down"
-                request.done.set()
-                return request
-            self._resets.append(CameraReset(camera, request))
-            self._cond.notify()
-        return request
+        return self._put_reset(CameraReset(camera, ResetRequest()))
 
     def _any_frame(self) -> bool:
         return any(f is not None for f in self._frames.values())
@@ -76,14 +67,13 @@ class CameraQueue(Inbox):
         """The next work (blocking): changes, resets and calls first; else up to ``max_frames``
         waiting frames, round robin.  None once closed."""
         with self._cond:
-            while not (self._closed or self._changes or self._resets or self._calls or self._any_frame()):
+            while not (self._closed or self._has_pending() or self._any_frame()):
                 self._cond.wait()
             if self._closed:
                 return None
-            if self._changes or self._resets or self._calls:
-                work = CameraWork(changes=self._changes, resets=self._resets, calls=self._calls)
-                self._changes, self._resets, self._calls = {}, [], []
-                return work
+            if self._has_pending():
+                changes, resets, calls = self._take_pending()
+                return CameraWork(changes=changes, resets=resets, calls=calls)
             return CameraWork(frames=self._take_round(max(1, max_frames)))
 
     def _take_round(self, limit: int) -> list[tuple[str, Frame]]:
@@ -98,11 +88,3 @@ class CameraQueue(Inbox):
         self._next = (last + 1) % n  # the camera after the last one served goes first next time
         return taken
 
-    def close(self) -> None:
-        with self._cond:
-            self._closed = True
-            for reset in self._resets:
-                reset.request.message = "the node is shutting down"
-                reset.request.done.set()
-            self._resets = []
-            self._cond.notify_all()

@@ -40,11 +40,22 @@ class Work:
 
 
 class Inbox:
-    """Calls and run-time changes for a worker, taken between frames (the base of its queues)."""
+    """What a worker takes between frames: calls, run-time changes and resets (the base of its queues).
 
-    _cond: threading.Condition
-    _changes: dict[str, Any]
-    _calls: list[Callable[[], None]]
+    Resets are queued as items that :meth:`_request` maps to their :class:`ResetRequest`; a
+    reset asked for after :meth:`close` is answered at once.
+    """
+
+    def __init__(self) -> None:
+        self._cond = threading.Condition()
+        self._changes: dict[str, Any] = {}
+        self._resets: list[Any] = []
+        self._calls: list[Callable[[], None]] = []
+        self._closed = False
+
+    @staticmethod
+    def _request(item: Any) -> ResetRequest:
+        return item
 
     def put_call(self, call: Callable[[], None]) -> None:
         """Run ``call`` on the worker, between frames."""
@@ -57,6 +68,36 @@ class Inbox:
             self._changes.update(changes)
             self._cond.notify()
 
+    def _put_reset(self, item: Any) -> ResetRequest:
+        request = self._request(item)
+        with self._cond:
+            if self._closed:
+                request.message = "the node is shutting down"
+                request.done.set()
+                return request
+            self._resets.append(item)
+            self._cond.notify()
+        return request
+
+    def _has_pending(self) -> bool:
+        return bool(self._changes or self._resets or self._calls)
+
+    def _take_pending(self) -> tuple[dict[str, Any], list[Any], list[Callable[[], None]]]:
+        """The waiting changes, resets and calls (caller holds the lock); the inbox is left empty of them."""
+        taken = (self._changes, self._resets, self._calls)
+        self._changes, self._resets, self._calls = {}, [], []
+        return taken
+
+    def close(self) -> None:
+        with self._cond:
+            self._closed = True
+            for item in self._resets:
+                request = self._request(item)
+                request.message = "the node is shutting down"
+                request.done.set()
+            self._resets = []
+            self._cond.notify_all()
+
 
 class WorkQueue(Inbox):
     """The worker's inbox: one slot for the newest frame, plus run-time changes and resets.
@@ -66,12 +107,8 @@ class WorkQueue(Inbox):
     """
 
     def __init__(self) -> None:
-        self._cond = threading.Condition()
+        super().__init__()
         self._frame: Frame | None = None
-        self._changes: dict[str, Any] = {}
-        self._resets: list[ResetRequest] = []
-        self._calls: list[Callable[[], None]] = []
-        self._closed = False
 
     def put_frame(self, frame: Frame) -> bool:
         """Store ``frame``; True when it replaced a frame the worker had not taken yet."""
@@ -88,39 +125,21 @@ class WorkQueue(Inbox):
         return frame
 
     def put_reset(self) -> ResetRequest:
-        request = ResetRequest()
-        with self._cond:
-            if self._closed:
-                request.message = "the node is shutting down"
-                request.done.set()
-                return request
-            self._resets.append(request)
-            self._cond.notify()
-        return request
+        return self._put_reset(ResetRequest())
 
     def get(self) -> Work | None:
         """The next work (blocking); None once closed."""
         with self._cond:
-            while not (self._closed or self._frame or self._changes or self._resets or self._calls):
+            while not (self._closed or self._frame or self._has_pending()):
                 self._cond.wait()
             if self._closed:
                 return None
-            if self._changes or self._resets or self._calls:
-                work = Work(changes=self._changes, resets=self._resets, calls=self._calls)
-                self._changes, self._resets, self._calls = {}, [], []
-                return work
+            if self._has_pending():
+                changes, resets, calls = self._take_pending()
+                return Work(changes=changes, resets=resets, calls=calls)
             work = Work(frame=self._frame)
             self._frame = None
             return work
-
-    def close(self) -> None:
-        with self._cond:
-            self._closed = True
-            for request in self._resets:
-                request.message = "the node is shutting down"
-                request.done.set()
-            self._resets = []
-            self._cond.notify_all()
 
 
 class Stats:
