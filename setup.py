@@ -77,7 +77,7 @@ setup(
     maintainer_email="maintainers@mlmp-ros.dev",
     entry_points={
         "console_scripts": [
-            "mlmp-segment = mlmp_ros.ros.node:main",
+            "mlmp-segment = mlmp_ros.ros.main:main",
             "mlmp-bench = mlmp_ros.bench.cli:main",
             "mlmp-demo = mlmp_ros.demo:main",
         ],

@@ -33,6 +33,7 @@ import cv2
 import numpy as np
 
 from .catalog import METHOD_NAMES
+from .demo_common import node_diagnostics, prepare_out
 from .resources import config_path
 from .ros import stay_on_loopback
 from .sample_stream import sample_frames, sample_raw_messages
@@ -147,17 +148,6 @@ def _choose_run(args: argparse.Namespace, params_file: Path) -> tuple[Any, str, 
     return world, "world", "", node_parameters(args)
 
 
-def prepare_out(out: Path) -> None:
-    """Create the output folder, clearing a previous run's bag and overlays."""
-    if (out / "outputs").exists():
-        import shutil
-
-        shutil.rmtree(out / "outputs")
-    out.mkdir(parents=True, exist_ok=True)
-    for old in out.glob("overlay_*.png"):
-        old.unlink()
-
-
 def _input_stream(loops: int) -> tuple[list, dict]:
     """(messages to play, source stamp -> RGB frame) of the bundled sample stream."""
     inputs = {stamp: frame for stamp, frame in sample_frames()}
@@ -189,24 +179,6 @@ def _write_overlays(result, inputs: dict, args: argparse.Namespace, names: dict[
         cv2.imwrite(str(path), cv2.cvtColor(picture, cv2.COLOR_RGB2BGR))
         overlays.append(path)
     return overlays
-
-
-def node_diagnostics(live, result):
-    """The node's last diagnostics report that saw a frame (a later, idle period reports no model
-    time).  A short run can end before the node's first report (one per ``diagnostics.period``):
-    then wait for the report that covers it, a few periods at most."""
-    from .ros.live import SessionTimeout
-
-    def saw_frames(d) -> bool:
-        return bool(d.values.get("model_ms"))
-
-    diag = next((d for d in reversed(live.diagnostics) if saw_frames(d)), None)
-    if diag is None:
-        try:
-            diag = live.wait_for_diagnostics(saw_frames, timeout=10.0, after=0.0)
-        except SessionTimeout:
-            diag = result.diagnostics
-    return diag
 
 
 def main(argv: list[str] | None = None) -> int:

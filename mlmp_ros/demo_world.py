@@ -22,6 +22,8 @@ from typing import Any
 import cv2
 import numpy as np
 
+from .demo_common import node_diagnostics, prepare_out
+
 WORLD_PERIOD_NS = 100_000_000  # the stream's stamps: 10 Hz
 
 
@@ -242,8 +244,6 @@ def _start_sessions(params_file: Path, runs: list[tuple[str, dict[str, Any]]], o
 
 def _play_all(sessions: dict[str, Any], scores: dict[str, RunScore], stream: list, args: argparse.Namespace) -> dict[str, Any]:
     """Play the same stream into every node at once, printing each frame's mIoU as its labels arrive."""
-    from .demo import node_diagnostics
-
     schedule = {"paced": True} if args.paced else {"rate_hz": args.rate}
     stop = threading.Event()
     watchers = [threading.Thread(target=scores[t].watch, args=(s, stop), daemon=True) for t, s in sessions.items()]
@@ -267,7 +267,6 @@ def _play_all(sessions: dict[str, Any], scores: dict[str, RunScore], stream: lis
 def run(args: argparse.Namespace, params_file: Path, world: WorldStreamRun, user_params: dict[str, Any]) -> int:
     """The world demo: both runs, overlays, bags of the outputs, summary.json and the printed summary."""
     from .bench.bags import recorded, write_recorded_images
-    from .demo import prepare_out
 
     runs = world_runs(user_params)
     titles = {tag: describe(params) for tag, params in runs}

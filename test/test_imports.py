@@ -1,7 +1,10 @@
-"""The import graph of mlmp_ros: no cycle at module level, no import from a higher layer.
+"""The import graph of mlmp_ros: no cycle of any kind, no import from a higher layer, no private
+name taken from another module.
 
-Parsed with ``ast`` (nothing is imported), so the test is fast and sees every import, also the
-late ones inside functions, which still make a dependency.
+Parsed with ``ast`` (nothing is imported), so the test is fast and sees every import: the ones at
+module level, the late ones inside functions and the ones under ``if TYPE_CHECKING:``.  Each makes
+a dependency, so each counts for cycles and layers.  (Imports by a computed string, such as
+``importlib.import_module(name)``, are not seen.)
 """
 
 from __future__ import annotations
@@ -11,30 +14,40 @@ import json
 import os
 import subprocess
 import sys
+from dataclasses import dataclass
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
 PACKAGE = REPO / "mlmp_ros"
 
-# Layer -> prefixes it must never import (late imports included).  "Neutral" modules hold shared
-# names and helpers and sit below everything.
+# Layer -> prefixes it must never import (late and TYPE_CHECKING imports included).  "Neutral"
+# modules hold shared names and helpers and sit below everything.
 NEUTRAL = ("mlmp_ros.constants", "mlmp_ros.catalog", "mlmp_ros.resources", "mlmp_ros.image_data")
-HIGHER = ("mlmp_ros.ros", "mlmp_ros.bench", "mlmp_ros.world", "mlmp_ros.demo", "mlmp_ros.sample_stream")
+DEMO = ("mlmp_ros.demo", "mlmp_ros.demo_world", "mlmp_ros.demo_common")
+NODE = ("mlmp_ros.ros.node", "mlmp_ros.ros.lifecycle", "mlmp_ros.ros.main", "mlmp_ros.ros.__main__")
+HIGHER = ("mlmp_ros.ros", "mlmp_ros.bench", "mlmp_ros.world", *DEMO, "mlmp_ros.sample_stream")
 FORBIDDEN = {
     "mlmp_ros.core": HIGHER,  # the science core: no ROS, no benchmark, no demo
-    "mlmp_ros.ros": ("mlmp_ros.bench", "mlmp_ros.demo", "mlmp_ros.sample_stream"),
-    "mlmp_ros.bench": ("mlmp_ros.ros.node", "mlmp_ros.ros.__main__", "mlmp_ros.demo"),
-    "mlmp_ros.world": ("mlmp_ros.ros.node", "mlmp_ros.demo"),
+    "mlmp_ros.ros": ("mlmp_ros.bench", *DEMO, "mlmp_ros.sample_stream"),
+    "mlmp_ros.bench": (*NODE, *DEMO),  # the benchmark starts the node as a process, never imports it
+    # The world (data and model) sits below the benchmark, which reads it as one of its data sets.
+    "mlmp_ros.world": ("mlmp_ros.bench", *NODE, *DEMO),
     **{name: ("mlmp_ros.core", *HIGHER) for name in NEUTRAL},
 }
 
 
-def module_name(path: Path) -> str:
-    parts = path.relative_to(REPO).with_suffix("").parts
-    return ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
+def is_private(name: str) -> bool:
+    """``_name`` is private to its module; ``__version__`` and other dunder names are not."""
+    return name.startswith("_") and not (name.startswith("__") and name.endswith("__"))
 
 
-MODULES = {module_name(p): p for p in sorted(PACKAGE.rglob("*.py"))}
+@dataclass(frozen=True)
+class Import:
+    source: str  # the importing module
+    target: str  # the mlmp_ros module imported (for ``from m import n``: m, or m.n when that is a module)
+    names: tuple[str, ...]  # the names taken from ``target`` (``from m import a, b``); () for ``import m``
+    when: str  # "top" (runs at import), "late" (inside a function) or "typing" (under TYPE_CHECKING)
+    where: str  # path:line
 
 
 def _under_type_checking(node: ast.AST, parents: dict[ast.AST, ast.AST]) -> bool:
@@ -45,81 +58,253 @@ def _under_type_checking(node: ast.AST, parents: dict[ast.AST, ast.AST]) -> bool
     return False
 
 
-def imports(name: str) -> tuple[set[str], set[str]]:
-    """(imports run when the module is imported, all imports) of mlmp_ros modules by ``name``."""
-    path = MODULES[name]
-    package = name if path.name == "__init__.py" else name.rpartition(".")[0]
-    tree = ast.parse(path.read_text(encoding="utf-8"))
-    parents = {child: node for node in ast.walk(tree) for child in ast.iter_child_nodes(node)}
-    top: set[str] = set()
-    every: set[str] = set()
-    for node in ast.walk(tree):
-        if isinstance(node, ast.Import):
-            targets = [alias.name for alias in node.names]
-        elif isinstance(node, ast.ImportFrom):
-            if node.level:
-                base = package.split(".")[: len(package.split(".")) - node.level + 1]
-                origin = ".".join(base + ([node.module] if node.module else []))
+def _in_function(node: ast.AST, parents: dict[ast.AST, ast.AST]) -> bool:
+    # A class body runs at import time; a function body when the function is called.
+    while node in parents:
+        node = parents[node]
+        if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.Lambda)):
+            return True
+    return False
+
+
+class Package:
+    """The modules of the package ``mlmp_ros`` under ``root``, parsed (never imported)."""
+
+    def __init__(self, root: Path):
+        self.root = root
+        self.modules = {self._module_name(p): p for p in sorted((root / "mlmp_ros").rglob("*.py"))}
+        self._trees: dict[str, ast.Module] = {}
+        self._imports: dict[str, list[Import]] = {}
+
+    def _module_name(self, path: Path) -> str:
+        parts = path.relative_to(self.root).with_suffix("").parts
+        return ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
+
+    def where(self, name: str, line: int) -> str:
+        return f"{self.modules[name].relative_to(self.root)}:{line}"
+
+    def tree(self, name: str) -> ast.Module:
+        if name not in self._trees:
+            self._trees[name] = ast.parse(self.modules[name].read_text(encoding="utf-8"))
+        return self._trees[name]
+
+    def import_list(self, name: str) -> list[Import]:
+        """Every import of an mlmp_ros module by the module ``name``."""
+        if name in self._imports:
+            return self._imports[name]
+        tree = self.tree(name)
+        parents = {child: node for node in ast.walk(tree) for child in ast.iter_child_nodes(node)}
+        package = name if self.modules[name].name == "__init__.py" else name.rpartition(".")[0]
+        found: list[Import] = []
+        for node in ast.walk(tree):
+            if not isinstance(node, (ast.Import, ast.ImportFrom)):
+                continue
+            typing = _under_type_checking(node, parents)
+            when = "typing" if typing else "late" if _in_function(node, parents) else "top"
+            if isinstance(node, ast.Import):
+                pairs = [(alias.name, ()) for alias in node.names]
             else:
-                origin = node.module or ""
-            # "from . import entropy" imports the submodule entropy.
-            targets = [f"{origin}.{a.name}" if f"{origin}.{a.name}" in MODULES else origin for a in node.names]
-        else:
+                if node.level:
+                    parts = package.split(".")
+                    origin = ".".join(parts[: len(parts) - node.level + 1] + ([node.module] if node.module else []))
+                else:
+                    origin = node.module or ""
+                pairs = []
+                for alias in node.names:
+                    # "from . import entropy" imports the submodule entropy.
+                    sub = f"{origin}.{alias.name}"
+                    pairs.append((sub, ()) if sub in self.modules else (origin, (alias.name,)))
+            for target, names in pairs:
+                if target == "mlmp_ros" or target.startswith("mlmp_ros."):
+                    found.append(Import(name, target, names, when, self.where(name, node.lineno)))
+        self._imports[name] = found
+        return found
+
+    def imports(self, name: str) -> tuple[set[str], set[str]]:
+        """(imports run when the module is imported, all imports) of mlmp_ros modules by ``name``."""
+        found = self.import_list(name)
+        return {i.target for i in found if i.when == "top"}, {i.target for i in found}
+
+    def cycles(self) -> list[str]:
+        """One message per cycle: a strongly connected component of more than one module, with the
+        imports between its modules."""
+        graph = {
+            name: {i.target for i in self.import_list(name) if i.target in self.modules and i.target != name}
+            for name in self.modules
+        }
+        messages = []
+        for component in strongly_connected(graph):
+            if len(component) < 2:
+                continue
+            members = set(component)
+            arrows = {
+                f"    {i.source} -> {i.target} ({i.when}, {i.where})"
+                for name in component
+                for i in self.import_list(name)
+                if i.target in members and i.target != name
+            }
+            messages.append(f"import cycle between {', '.join(component)}:\n" + "\n".join(sorted(arrows)))
+        return messages
+
+    def _module_aliases(self, name: str) -> dict[str, str]:
+        """Names in module ``name`` bound to other mlmp_ros modules (``import mlmp_ros.x as m``,
+        ``from . import x``, ``from mlmp_ros.ros import node as n``) -> that module."""
+        aliases: dict[str, str] = {}
+        for node in ast.walk(self.tree(name)):
+            if isinstance(node, ast.Import):
+                for alias in node.names:
+                    if alias.asname and alias.name in self.modules:
+                        aliases[alias.asname] = alias.name
+            elif isinstance(node, ast.ImportFrom):
+                line = self.where(name, node.lineno)
+                modules = [i.target for i in self.import_list(name) if i.where == line and not i.names]
+                for alias in node.names:
+                    module = next((m for m in modules if m.rpartition(".")[2] == alias.name), None)
+                    if module in self.modules:
+                        aliases[alias.asname or alias.name] = module
+        return aliases
+
+    def private_crossings(self) -> list[str]:
+        """``from other import _name`` and ``other._name`` (``other`` a module) between mlmp_ros modules."""
+        wrong = []
+        for name in self.modules:
+            for i in self.import_list(name):
+                for taken in i.names:
+                    if is_private(taken) and i.target != name:
+                        wrong.append(f"{i.where}: {name} imports the private name {taken} from {i.target}")
+            aliases = self._module_aliases(name)
+            for node in ast.walk(self.tree(name)):
+                if not isinstance(node, ast.Attribute) or not is_private(node.attr):
+                    continue
+                value = ast.unparse(node.value)
+                module = aliases.get(value, value if value in self.modules else None)
+                if module is not None and module != name:
+                    wrong.append(
+                        f"{self.where(name, node.lineno)}: {name} uses the private name {node.attr} of {module}"
+                    )
+        return wrong
+
+
+def strongly_connected(graph: dict[str, set[str]]) -> list[list[str]]:
+    """The strongly connected components of ``graph`` (Tarjan's algorithm, without recursion)."""
+    index: dict[str, int] = {}
+    low: dict[str, int] = {}
+    stack: list[str] = []
+    on_stack: set[str] = set()
+    components: list[list[str]] = []
+    for root in sorted(graph):
+        if root in index:
             continue
-        targets = [t for t in targets if t == "mlmp_ros" or t.startswith("mlmp_ros.")]
-        if _under_type_checking(node, parents):
-            continue
-        every.update(targets)
-        # Module level: not inside a function (a class body runs at import time).
-        scope = parents.get(node)
-        while scope is not None and not isinstance(scope, (ast.FunctionDef, ast.AsyncFunctionDef)):
-            scope = parents.get(scope)
-        if scope is None:
-            top.update(targets)
-    return top, every
+        work = [(root, iter(sorted(graph[root])))]
+        index[root] = low[root] = len(index)
+        stack.append(root)
+        on_stack.add(root)
+        while work:
+            node, edges = work[-1]
+            for nxt in edges:
+                if nxt not in index:
+                    index[nxt] = low[nxt] = len(index)
+                    stack.append(nxt)
+                    on_stack.add(nxt)
+                    work.append((nxt, iter(sorted(graph.get(nxt, ())))))
+                    break
+                if nxt in on_stack:
+                    low[node] = min(low[node], index[nxt])
+            else:
+                work.pop()
+                if work:
+                    low[work[-1][0]] = min(low[work[-1][0]], low[node])
+                if low[node] == index[node]:
+                    component = []
+                    while True:
+                        member = stack.pop()
+                        on_stack.discard(member)
+                        component.append(member)
+                        if member == node:
+                            break
+                    components.append(sorted(component))
+    return components
+
+
+MLMP = Package(REPO)
+MODULES = MLMP.modules
+imports = MLMP.imports
+import_list = MLMP.import_list
 
 
 def test_the_graph_is_parsed():
     # The parser sees the imports it must see (this test can fail: it is not vacuous).
-    top, every = imports("mlmp_ros.core.methods.base")
-    assert "mlmp_ros.core.config" in top
-    top, every = imports("mlmp_ros.bench.cli")
-    assert "mlmp_ros.core.config" in every and "mlmp_ros.core.config" not in top  # a late import
+    assert "mlmp_ros.core.config" in imports("mlmp_ros.core.methods.base")[0]
+    # The managed node needs lifecycle_msgs: the entry point imports it late (inside a function).
+    top, every = imports("mlmp_ros.ros.main")
+    assert "mlmp_ros.ros.lifecycle" in every and "mlmp_ros.ros.lifecycle" not in top
+    (late,) = [i for i in import_list("mlmp_ros.ros.main") if i.target == "mlmp_ros.ros.lifecycle"]
+    assert (late.when, late.names) == ("late", ("ManagedSegmentNode",))
     # config checks method names against catalog.py, never the methods (which import config).
     assert "mlmp_ros.catalog" in imports("mlmp_ros.core.config")[0]
     assert not any(t.startswith("mlmp_ros.core.methods") for t in imports("mlmp_ros.core.config")[1])
     assert "mlmp_ros.core.methods.entropy" in imports("mlmp_ros.core.methods")[0]
+    # The registry names the method class for the type checker only.
+    typing = [i for i in import_list("mlmp_ros.core.methods.registry") if i.when == "typing"]
+    assert [(i.target, i.names) for i in typing] == [("mlmp_ros.core.methods.base", ("Method",))]
+
+
+def test_the_checks_find_what_they_look_for(tmp_path):
+    # A package of four modules: b and c import each other only through a TYPE_CHECKING and a late
+    # import; d leads into the rest but nothing leads back; private names cross three ways.
+    files = {
+        "__init__.py": '__version__ = "0"\n',
+        "a.py": "from . import c as see\nfrom .b import _hidden, public\n\n\ndef f():\n    return see._inner + see.fine\n",
+        "b.py": "from typing import TYPE_CHECKING\n\nif TYPE_CHECKING:\n    from .c import Thing\n_hidden = public = 1\n",
+        "c.py": "from mlmp_ros import __version__\n\n\ndef g():\n    import mlmp_ros.b\n\n    return mlmp_ros.b._hidden\n",
+        "d.py": "from .a import f\n",
+    }
+    (tmp_path / "mlmp_ros").mkdir()
+    for file, text in files.items():
+        (tmp_path / "mlmp_ros" / file).write_text(text)
+    package = Package(tmp_path)
+    (cycle,) = package.cycles()
+    assert cycle.startswith("import cycle between mlmp_ros.b, mlmp_ros.c:"), cycle
+    assert "mlmp_ros.b -> mlmp_ros.c (typing, mlmp_ros/b.py:4)" in cycle
+    assert "mlmp_ros.c -> mlmp_ros.b (late, mlmp_ros/c.py:5)" in cycle
+    assert sorted(package.private_crossings()) == [
+        "mlmp_ros/a.py:2: mlmp_ros.a imports the private name _hidden from mlmp_ros.b",
+        "mlmp_ros/a.py:6: mlmp_ros.a uses the private name _inner of mlmp_ros.c",
+        "mlmp_ros/c.py:7: mlmp_ros.c uses the private name _hidden of mlmp_ros.b",
+    ]
+    assert sorted(strongly_connected({"a": {"b"}, "b": {"a", "c"}, "c": {"c"}})) == [["a", "b"], ["c"]]
+    assert is_private("_stamp") and not is_private("__version__") and not is_private("stamp")
 
 
 def test_no_import_from_a_higher_layer():
     wrong = []
     for name in MODULES:
         rules = [bad for layer, bad in FORBIDDEN.items() if name == layer or name.startswith(layer + ".")]
-        for target in sorted(imports(name)[1]):
+        for i in import_list(name):
             for bad in (b for rule in rules for b in rule):
-                if target == bad or target.startswith(bad + "."):
-                    wrong.append(f"{name} imports {target}")
-    assert not wrong, "\n".join(wrong)
+                if i.target == bad or i.target.startswith(bad + "."):
+                    wrong.append(f"{i.where}: {name} imports {i.target} ({i.when})")
+    assert not wrong, (
+        "imports from a higher layer (see FORBIDDEN in this test); move what both need down a layer, "
+        "or have the higher layer pass it in:\n" + "\n".join(sorted(set(wrong)))
+    )
 
 
-def test_no_import_cycle_at_module_level():
-    graph = {name: sorted(t for t in imports(name)[0] if t in MODULES and t != name) for name in MODULES}
-    state: dict[str, int] = {}  # 1: on the current path, 2: done
-    cycles: list[list[str]] = []
+def test_no_import_cycle():
+    cycles = MLMP.cycles()
+    assert not cycles, (
+        "import cycles (late and TYPE_CHECKING imports count too); move what the modules share into "
+        "a module that both import and that imports neither:\n" + "\n".join(cycles)
+    )
 
-    def visit(node: str, path: list[str]) -> None:
-        state[node] = 1
-        for nxt in graph[node]:
-            if state.get(nxt) == 1:
-                cycles.append(path[path.index(nxt):] + [nxt])
-            elif nxt not in state:
-                visit(nxt, path + [nxt])
-        state[node] = 2
 
-    for name in graph:
-        if name not in state:
-            visit(name, [name])
-    assert not cycles, "\n".join(" -> ".join(c) for c in cycles)
+def test_no_private_name_crosses_a_module():
+    wrong = MLMP.private_crossings()
+    assert not wrong, (
+        "private names (a leading underscore) used outside the module that defines them; make the name "
+        "public (no underscore) in the module that owns it, or move it to the module that uses it:\n"
+        + "\n".join(sorted(wrong))
+    )
 
 
 def test_bench_help_does_not_load_torch_or_open_clip():

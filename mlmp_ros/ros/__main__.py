@@ -2,6 +2,6 @@
 
 import sys
 
-from .node import main
+from .main import main
 
 sys.exit(main())

@@ -367,7 +367,7 @@ class CameraHub:
         overhead = {"schedule": taken - ready, "convert": converted - taken, "publish": published - segmented,
                     "total": max(0.0, published - ready - timings["total"])}
         steps, loss, status = run
-        from .node import _stamp_age  # (the node imports this module when it starts)
+        from .diagnostics import stamp_age as _stamp_age
 
         cam.stats.frame_done(latency=published - frame.received, stamp_age=_stamp_age(frame.msg.header),
                              took=published - taken,

@@ -1,8 +1,8 @@
 """The command line of ``mlmp-segment``: usage, logging, the ``-p`` overrides ROS drops,
 start-up errors and signals, and the run of a node class from start to exit.
 
-``mlmp_ros.ros.node.main`` (the console script) runs :class:`~mlmp_ros.ros.node.SegmentNode`
-through :func:`run`; this module does not import the node, so the node can use it.
+``mlmp_ros.ros.main.main`` (the console script) runs :class:`~mlmp_ros.ros.node.SegmentNode`
+(or its managed form) through :func:`run`; this module does not import the node, so the node can use it.
 """
 
 from __future__ import annotations
@@ -166,11 +166,11 @@ def _describe(value: Any) -> str:
 def _kind_of(value: Any) -> str:
     value = plain(value)
     if isinstance(value, list):
-        return _kind(value) if value else "a list"
-    return _kind(value)
+        return parameter_kind(value) if value else "a list"
+    return parameter_kind(value)
 
 
-def _kind(default: Any) -> str:
+def parameter_kind(default: Any) -> str:
     """How a parameter's type reads in an error message."""
     kinds = {bool: "true or false", int: "an integer", float: "a floating-point number (write 1.0, not 1)",
              str: "a string"}

@@ -7,15 +7,18 @@ Every key is documented in the README (Diagnostics); tests read the values, not 
 from __future__ import annotations
 
 import socket
+import time
 from dataclasses import dataclass
 from typing import Any
 
 from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
+from rclpy.time import Time
 from std_msgs.msg import Header
 
 from . import rss_bytes
 
 INPUT_RECENT = 2.0  # input counts as arriving if a frame came within max(this, 2 diagnostics periods)
+WALL_CLOCK_SLACK = 24 * 3600 * 10**9  # a stamp this close to the system clock is taken as wall-clock time
 
 
 @dataclass(frozen=True)
@@ -29,6 +32,17 @@ class NodeView:
     stall_warn_factor: float
     stall_error_factor: float
     unknown_parameters: tuple[str, ...] = ()
+
+
+def stamp_age(header: Header) -> float | None:
+    """Seconds since the stamp (``stamp_age_ms``), only when the stamps are wall-clock time (not a
+    bag's or a simulator's).
+
+    Latency itself is measured from reception to publishing on this process's steady clock.
+    """
+    stamp_ns = Time.from_msg(header.stamp).nanoseconds
+    wall_ns = time.time_ns()
+    return (wall_ns - stamp_ns) * 1e-9 if abs(wall_ns - stamp_ns) < WALL_CLOCK_SLACK else None
 
 
 def _mean(values: list[float]) -> float | None:

@@ -16,7 +16,6 @@ Run: ``mlmp-segment --ros-args --params-file config/segment.yaml -r image:=/came
 from __future__ import annotations
 
 import gc
-import sys
 import threading
 import time
 from typing import Any
@@ -27,7 +26,6 @@ from rclpy.callback_groups import MutuallyExclusiveCallbackGroup
 from rclpy.exceptions import InvalidParameterValueException, ParameterException
 from rclpy.node import Node
 from rclpy.qos import ReliabilityPolicy
-from rclpy.time import Time
 from sensor_msgs.msg import CompressedImage, Image
 from std_msgs.msg import Header
 from std_srvs.srv import SetBool, Trigger
@@ -40,7 +38,7 @@ from ..core.streaming import STREAM_SETTINGS, StreamSegmenter
 from ..core.text import ClassList
 
 # The command line and the worker plumbing live beside the node; their names stay importable here.
-from .cli import USAGE, _kind, check_overrides, command_line_overrides, run
+from .cli import USAGE, check_overrides, command_line_overrides, parameter_kind
 from .conversions import (
     BadFrame,
     array_to_image,
@@ -62,6 +60,7 @@ from .diagnostics import (
     diagnostic_values,
     hardware_id,
     health,
+    stamp_age,
     status_name,
 )
 from .params import NODE_DEFAULTS, NodeSettings, core_config, parameter_specs, plain
@@ -89,7 +88,6 @@ __all__ = [
     "check_overrides",
     "command_line_overrides",
     "cuda_memory",
-    "main",
 ]
 
 QOS_CHECK_PERIOD = 1.0  # seconds between looks at the camera publisher's QoS (input.reliability: auto)
@@ -98,7 +96,6 @@ RESET_TIMEOUT = 120.0  # seconds ~/reset waits for the worker
 # Run-time settings that change what a label id means: a result computed before such a change
 # returned is not published (see _publish_if_current).
 LABEL_SETTINGS = ("classes",)
-WALL_CLOCK_SLACK = 24 * 3600 * 10**9  # a stamp this close to the system clock is taken as wall-clock time
 
 
 class SegmentNode(Node):
@@ -145,7 +142,7 @@ class SegmentNode(Node):
             except InvalidParameterValueException as exc:  # outside the declared range
                 problems.append(f"parameter '{spec.name}' {spec.descriptor.additional_constraints} ({exc})")
             except ParameterException as exc:
-                problems.append(f"parameter '{spec.name}' must be {_kind(spec.default)} ({exc})")
+                problems.append(f"parameter '{spec.name}' must be {parameter_kind(spec.default)} ({exc})")
         if problems:
             raise ConfigError(problems)
         return values
@@ -512,7 +509,7 @@ class SegmentNode(Node):
         }
         self.stats.frame_done(
             latency=published - frame.received,
-            stamp_age=_stamp_age(msg.header),
+            stamp_age=stamp_age(msg.header),
             took=published - taken,
             model=result.timings["total"],
             overhead=overhead,
@@ -596,31 +593,3 @@ class SegmentNode(Node):
         header = Header(stamp=self.get_clock().now().to_msg())
         self._pub_diagnostics.publish(diagnostic_array(status_name(self.get_fully_qualified_name()), level, message,
                                                        values, hardware_id(seg.device), header))
-
-
-def _stamp_age(header: Header) -> float | None:
-    """Seconds since the stamp, only when the stamps are wall-clock time (not a bag's or a simulator's).
-
-    Latency itself is measured from reception to publishing on this process's steady clock.
-    """
-    stamp_ns = Time.from_msg(header.stamp).nanoseconds
-    wall_ns = time.time_ns()
-    return (wall_ns - stamp_ns) * 1e-9 if abs(wall_ns - stamp_ns) < WALL_CLOCK_SLACK else None
-
-
-def node_class() -> type[SegmentNode]:
-    """The managed node (ros/lifecycle.py) where lifecycle_msgs is installed, else the plain one."""
-    try:
-        from .lifecycle import ManagedSegmentNode
-    except ImportError:  # no lifecycle_msgs (older pip installs): the node without ~/change_state
-        return SegmentNode
-    return ManagedSegmentNode
-
-
-def main(args: list[str] | None = None) -> int:
-    """Entry point of ``mlmp-segment``; returns the exit code (see :mod:`mlmp_ros.ros.cli`)."""
-    return run(node_class(), args)
-
-
-if __name__ == "__main__":
-    sys.exit(main())

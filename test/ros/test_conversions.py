@@ -19,11 +19,11 @@ from mlmp_ros.core.streaming import STREAM_SETTINGS
 from mlmp_ros.ros import conversions as conv
 from mlmp_ros.ros.conversions import BadFrame, compressed_size, compressed_to_rgb, confidence_to_image, image_to_array
 from mlmp_ros.ros.live import (
-    _python_value,
     cdr_stamp,
     cdr_with_stamp,
     format_parameter,
     parameter_value,
+    python_value,
 )
 from mlmp_ros.ros.node import Frame, WorkQueue
 from mlmp_ros.ros.params import (
@@ -205,7 +205,7 @@ def test_parameter_values_for_the_command_line_and_the_service():
     assert format_parameter(["cup, mug", "dog"]) == '["cup, mug", "dog"]'
     assert format_parameter(1.0) == "1.0" and format_parameter(1e-3) == "0.001" and format_parameter(True) == "true"
     for value in (True, 3, 0.5, "x", ["a"], [1, 2], [0.9, 0.999], []):
-        assert _python_value(parameter_value(value)) == value
+        assert python_value(parameter_value(value)) == value
 
 
 # ----------------------------------------------------------------- params

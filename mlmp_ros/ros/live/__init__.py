@@ -23,7 +23,7 @@ all importable from ``mlmp_ros.ros.live``.
 
 from __future__ import annotations
 
-from .parameters import _python_value, parameter_value
+from .parameters import parameter_value, python_value
 from .process import NodeDiedError, NodeProcess, format_parameter, node_command
 from .records import Diagnostics, FrameRecord, Output, PlayResult
 from .session import LiveSession, SessionTimeout
@@ -38,11 +38,11 @@ __all__ = [
     "Output",
     "PlayResult",
     "SessionTimeout",
-    "_python_value",
     "cdr_stamp",
     "cdr_with_stamp",
     "format_parameter",
     "node_command",
     "parameter_value",
+    "python_value",
     "stamp_of",
 ]

@@ -33,7 +33,8 @@ def parameter_value(value: Any) -> ParameterValue:
     raise TypeError(f"cannot send {value!r} as a ROS parameter")
 
 
-def _python_value(value: ParameterValue) -> Any:
+def python_value(value: ParameterValue) -> Any:
+    """A value from the node's parameter services as plain Python (None when not set)."""
     if value.type == ParameterType.PARAMETER_NOT_SET:
         return None
     return plain(parameter_value_to_python(value))

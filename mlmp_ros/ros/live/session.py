@@ -33,10 +33,10 @@ from ..conversions import (
 )
 from ..diagnostics import status_name
 from ..qos import label_info_qos, output_qos, reliability_policy
-from .parameters import _python_value, parameter_value
+from .parameters import parameter_value, python_value
 from .process import NodeProcess
 from .records import Diagnostics, FrameRecord, Output, PlayResult
-from .stamps import _set_stamp, cdr_stamp, cdr_with_stamp, stamp_of
+from .stamps import cdr_stamp, cdr_with_stamp, set_stamp, stamp_of
 
 _session_ids = itertools.count()
 
@@ -330,7 +330,7 @@ class LiveSession:
         elif hasattr(frame, "header"):
             msg = frame
             if restamp:
-                _set_stamp(msg.header, self._next_stamp())
+                set_stamp(msg.header, self._next_stamp())
             stamp = stamp_of(msg.header)
         else:
             raise TypeError(f"cannot publish a {type(frame).__name__} as a camera frame")
@@ -352,7 +352,7 @@ class LiveSession:
         else:
             msg = array_to_image(rgb, "rgb8")
         msg.header.frame_id = self.frame_id
-        _set_stamp(msg.header, stamp_ns)
+        set_stamp(msg.header, stamp_ns)
         return msg
 
     def play(
@@ -456,7 +456,7 @@ class LiveSession:
         """The node's current values of ``names`` (plain Python values)."""
         request = GetParameters.Request(names=list(names))
         response = self._call(GetParameters, f"{self.node_fqn}/get_parameters", request, timeout)
-        return {name: _python_value(value) for name, value in zip(names, response.values)}
+        return {name: python_value(value) for name, value in zip(names, response.values)}
 
     def reset(self, timeout: float = 120.0) -> Trigger.Response:
         """Call the node's ``~/reset``: adapted weights back to the source weights."""

@@ -12,7 +12,7 @@ def stamp_of(header: Any) -> int:
     return Time.from_msg(header.stamp).nanoseconds
 
 
-def _set_stamp(header: Any, stamp_ns: int) -> None:
+def set_stamp(header: Any, stamp_ns: int) -> None:
     header.stamp = Time(nanoseconds=int(stamp_ns)).to_msg()
 
 
