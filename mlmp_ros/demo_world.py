@@ -31,8 +31,9 @@ class WorldStreamRun:
     """The world stream the demo plays and its ground truth."""
 
     def __init__(self, frames: int, shift: str, seed: int | None):
+        from .world.camera_stream import WorldStream
         from .world.dataset import STREAM_SEED
-        from .world.stream import SHIFTS, WorldStream
+        from .world.shifts import SHIFTS
 
         if shift not in SHIFTS:
             raise SystemExit(f"mlmp-demo: unknown shift '{shift}' (choose from {', '.join(SHIFTS)})")

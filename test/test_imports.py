@@ -276,6 +276,17 @@ def test_the_checks_find_what_they_look_for(tmp_path):
     assert is_private("_stamp") and not is_private("__version__") and not is_private("stamp")
 
 
+def test_every_import_names_a_module():
+    # A late import of a renamed or moved module fails only when its function runs: find it here.
+    missing = [
+        f"{i.where}: {i.source} imports {i.target}, which is not a module of mlmp_ros ({i.when})"
+        for name in MODULES
+        for i in import_list(name)
+        if i.target not in MODULES
+    ]
+    assert not missing, "imports of modules that do not exist (renamed or moved?):\n" + "\n".join(sorted(set(missing)))
+
+
 def test_no_import_from_a_higher_layer():
     wrong = []
     for name in MODULES:

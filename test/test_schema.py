@@ -89,8 +89,8 @@ def test_ranges_read_as_written():
 
 
 def test_the_run_time_sets_come_from_the_declarations():
+    from mlmp_ros.core.schedule import STREAM_SETTINGS
     from mlmp_ros.core.segmenter import RUNTIME_SETTINGS
-    from mlmp_ros.core.streaming import STREAM_SETTINGS
 
     assert set(RUNTIME_SETTINGS) == {s.name for s in CORE if s.meta.runtime == SEGMENTER}
     assert set(STREAM_SETTINGS) == {s.name for s in CORE if s.meta.runtime == STREAM}

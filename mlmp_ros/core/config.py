@@ -187,7 +187,7 @@ class AdaptationConfig:
     reset_every: int = setting(0, help="continual mode: back to the source weights every N frames (0: never)",
                                range="[0, inf)", runtime=STREAM)
     # "sync": adapt, then predict (the paper). "async": predict at once with the newest
-    # adapted weights; adaptation runs beside it on the newest frame (core/streaming.py).
+    # adapted weights; adaptation runs beside it on the newest frame (core/schedule.py).
     schedule: str = setting("sync", help="sync (adapt, then predict: the paper) or async (predict at once with the "
                             "newest adapted weights; adaptation runs beside it on the newest frame)",
                             choices=SCHEDULES, runtime=STREAM)

@@ -24,8 +24,8 @@ from typing import Any
 import numpy as np
 import torch
 
+from .schedule import StreamResult, StreamSegmenter
 from .segmenter import FrameResult, Segmenter
-from .streaming import StreamResult, StreamSegmenter
 
 
 @dataclass

@@ -32,7 +32,7 @@ An :class:`AdaptationControl` attached to a :class:`~mlmp_ros.core.methods.Metho
   from the source anyway), next to ``reset_every``; ``Method.reset_reasons`` counts
   resets by reason (periodic, collapse, drift, manual).
 
-Under the ``async`` schedule (core/streaming.py) the adaptation thread calls
+Under the ``async`` schedule (core/schedule.py) the adaptation thread calls
 ``begin_frame``/``before_step``/``after_step`` and the prediction thread ``observe``;
 the shared state is guarded by a lock.
 """

@@ -21,8 +21,8 @@ from typing import Any
 from rclpy.lifecycle import LifecycleNodeMixin, LifecycleState, TransitionCallbackReturn
 
 from ..core import Segmenter
+from ..core.schedule import STREAM_SETTINGS
 from ..core.segmenter import RUNTIME_SETTINGS
-from ..core.streaming import STREAM_SETTINGS
 from .cli import STARTUP_ERRORS
 from .node import SegmentNode
 from .worker import WorkQueue

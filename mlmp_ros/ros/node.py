@@ -33,8 +33,8 @@ from std_srvs.srv import SetBool, Trigger
 from ..constants import CONFIDENCE_TOPIC, LABELS_TOPIC, NODE_NAME
 from ..core import ConfigError, Segmenter
 from ..core.methods.base import AdaptationCancelled
+from ..core.schedule import STREAM_SETTINGS, StreamSegmenter
 from ..core.segmenter import RUNTIME_SETTINGS, FrameLimitError
-from ..core.streaming import STREAM_SETTINGS, StreamSegmenter
 from ..core.text import ClassList
 
 # The command line and the worker plumbing live beside the node; their names stay importable here.

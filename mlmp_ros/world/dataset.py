@@ -17,8 +17,9 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from .camera_stream import WorldStream
 from .scenes import render_scene
-from .stream import SHIFTS, WorldStream
+from .shifts import SHIFTS
 from .textures import CLASSES
 from .train import HELD_OUT_SEED
 

@@ -34,7 +34,7 @@ import numpy as np
 
 from .model import bundled_weights, world_config
 from .scenes import render_scene
-from .stream import SHIFTS, apply_shift
+from .shifts import SHIFTS, apply_shift
 from .textures import CLASSES
 from .train import HELD_OUT_SEED
 

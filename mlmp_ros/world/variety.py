@@ -12,7 +12,7 @@ light, so the training images get that variety here, at strengths a camera meets
 
 Every function is written here from the physical description; none calls or mirrors
 the benchmark's corruption code (``mlmp_ros.bench.corruptions``, the ImageNet-C
-corruptions) or the world streams' shifts (``mlmp_ros.world.stream``), and the test
+corruptions) or the world streams' shifts (``mlmp_ros.world.shifts``), and the test
 ``test/world/test_world_model.py`` keeps it that way.  Images are float32 RGB in [0, 255].
 """
 

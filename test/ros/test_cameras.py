@@ -13,7 +13,7 @@ from mlmp_ros.ros.live import LiveSession, NodeProcess
 from mlmp_ros.ros.worker import Frame
 from mlmp_ros.world import CLASSES, render_scene
 from mlmp_ros.world.model import world_config, world_settings
-from mlmp_ros.world.stream import apply_shift
+from mlmp_ros.world.shifts import apply_shift
 from mlmp_ros.world.train import HELD_OUT_SEED
 
 from .ros_helpers import CLASSES as TINY_CLASSES

@@ -70,7 +70,7 @@ def test_without_real_weights_the_demo_runs_noadapt_and_the_adapted_configuratio
     """No CLIP weights here (offline): the world model on a world stream into two nodes at once, scored live."""
     from mlmp_ros.robot import ROBOT_ADAPTATION
     from mlmp_ros.world import PALETTE
-    from mlmp_ros.world.stream import WorldStream
+    from mlmp_ros.world.camera_stream import WorldStream
 
     monkeypatch.setenv("OMP_NUM_THREADS", "1")
     out = tmp_path / "demo"

@@ -6,7 +6,8 @@ import numpy as np
 import pytest
 
 from mlmp_ros.world import CLASSES, LAYOUTS, render_scene
-from mlmp_ros.world.stream import SHIFTS, WorldStream, apply_shift, ramp
+from mlmp_ros.world.camera_stream import WorldStream
+from mlmp_ros.world.shifts import SHIFTS, apply_shift, ramp
 
 
 def test_a_seed_gives_the_same_scene_and_other_seeds_other_scenes():

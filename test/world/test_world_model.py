@@ -134,5 +134,5 @@ def test_the_training_variety_is_written_apart_from_the_corruptions_and_the_stre
         tree = ast.parse(Path(module.__file__).read_text())
         imported = {n.module or "" for n in ast.walk(tree) if isinstance(n, ast.ImportFrom)}
         imported |= {a.name for n in ast.walk(tree) if isinstance(n, ast.Import) for a in n.names}
-        bad = {m for m in imported if "corruption" in m or m.endswith("stream") or "imagecorruptions" in m}
+        bad = {m for m in imported if "corruption" in m or m.endswith(("shifts", "stream")) or "imagecorruptions" in m}
         assert not bad, f"{module.__name__} imports {bad}"

@@ -49,7 +49,7 @@ from .safeguards import AdaptationControl
 from .schema import STREAM, runtime_names
 from .segmenter import RUNTIME_SETTINGS, BatchResult, Segmenter
 
-LOG = logging.getLogger("mlmp_ros.streaming")
+LOG = logging.getLogger("mlmp_ros.schedule")
 
 # Settings a StreamSegmenter changes at run time (besides the Segmenter's): declared in
 # core/config.py with ``runtime=STREAM`` (schedule, every, budget_ms, plateau, reset_every, safeguards).

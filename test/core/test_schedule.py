@@ -11,7 +11,7 @@ import torch
 
 from mlmp_ros.core import ConfigError, Segmenter
 from mlmp_ros.core.safeguards import AdaptationControl
-from mlmp_ros.core.streaming import StreamSegmenter
+from mlmp_ros.core.schedule import StreamSegmenter
 
 from ..conftest import tiny_clip, tiny_config, torch_threads
 
