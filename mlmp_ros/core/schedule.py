@@ -111,7 +111,6 @@ class _Adapter:
         self._stop = False
         self.error: BaseException | None = None
         self.jobs = 0
-        self.busy_seconds = 0.0
         self.stream = torch.cuda.Stream(seg.device) if seg.device.type == "cuda" else None
         self.thread = None
         if threaded:
@@ -183,7 +182,6 @@ class _Adapter:
         self.jobs += 1
         self.version += 1
         seconds = time.perf_counter() - t0
-        self.busy_seconds += seconds
         return Published(self.version, index, params, self.control.generation, status, losses, seconds)
 
 

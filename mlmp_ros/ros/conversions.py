@@ -72,10 +72,6 @@ except ImportError:
     _BRIDGE = None
 
 
-def supported_encodings() -> list[str]:
-    return list(RAW_ENCODINGS) + (["(others through cv_bridge)"] if _BRIDGE is not None else [])
-
-
 # ---------------------------------------------------------------- in
 def image_to_rgb(msg: Image) -> np.ndarray:
     """An (H, W, 3) uint8 RGB array from a camera image; raises :class:`BadFrame`.

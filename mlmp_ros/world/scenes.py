@@ -24,7 +24,6 @@ import numpy as np
 from .textures import CLASS_INDEX, CLASSES, fbm, noise, texture
 
 LAYOUTS = ("outdoor", "street", "mosaic")
-GROUND = ("grass", "sand", "snow", "gravel", "road", "rock")
 
 
 @dataclass
@@ -33,10 +32,6 @@ class Scene:
     labels: np.ndarray  # (H, W) uint8 class indices into CLASSES
     layout: str
     seed: int
-
-    @property
-    def classes(self) -> tuple[str, ...]:
-        return CLASSES
 
 
 # Texture scale per pixel: patterns are sized for a 640-pixel-wide frame and scaled with
@@ -245,9 +240,9 @@ def _street(rng, h, w):
     return img, lab
 
 
-def _mosaic(rng, h, w, classes=None):
+def _mosaic(rng, h, w):
     k = int(rng.integers(2, 6))
-    pool = np.array(classes if classes is not None else CLASSES)
+    pool = np.array(CLASSES)
     chosen = rng.choice(pool, size=min(k, len(pool)), replace=False)
     fields = np.stack([fbm(rng, h, w, max(h, w) / rng.uniform(1.5, 4), 2) for _ in chosen])
     owner = fields.argmax(0)

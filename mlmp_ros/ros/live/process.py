@@ -77,10 +77,6 @@ class NodeProcess:
         self.process: subprocess.Popen | None = None
         self._log_file = None
 
-    @property
-    def fully_qualified_name(self) -> str:
-        return self.namespace.rstrip("/") + "/" + self.name
-
     def argv(self) -> list[str]:
         args = [*self.command, "--ros-args"]
         if self.params_file:

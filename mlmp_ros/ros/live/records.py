@@ -38,7 +38,6 @@ class FrameRecord:
     stamp_ns: int  # header stamp sent (outputs carry it)
     source_stamp_ns: int  # stamp given with the frame
     published: float  # time.monotonic()
-    published_wall: float
     labels: Output | None = None
     confidence: Output | None = None
 

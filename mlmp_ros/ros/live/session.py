@@ -131,7 +131,7 @@ class LiveSession:
         self.label_infos: list[tuple[float, dict[int, str]]] = []
         self.diagnostics: list[Diagnostics] = []
         self.rss: list[tuple[float, int]] = []
-        self._published: dict[int, tuple[float, float]] = {}  # stamp -> (monotonic, wall)
+        self._published: dict[int, float] = {}  # stamp -> time.monotonic() when published
         self._last_stamp = 0
         self._closing = threading.Event()
         self._threads: list[threading.Thread] = []
@@ -338,7 +338,7 @@ class LiveSession:
             if stamp in self._published:
                 raise ValueError(f"a frame with stamp {stamp} was sent already; outputs are matched by stamp "
                                  "(play(..., restamp=True) gives every frame a new one)")
-            self._published[stamp] = (time.monotonic(), time.time())
+            self._published[stamp] = time.monotonic()
             self._last_stamp = max(self._last_stamp, stamp)
         self.publisher.publish(msg)
         return stamp
@@ -389,8 +389,7 @@ class LiveSession:
                 # Fixed rate without bursts: a late frame moves the schedule instead of catching up.
                 next_at = max(next_at, now - 1.0 / rate_hz) + 1.0 / rate_hz
             stamp = self.publish(frame, source_stamp if isinstance(frame, np.ndarray) else None, restamp=restamp)
-            published, wall = self._published[stamp]
-            records.append(FrameRecord(index, stamp, int(source_stamp), published, wall))
+            records.append(FrameRecord(index, stamp, int(source_stamp), self._published[stamp]))
             if paced:
                 self._wait_for_output_quietly(stamp, timeout)
             elif self.node is not None:
