@@ -18,7 +18,6 @@ from dataclasses import dataclass
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
-PACKAGE = REPO / "mlmp_ros"
 
 # Layer -> prefixes it must never import (late and TYPE_CHECKING imports included).  "Neutral"
 # modules hold shared names and helpers and sit below everything.
@@ -146,6 +145,16 @@ class Package:
             messages.append(f"import cycle between {', '.join(component)}:\n" + "\n".join(sorted(arrows)))
         return messages
 
+    def missing_modules(self) -> list[str]:
+        """Imports of mlmp_ros modules that do not exist: a late import of a renamed or moved module
+        fails only when its function runs."""
+        return sorted({
+            f"{i.where}: {i.source} imports {i.target}, which is not a module of mlmp_ros ({i.when})"
+            for name in self.modules
+            for i in self.import_list(name)
+            if i.target not in self.modules
+        })
+
     def _module_aliases(self, name: str) -> dict[str, str]:
         """Names in module ``name`` bound to other mlmp_ros modules (``import mlmp_ros.x as m``,
         ``from . import x``, ``from mlmp_ros.ros import node as n``) -> that module."""
@@ -257,7 +266,7 @@ def test_the_checks_find_what_they_look_for(tmp_path):
         "a.py": "from . import c as see\nfrom .b import _hidden, public\n\n\ndef f():\n    return see._inner + see.fine\n",
         "b.py": "from typing import TYPE_CHECKING\n\nif TYPE_CHECKING:\n    from .c import Thing\n_hidden = public = 1\n",
         "c.py": "from mlmp_ros import __version__\n\n\ndef g():\n    import mlmp_ros.b\n\n    return mlmp_ros.b._hidden\n",
-        "d.py": "from .a import f\n",
+        "d.py": "from .a import f\n\n\ndef h():\n    from .gone import f\n",
     }
     (tmp_path / "mlmp_ros").mkdir()
     for file, text in files.items():
@@ -272,19 +281,16 @@ def test_the_checks_find_what_they_look_for(tmp_path):
         "mlmp_ros/a.py:6: mlmp_ros.a uses the private name _inner of mlmp_ros.c",
         "mlmp_ros/c.py:7: mlmp_ros.c uses the private name _hidden of mlmp_ros.b",
     ]
+    assert package.missing_modules() == [
+        "mlmp_ros/d.py:5: mlmp_ros.d imports mlmp_ros.gone, which is not a module of mlmp_ros (late)"
+    ]
     assert sorted(strongly_connected({"a": {"b"}, "b": {"a", "c"}, "c": {"c"}})) == [["a", "b"], ["c"]]
     assert is_private("_stamp") and not is_private("__version__") and not is_private("stamp")
 
 
 def test_every_import_names_a_module():
-    # A late import of a renamed or moved module fails only when its function runs: find it here.
-    missing = [
-        f"{i.where}: {i.source} imports {i.target}, which is not a module of mlmp_ros ({i.when})"
-        for name in MODULES
-        for i in import_list(name)
-        if i.target not in MODULES
-    ]
-    assert not missing, "imports of modules that do not exist (renamed or moved?):\n" + "\n".join(sorted(set(missing)))
+    missing = MLMP.missing_modules()
+    assert not missing, "imports of modules that do not exist (renamed or moved?):\n" + "\n".join(missing)
 
 
 def test_no_import_from_a_higher_layer():
