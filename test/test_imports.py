@@ -49,6 +49,16 @@ class Import:
     where: str  # path:line
 
 
+def by_place(messages) -> list[str]:
+    """Messages that start with ``path:line:`` in file order (line 57 before line 122), duplicates once."""
+
+    def key(message: str) -> tuple[str, int, str]:
+        path, line, rest = (message.strip().split(":", 2) + ["", ""])[:3]
+        return path, int(line) if line.isdigit() else 0, rest
+
+    return sorted(set(messages), key=key)
+
+
 def _under_type_checking(node: ast.AST, parents: dict[ast.AST, ast.AST]) -> bool:
     while node in parents:
         node = parents[node]
@@ -148,12 +158,12 @@ class Package:
     def missing_modules(self) -> list[str]:
         """Imports of mlmp_ros modules that do not exist: a late import of a renamed or moved module
         fails only when its function runs."""
-        return sorted({
+        return by_place(
             f"{i.where}: {i.source} imports {i.target}, which is not a module of mlmp_ros ({i.when})"
             for name in self.modules
             for i in self.import_list(name)
             if i.target not in self.modules
-        })
+        )
 
     def _module_aliases(self, name: str) -> dict[str, str]:
         """Names in module ``name`` bound to other mlmp_ros modules (``import mlmp_ros.x as m``,
@@ -303,7 +313,7 @@ def test_no_import_from_a_higher_layer():
                     wrong.append(f"{i.where}: {name} imports {i.target} ({i.when})")
     assert not wrong, (
         "imports from a higher layer (see FORBIDDEN in this test); move what both need down a layer, "
-        "or have the higher layer pass it in:\n" + "\n".join(sorted(set(wrong)))
+        "or have the higher layer pass it in:\n" + "\n".join(by_place(wrong))
     )
 
 
@@ -320,7 +330,7 @@ def test_no_private_name_crosses_a_module():
     assert not wrong, (
         "private names (a leading underscore) used outside the module that defines them; make the name "
         "public (no underscore) in the module that owns it, or move it to the module that uses it:\n"
-        + "\n".join(sorted(wrong))
+        + "\n".join(by_place(wrong))
     )
 
 
