@@ -189,7 +189,7 @@ def add_make_bags(sub: Any) -> None:
 def _world_jobs(args: argparse.Namespace, corruptions: list[str]) -> list[tuple[Any, str]]:
     """(data set, corruption) pairs for ``make-bags world``: scenes per corruption, then streams."""
     from ..world.dataset import WorldDataset
-    from ..world.stream import SHIFTS
+    from ..world.shifts import SHIFTS
 
     try:
         width, height = (int(v) for v in args.size.lower().split("x"))

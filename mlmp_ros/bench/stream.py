@@ -5,7 +5,7 @@ turned into a sequence of ImageNet-C corruptions (``--sequence corruptions``: th
 turn at one severity, as continual ImageNet-C; ``severity``: one corruption at severity
 1 -> 5 -> 1; ``mixed``: a seeded random corruption and severity per frame).  Frames
 arrive at ``--rate`` Hz.  The segmenter (core, through
-:class:`~mlmp_ros.core.streaming.StreamSegmenter`) runs for real; a simulated clock
+:class:`~mlmp_ros.core.schedule.StreamSegmenter`) runs for real; a simulated clock
 advances by the measured time of each prediction and adaptation (or by fixed costs,
 ``--clock fixed:PREDICT_MS,STEP_MS``, which makes a run exactly repeatable):
 
@@ -42,7 +42,7 @@ from .camera_rate import check_chain, score_camera_rate, segment_name
 
 if TYPE_CHECKING:  # torch and the core load when a stream runs, not for ``mlmp-bench --help``
     from ..core.config import Config
-    from ..core.streaming import Published, StreamSegmenter
+    from ..core.schedule import Published, StreamSegmenter
 
 SEQUENCES = ("chain", "corruptions", "severity", "mixed")
 
@@ -155,7 +155,7 @@ def replay_stream(
     import torch
 
     from ..core.segmenter import Segmenter
-    from ..core.streaming import StreamSegmenter
+    from ..core.schedule import StreamSegmenter
     from .runner import RunError, segmenter_config
 
     if not (rate_hz > 0 and math.isfinite(rate_hz)):
