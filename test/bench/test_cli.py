@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from mlmp_ros.bench.cli import build_parser, main
+from mlmp_ros.bench.cli.main import build_parser, main
 
 from .test_runner import write_voc
 

@@ -16,7 +16,9 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from mlmp_ros.bench.datasets import DATASETS, DatasetError, open_dataset
+from mlmp_ros.bench.data.datasets import DATASETS
+from mlmp_ros.bench.data.entry import DatasetError
+from mlmp_ros.bench.data.registry import open_dataset
 from mlmp_ros.resources import config_path
 
 # The largest raw id each layout's labels may hold (before any mapping).

@@ -25,8 +25,12 @@ import torch
 import yaml
 
 from mlmp_ros.bench import cli
-from mlmp_ros.bench.cluster import TASK_NAME, ClusterError, RayExecutor, RaySettings, ray_settings, run_suite_on_ray
-from mlmp_ros.bench.suite import DONE, NOT_RUN, ResultStore, SuiteError, load_suite, run_suite
+from mlmp_ros.bench.suite.file import SuiteError, load_suite
+from mlmp_ros.bench.suite.ray_executor import TASK_NAME, RayExecutor, ray_settings, run_suite_on_ray
+from mlmp_ros.bench.suite.ray_settings import ClusterError, RaySettings
+from mlmp_ros.bench.suite.records import DONE, NOT_RUN
+from mlmp_ros.bench.suite.run import run_suite
+from mlmp_ros.bench.suite.store import ResultStore
 
 from .test_runner import write_voc
 

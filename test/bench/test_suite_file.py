@@ -6,8 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from mlmp_ros.bench.runner import RunError, RunOptions
-from mlmp_ros.bench.suite import SuiteError, SuiteFile, load_suite, parse_suite
+from mlmp_ros.bench.offline.options import RunError, RunOptions
+from mlmp_ros.bench.suite.file import SuiteError, SuiteFile, load_suite, parse_suite
 from mlmp_ros.core import schema
 from mlmp_ros.resources import config_path
 
@@ -85,7 +85,7 @@ def test_the_bundled_suites_parse(name):
 
 
 def test_command_line_overrides_are_checked_by_the_same_declarations():
-    from mlmp_ros.bench.suite import apply_overrides
+    from mlmp_ros.bench.suite.file import apply_overrides
 
     suite = parse_suite(MINIMAL)
     assert apply_overrides(suite, limit=5).limit == 5
