@@ -32,20 +32,19 @@ import math
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
+import torch
 
 from ...core.config import Config
+from ...core.segmenter import Segmenter
+from ...core.streaming import Published, StreamSegmenter
 from ..data.corruptions import CORRUPTIONS, corrupt_image
 from ..offline.frames import load_frames
 from ..offline.options import RunError, segmenter_config
 from ..scoring.camera_rate import score_camera_rate
 from .chain import SEQUENCES, check_chain, segment_name
-
-if TYPE_CHECKING:  # torch loads when a stream runs
-    from ...core.streaming import Published, StreamSegmenter
-
 
 
 @dataclass
@@ -149,11 +148,6 @@ def replay_stream(
     once that many frames were processed (predicted) and score only the camera frames
     that arrived by the last publication (a latency run on a long stream).
     """
-    import torch
-
-    from ...core.segmenter import Segmenter
-    from ...core.streaming import StreamSegmenter
-
     if not (rate_hz > 0 and math.isfinite(rate_hz)):
         raise RunError(f"--rate must be a positive number of Hz, not {rate_hz}")
     cost = Clock(clock)

@@ -39,6 +39,7 @@ from typing import Any
 import numpy as np
 
 from ...core.config import Config
+from ...core.windows import resize_labels
 from ...resources import config_path
 from ...ros import stay_on_loopback
 from ..checks import UsageError, check_number
@@ -217,7 +218,6 @@ def _score_live(
     frames: Sequence[Any], segments: list[str], result: Any, info: Mapping[str, Any], cfg: Config, names: list[str]
 ) -> tuple[dict[str, Any], list[dict[str, Any]]]:
     """Camera-rate scores of the frames sent (timeline with stamps and send times) and the processed frames."""
-    from ...core.windows import resize_labels
 
     truth = []
     for frame in frames:

@@ -7,10 +7,11 @@ from pathlib import Path
 from typing import Any
 
 from ..checks import positive_int
+from ..offline.options import RunOptions
 from ..report.files import make_report
 from ..report.tables import build_tables
 from ..suite.file import apply_overrides, describe_suite, load_suite
-from ..suite.records import DONE, SKIPPED_PREFIX, TrialRecord
+from ..suite.records import SKIPPED_PREFIX, TrialRecord
 from ..suite.store import ResultStore
 from .arguments import (
     add_cluster_arguments,
@@ -46,7 +47,6 @@ def add_run(sub: Any) -> None:
 
 
 def cmd_run(args: argparse.Namespace) -> int:
-    from ..offline.options import RunOptions
     from ..suite.run import run_bags  # torch
 
     config = config_from_args(args)
@@ -137,7 +137,7 @@ def _print_not_run(store_path: Path, keys: set[str]) -> bool:
     latest = {record.key: record for record in ResultStore(path).read() if record.key in keys}
     reasons: dict[tuple[str, str, str], list[str]] = {}
     for record in latest.values():
-        if record.status != DONE:
+        if not record.done:
             name = (str(record.dataset), str(record.corruption), str(record.method))
             reasons.setdefault(name, []).append(str(record.reason or "unknown"))
     failed = False

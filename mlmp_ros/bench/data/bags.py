@@ -308,23 +308,7 @@ def open_bag(path: str | os.PathLike[str], *, verify: bool = True) -> BagFile:
     its frames checks each one; ``verify=False`` reads a bag without them.
     """
     bag_dir = _resolve_bag_dir(Path(path))
-    store = typestore()
-    text: str | None = None
-    custom: dict[str, Any] = {}
-    try:
-        with Reader(bag_dir) as reader:
-            custom = dict(getattr(getattr(reader.storage, "metadata", None), "custom", None) or {})
-            topics = {c.topic: c for c in reader.connections}
-            info_conn = topics.get(INFO_TOPIC)
-            if info_conn is not None and info_conn.msgtype == STRING_TYPE:
-                raw = next((raw for _, _, raw in reader.messages(connections=[info_conn])), None)
-                text = store.deserialize_cdr(raw, STRING_TYPE).data if raw is not None else None
-    except Exception as err:
-        raise BagError(
-            f"cannot open bag {bag_dir} ({type(err).__name__}: {err}); the storage file looks truncated or "
-            "corrupt: write it again with make-bags"
-        ) from err
-
+    topics, custom, text = _read_description(bag_dir)
     advice = "write a bench bag with make-bags, or play a foreign bag to the node directly"
     for topic in (INFO_TOPIC, IMAGE_TOPIC):
         if topic not in topics:
@@ -353,6 +337,25 @@ def open_bag(path: str | os.PathLike[str], *, verify: bool = True) -> BagFile:
         )
     checksums = _read_checksums(bag_dir, custom.get(CHECKSUM_KEY), images) if verify else None
     return BagFile(bag_dir, info, images, str(info.get("storage", "")), checksums)
+
+
+def _read_description(bag_dir: Path) -> tuple[dict[str, Any], dict[str, Any], str | None]:
+    """(topic -> connection, metadata custom data, the description's JSON text or None) of a bag."""
+    text: str | None = None
+    try:
+        with Reader(bag_dir) as reader:
+            custom = dict(getattr(getattr(reader.storage, "metadata", None), "custom", None) or {})
+            topics = {c.topic: c for c in reader.connections}
+            info_conn = topics.get(INFO_TOPIC)
+            if info_conn is not None and info_conn.msgtype == STRING_TYPE:
+                raw = next((raw for _, _, raw in reader.messages(connections=[info_conn])), None)
+                text = typestore().deserialize_cdr(raw, STRING_TYPE).data if raw is not None else None
+    except Exception as err:
+        raise BagError(
+            f"cannot open bag {bag_dir} ({type(err).__name__}: {err}); the storage file looks truncated or "
+            "corrupt: write it again with make-bags"
+        ) from err
+    return topics, custom, text
 
 
 def _read_checksums(bag_dir: Path, text: str | None, frames: int) -> list[str]:

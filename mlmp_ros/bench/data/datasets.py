@@ -201,7 +201,6 @@ class SegmentationDataset:
         self.root = root
         self.class_key = layout.class_key
         self.protocol_resize = list(layout.protocol_resize)
-        self._layout = layout
         self._entries = list(entries)
         self._lut = _label_lut(layout.label_rule)
         from ...core.text import ClassList  # loads torch: only when a data set is opened

@@ -24,7 +24,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 
-from ..suite.records import DONE, NOT_RUN, TrialRecord
+from ..suite.records import NOT_RUN, TrialRecord
 from ..suite.store import ResultStore
 from .markdown import table_markdown
 from .plots import plot_examples, plot_layer_weights, plot_losses, plot_miou
@@ -73,7 +73,7 @@ def write_csv(records: Sequence[TrialRecord], path: Path) -> None:
                 segmenter_s_per_frame=(timing.get("segmenter_s_per_frame") or {}).get("total"),
                 harness_s_per_frame=(timing.get("harness_s_per_frame") or {}).get("total"),
                 model_fraction=timing.get("model_fraction"),
-                restored_adaptations=restored(r) if r.status == DONE else None,
+                restored_adaptations=restored(r) if r.done else None,
                 loss_first_step=losses[0] if losses else None,
                 loss_last_step=losses[-1] if losses else None,
                 IoU_per_class=json.dumps(metrics.get("IoU")) if metrics else None,
@@ -91,7 +91,7 @@ def make_report(source: str | os.PathLike[str], out: str | os.PathLike[str]) -> 
     plots_dir = out / "plots"
     plots_dir.mkdir(parents=True, exist_ok=True)
     tables = build_tables(records)
-    done = [r for r in records if r.status == DONE]
+    done = [r for r in records if r.done]
 
     lines = [
         "# mlmp-bench report",

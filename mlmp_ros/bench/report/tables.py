@@ -291,7 +291,7 @@ def _family_rank(family: str) -> tuple:
 
 
 def _cell(records: list[TrialRecord]) -> Cell:
-    done = [r for r in records if r.status == DONE]
+    done = [r for r in records if r.done]
     if not done:
         return Cell(reason=max(records, key=lambda r: r.finished or "").reason or "unknown")
     latest: dict[str, str] = {}

@@ -25,7 +25,7 @@ from ...core.schema import like, setting
 from ..data.bags import STORAGES
 from ..data.corruptions import CHANNEL_ORDERS, CORRUPTIONS, ORIGINAL, SCENARIOS
 from ..data.entry import DatasetError
-from ..data.registry import REGISTRY, resolve_name
+from ..data.registry import REGISTRY, resolve_name, scenario_name
 from ..offline.options import RunOptions
 from .ray_settings import check_cluster_section
 
@@ -308,11 +308,10 @@ def _parse_scenarios(raw: Any, methods: Mapping[str, Any], p: list[str]) -> list
             continue
         for name in names:
             try:
-                key, condition = resolve_name(str(name))
+                dataset = scenario_name(str(name))
             except DatasetError as err:
                 p.append(f"scenario {n}: {err}")
                 continue
-            dataset = f"{key}_{condition}" if condition else key
             for corruption in corruptions:
                 if (dataset, corruption) in seen:
                     p.append(f"scenario {n}: {dataset}/{corruption} is listed twice")

@@ -19,7 +19,7 @@ from ..data.bags import open_bag
 from ..offline.frames import save_examples
 from ..offline.options import RunOptions, segmenter_config
 from .executors import LocalExecutor, TrialExecutor
-from .records import DONE, NOT_RUN, SKIPPED_PREFIX, TrialRecord
+from .records import NOT_RUN, SKIPPED_PREFIX, TrialRecord
 from .store import ResultStore, config_hash, trial_key
 from .trials import BAG_SETTINGS, TrialDone, TrialJob, not_run_record, reason
 
@@ -59,7 +59,7 @@ class BenchSession:
         self.on_record = on_record
         self.counts = SessionCounts()
         records = store.read() if resume else []
-        self._done = {r.key for r in records if r.status == DONE}
+        self._done = {r.key for r in records if r.done}
         self._not_run = {(r.key, r.reason) for r in records if r.status == NOT_RUN}
         self._plans: dict[str, MethodPlan] = {}  # job key -> its method's plan (for "not run" records)
         self.bar = tqdm(total=total_trials, desc="trials", unit="trial", disable=not progress, dynamic_ncols=True)
@@ -95,7 +95,7 @@ class BenchSession:
     def _write(self, record: TrialRecord) -> None:
         self.store.append(record)
         self.counts.keys.add(record.key)
-        if record.status == DONE:
+        if record.done:
             self._done.add(record.key)
             self.counts.run += 1
         else:

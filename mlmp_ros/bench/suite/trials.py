@@ -20,10 +20,13 @@ from typing import Any
 
 from ... import __version__
 from ...core.config import Config, ConfigError
+from ...core.segmenter import Segmenter
 from ..data.bags import BagError
 from ..data.entry import DatasetError
 from ..data.registry import resolve_name
+from ..offline.frames import BenchFrames
 from ..offline.options import RunError, RunOptions
+from ..offline.trial import run_trial
 from .file import SuiteError
 from .records import DONE, NOT_RUN, TrialRecord
 
@@ -73,8 +76,6 @@ def run_trials(jobs: Sequence[TrialJob], cache: Any, *, device: str | None = Non
     ``device`` runs the segmenter on another device than the config names (the record keeps
     the config).  After a failure the remaining jobs come back with the same reason.
     """
-    from ...core.segmenter import Segmenter  # torch: only where trials run
-
     if not jobs:
         return
     first = jobs[0]
@@ -97,10 +98,8 @@ def run_trials(jobs: Sequence[TrialJob], cache: Any, *, device: str | None = Non
         segmenter.reset()  # the shared model goes back to its source weights
 
 
-def execute_trial(job: TrialJob, segmenter: Any, frames: Any, *, progress: bool = False) -> tuple[TrialRecord, Examples]:
+def execute_trial(job: TrialJob, segmenter: Segmenter, frames: BenchFrames, *, progress: bool = False) -> tuple[TrialRecord, Examples]:
     """Run one trial of ``job`` with a segmenter built from ``job.config``; its finished record and examples."""
-    from ..offline.trial import run_trial  # torch: only where trials run
-
     options, identity = job.options, job.identity
     started, t0 = now(), time.perf_counter()
     result = run_trial(
