@@ -6,7 +6,7 @@
 import importlib
 from typing import TYPE_CHECKING, Any
 
-# Submodules load on first use (PEP 562): ``mlmp-bench --help`` and ``import mlmp_ros.bench.bags``
+# Submodules load on first use (PEP 562): ``mlmp-bench --help`` and ``import mlmp_ros.bench.data.bags``
 # do not pull in torch and open_clip.
 _EXPORTS = {
     "data.bags": ("BagError", "BagFile", "BagWriter", "Frame", "open_bag"),

@@ -106,3 +106,20 @@ def test_the_world_imports_nothing_of_the_bench():
     wrong = [f"{name} imports {module}" for name in MODULES if name.startswith("mlmp_ros.world")
              for module, _ in imported(name) if module.startswith("mlmp_ros.bench")]  # fmt: skip
     assert not wrong, "\n".join(wrong)
+
+
+def test_only_the_camera_replays_touch_the_node_side():
+    """rclpy and mlmp_ros.ros are imported in mlmp_ros/bench/camera only (replay-live)."""
+    wrong = []
+    for path in sorted(BENCH.rglob("*.py")):
+        name = module_name(path)
+        if name.startswith("mlmp_ros.bench.camera"):
+            continue
+        tree = ast.parse(path.read_text(encoding="utf-8"))
+        third_party = [a.name for n in ast.walk(tree) if isinstance(n, ast.Import) for a in n.names]
+        third_party += [n.module or "" for n in ast.walk(tree) if isinstance(n, ast.ImportFrom) and not n.level]
+        ours = [m for m, _ in imported(name)]
+        wrong += [f"{name} imports {m}" for m in third_party + ours if m.split(".")[0] == "rclpy" or
+                  m.startswith("mlmp_ros.ros")]  # fmt: skip
+    assert not wrong, "\n".join(wrong)
+    assert any(m.startswith("mlmp_ros.ros") for m, _ in imported("mlmp_ros.bench.camera.replay_live"))

@@ -53,7 +53,7 @@ def test_seeds_and_trials_are_checked_together():
 def test_the_run_options_of_a_suite_file_are_the_run_options_declarations():
     suite_fields = {s.name: s.meta for s in schema.settings(SuiteFile)}
     for s in schema.settings(RunOptions):
-        assert suite_fields[s.name] is s.meta, s.name  # declared once, in bench/runner.py
+        assert suite_fields[s.name] is s.meta, s.name  # declared once, in bench/offline/options.py
     # and refused the same way in Python as in a file
     with pytest.raises(RunError, match="seeds must differ, got \\[1, 1\\]"):
         RunOptions(seeds=(1, 1))

@@ -22,7 +22,7 @@ arrives (stale labels count; a dropped frame is scored with what was on the topi
 before the first labels, every pixel counts as wrong): mIoU at camera rate.  Processed
 frames are also scored with their own labels: mIoU of the processed frames.  Latency
 is the publication time minus the arrival time of the processed frames.  The scoring is
-:func:`~mlmp_ros.bench.camera_rate.score_camera_rate`, which ``replay-live`` uses too
+:func:`~mlmp_ros.bench.scoring.camera_rate.score_camera_rate`, which ``replay-live`` uses too
 with the times measured through the node.
 """
 

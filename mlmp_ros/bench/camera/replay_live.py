@@ -21,8 +21,8 @@ Resets and adaptation steps come from the node's /diagnostics.
 The node segments one frame at a time, so the offline equivalent is
 ``mlmp-bench run BAG --batch-size 1 --no-shuffle --seeds 0``; with a presized bag (the
 default of make-bags) and no dropped frame, both give the same labels.
-This module and :mod:`.rate_replay` are the bench's only users of rclpy (through ``mlmp_ros.ros.live``,
-imported when a replay runs).
+This module is the bench's only user of the node's side and rclpy (``mlmp_ros.ros.live``, imported
+when a replay runs).
 """
 
 from __future__ import annotations

@@ -95,7 +95,7 @@ def frame_period_ns(rate_hz: float) -> int:
 class BagWriter:
     """Writes a bench bag frame by frame; use it as a context manager.
 
-    ``info`` is the data set description (see :func:`mlmp_ros.bench.make_bags.make_bag`);
+    ``info`` is the data set description (see :func:`mlmp_ros.bench.data.make_bags.make_bag`);
     the writer adds the format, topics, stamps and frame period to it.  On an exception
     the storage is aborted, leaving no ``metadata.yaml`` behind.
     """
@@ -288,7 +288,7 @@ class BagFile:
 
 def _resolve_bag_dir(path: Path) -> Path:
     if not path.exists():
-        raise BagError(f"bag {path} does not exist; create it with make-bags (mlmp_ros.bench.make_bags.make_bag)")
+        raise BagError(f"bag {path} does not exist; create it with make-bags (mlmp_ros.bench.data.make_bags.make_bag)")
     if path.is_file():
         if (path.parent / "metadata.yaml").is_file():
             return path.parent

@@ -120,7 +120,10 @@ def make_bag(
     out = Path(out_path)
     if out.exists():
         raise BagError(f"{out} already exists; remove it or choose another output path")
-    out.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        out.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as err:
+        raise BagError(f"cannot create the bags folder {out.parent}: {err}") from err
     count = len(dataset) if limit is None else min(limit, len(dataset))
     info = dataset_info(
         dataset, corruption, severity=severity, channel_order=channel_order, presize=presize, count=count,

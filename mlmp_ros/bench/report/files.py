@@ -28,7 +28,7 @@ from ..suite.records import NOT_RUN, TrialRecord
 from ..suite.store import ResultStore
 from .markdown import table_markdown
 from .plots import plot_examples, plot_layer_weights, plot_losses, plot_miou
-from .tables import build_tables, load_records, restored
+from .tables import ReportError, build_tables, load_records, restored
 
 CSV_FIELDS = (
     "key", "status", "reason", "dataset", "base_dataset", "condition", "corruption", "method", "backbone",
@@ -89,7 +89,10 @@ def make_report(source: str | os.PathLike[str], out: str | os.PathLike[str]) -> 
     store_path = ResultStore(source).path
     out = Path(out).expanduser()
     plots_dir = out / "plots"
-    plots_dir.mkdir(parents=True, exist_ok=True)
+    try:
+        plots_dir.mkdir(parents=True, exist_ok=True)
+    except OSError as err:
+        raise ReportError(f"cannot create the report folder {plots_dir}: {err}") from err
     tables = build_tables(records)
     done = [r for r in records if r.done]
 

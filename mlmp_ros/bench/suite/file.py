@@ -72,7 +72,7 @@ class Suite:
     examples: int = 3
     skip: list[dict[str, str]] = field(default_factory=list)
     source: Path | None = None
-    cluster: dict[str, Any] = field(default_factory=dict)  # per-trial resources with --executor ray (bench.cluster)
+    cluster: dict[str, Any] = field(default_factory=dict)  # per-trial resources with --executor ray (bench.suite.ray_executor)
 
     @property
     def options(self) -> RunOptions:
@@ -143,7 +143,7 @@ class SuiteFile:
     shuffle: bool = like(RunOptions, "shuffle")
     examples: int = like(RunOptions, "examples")
     skip: Any = setting(None, help="a list of {dataset, corruption, method, reason} entries not to run")
-    cluster: Any = setting(None, help="per-trial resources with --executor ray (bench.cluster)")
+    cluster: Any = setting(None, help="per-trial resources with --executor ray (bench.suite.ray_executor)")
 
 
 def load_suite(path: str | os.PathLike[str]) -> Suite:

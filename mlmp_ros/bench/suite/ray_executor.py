@@ -245,7 +245,7 @@ def run_suite_on_ray(
     progress: bool = True,
     on_record: Callable[[TrialRecord], None] | None = None,
 ) -> tuple[SessionCounts, ClusterSummary]:
-    """:func:`~mlmp_ros.bench.suite.run_suite` with every trial a Ray task; returns counts and the summary."""
+    """:func:`~mlmp_ros.bench.suite.run.run_suite` with every trial a Ray task; returns counts and the summary."""
     executor = RayExecutor(settings)
     try:
         counts = run_suite(suite, resume=resume, progress=progress, on_record=on_record, executor=executor)
