@@ -66,6 +66,7 @@ FORMAT = "mlmp-bench-bag/1"
 START_NS = 1_700_000_000 * 10**9
 DEFAULT_RATE_HZ = 10.0
 STORAGES = {"mcap": StoragePlugin.MCAP, "sqlite3": StoragePlugin.SQLITE3}
+DEFAULT_STORAGE = "mcap"
 
 _NOT_OURS = "was not written by mlmp-bench make-bags"
 
@@ -105,7 +106,7 @@ class BagWriter:
         path: str | os.PathLike[str],
         info: Mapping[str, Any],
         *,
-        storage: str = "mcap",
+        storage: str = DEFAULT_STORAGE,
         rate_hz: float = DEFAULT_RATE_HZ,
         start_ns: int = START_NS,
     ) -> None:

@@ -57,7 +57,8 @@ ORIGINAL = "original"
 SCENARIOS: tuple[str, ...] = (ORIGINAL, *CORRUPTIONS)
 """Every image condition the bench can write: the clean images, then the 15 corruptions."""
 
-CHANNEL_ORDERS = ("bgr", "rgb")
+CHANNEL_ORDERS = ("bgr", "rgb")  # the first is the default: the reference corrupts the BGR array
+SEVERITY = 5  # the default severity: the paper's (ImageNet-C's strongest)
 MIN_SIDE = 32  # imagecorruptions refuses smaller images
 
 # glass_blur's numba kernel draws from numba's generator, seeded explicitly: with the
@@ -69,7 +70,7 @@ FROST_TEXTURES = 5
 """The reference draws frost's texture with ``np.random.randint(5)``: the sixth file is never used."""
 
 
-def check_corruption(name: str, severity: int = 5) -> None:
+def check_corruption(name: str, severity: int = SEVERITY) -> None:
     """Raise ValueError unless ``name`` and ``severity`` are valid (call before long jobs)."""
     if name not in SCENARIOS:
         raise ValueError(f"unknown corruption '{name}'; choose one of: {', '.join(SCENARIOS)}")
@@ -80,10 +81,10 @@ def check_corruption(name: str, severity: int = 5) -> None:
 def corrupt_image(
     image: np.ndarray,
     name: str,
-    severity: int = 5,
+    severity: int = SEVERITY,
     *,
     seed: int,
-    channel_order: str = "bgr",
+    channel_order: str = CHANNEL_ORDERS[0],
 ) -> np.ndarray:
     """Corrupt an RGB uint8 image (H, W, 3) into a new RGB uint8 array of the same shape.
 

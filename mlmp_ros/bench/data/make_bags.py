@@ -19,8 +19,8 @@ from typing import Any
 
 from ... import __version__
 from ...core.windows import resize_image, resize_labels, target_size
-from .bags import DEFAULT_RATE_HZ, STORAGES, BagError, BagWriter, open_bag
-from .corruptions import CHANNEL_ORDERS, DRAWS, ORIGINAL, check_corruption, corrupt_image
+from .bags import DEFAULT_RATE_HZ, DEFAULT_STORAGE, STORAGES, BagError, BagWriter, open_bag
+from .corruptions import CHANNEL_ORDERS, DRAWS, ORIGINAL, SEVERITY, check_corruption, corrupt_image
 from .datasets import SegmentationDataset
 from .entry import DatasetError
 
@@ -41,7 +41,7 @@ def dataset_info(
     channel_order: str,
     presize: bool,
     count: int,
-    storage: str = "mcap",
+    storage: str = DEFAULT_STORAGE,
     limit: int | None = None,
 ) -> dict[str, Any]:
     """The self-description a bag carries, so scoring needs nothing but the bag."""
@@ -103,9 +103,9 @@ def make_bag(
     corruption: str,
     out_path: str | os.PathLike[str],
     *,
-    storage: str = "mcap",
-    severity: int = 5,
-    channel_order: str = "bgr",
+    storage: str = DEFAULT_STORAGE,
+    severity: int = SEVERITY,
+    channel_order: str = CHANNEL_ORDERS[0],
     presize: bool = True,
     limit: int | None = None,
     progress: bool = True,

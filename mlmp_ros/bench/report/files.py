@@ -28,7 +28,7 @@ from ..suite.records import NOT_RUN, TrialRecord
 from ..suite.store import ResultStore
 from .markdown import table_markdown
 from .plots import plot_examples, plot_layer_weights, plot_losses, plot_miou
-from .tables import ReportError, build_tables, load_records, restored
+from .tables import ReportError, Table, build_tables, load_records, restored
 
 CSV_FIELDS = (
     "key", "status", "reason", "dataset", "base_dataset", "condition", "corruption", "method", "backbone",
@@ -115,17 +115,7 @@ def make_report(source: str | os.PathLike[str], out: str | os.PathLike[str]) -> 
     plots: list[Path] = []
     for table in tables:
         lines += table_markdown(table)
-        figures = []
-        slug = table.slug
-        if table.done():
-            plot_miou(table, plots_dir / f"{slug}_miou.png", plots)
-            figures.append(f"{slug}_miou.png")
-            if plot_losses(table, plots_dir / f"{slug}_loss.png", plots):
-                figures.append(f"{slug}_loss.png")
-            if plot_layer_weights(table, plots_dir / f"{slug}_layer_weights.png", plots):
-                figures.append(f"{slug}_layer_weights.png")
-            if plot_examples(table, store_path.parent, plots_dir / f"{slug}_examples.png", plots):
-                figures.append(f"{slug}_examples.png")
+        figures = _figures(table, store_path.parent, plots_dir, plots)
         if figures:
             lines += ["", *(f"![{name}](plots/{name})" for name in figures)]
         lines.append("")
@@ -135,3 +125,19 @@ def make_report(source: str | os.PathLike[str], out: str | os.PathLike[str]) -> 
     csv_path = out / "results.csv"
     write_csv(records, csv_path)
     return ReportFiles(markdown, csv_path, plots, text)
+
+
+def _figures(table: Table, folder: Path, plots_dir: Path, plots: list[Path]) -> list[str]:
+    """The plots of one table (none when nothing finished), written into ``plots_dir``; their file names."""
+    if not table.done():
+        return []
+    slug = table.slug
+    plot_miou(table, plots_dir / f"{slug}_miou.png", plots)
+    figures = [f"{slug}_miou.png"]
+    if plot_losses(table, plots_dir / f"{slug}_loss.png", plots):
+        figures.append(f"{slug}_loss.png")
+    if plot_layer_weights(table, plots_dir / f"{slug}_layer_weights.png", plots):
+        figures.append(f"{slug}_layer_weights.png")
+    if plot_examples(table, folder, plots_dir / f"{slug}_examples.png", plots):
+        figures.append(f"{slug}_examples.png")
+    return figures

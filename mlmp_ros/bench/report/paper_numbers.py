@@ -14,7 +14,7 @@ from typing import Any
 
 from ...catalog import METHOD_NAMES
 from ...resources import config_path
-from ..data.corruptions import DRAWS, ORIGINAL
+from ..data.corruptions import CHANNEL_ORDERS, DRAWS, ORIGINAL, SEVERITY
 from ..suite.file import load_suite
 from ..suite.records import RESULT_NEUTRAL, TrialRecord
 
@@ -131,7 +131,7 @@ _NOT_COMPARED = RESULT_NEUTRAL | {"classes", "resize", "window", "stride", "mode
 def _paper_protocol(record: TrialRecord) -> bool:
     """True when the record's images and method settings are exactly the paper's."""
     if record.corruption != ORIGINAL and (
-        record.severity != 5 or record.channel_order != "bgr" or record.corruption_draws != DRAWS
+        record.severity != SEVERITY or record.channel_order != CHANNEL_ORDERS[0] or record.corruption_draws != DRAWS
     ):
         return False
     config = record.config

@@ -20,7 +20,7 @@ from typing import Any
 import numpy as np
 
 from ...catalog import METHOD_LABELS, METHOD_NAMES
-from ..data.corruptions import CORRUPTIONS, DRAWS, ORIGINAL
+from ..data.corruptions import CORRUPTIONS, DRAWS, ORIGINAL, SEVERITY
 from ..suite.records import DONE, NOT_RUN, RESULT_NEUTRAL, TrialRecord
 from ..suite.store import STORE_NAME, ResultStore, StoreError
 from .paper_numbers import SPLIT_SIZES
@@ -171,7 +171,7 @@ def _row_variant(record: TrialRecord) -> str:
     if record.corruption == ORIGINAL:
         return ""
     parts = []
-    if record.severity not in (None, 5):
+    if record.severity not in (None, SEVERITY):
         parts.append(f"severity {record.severity}")
     if record.channel_order == "rgb":
         parts.append("RGB")

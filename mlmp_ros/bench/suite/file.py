@@ -22,8 +22,8 @@ from ...catalog import METHOD_NAMES
 from ...core import schema
 from ...core.config import Config, ConfigError, flatten
 from ...core.schema import like, setting
-from ..data.bags import STORAGES
-from ..data.corruptions import CHANNEL_ORDERS, CORRUPTIONS, ORIGINAL, SCENARIOS
+from ..data.bags import DEFAULT_STORAGE, STORAGES
+from ..data.corruptions import CHANNEL_ORDERS, CORRUPTIONS, ORIGINAL, SCENARIOS, SEVERITY
 from ..data.entry import DatasetError
 from ..data.registry import REGISTRY, resolve_name, scenario_name
 from ..offline.options import RunOptions
@@ -58,18 +58,19 @@ class Suite:
     core: dict[str, Any]
     methods: dict[str, dict[str, Any]]
     scenarios: list[Scenario]
-    roots: dict[str, str] = field(default_factory=dict)
-    bags: Path = Path("bench_bags")
-    out: Path = Path("bench_results")
-    storage: str = "mcap"
-    severity: int = 5
-    channel_order: str = "bgr"
-    presize: bool = True
-    limit: int | None = None
-    batch_size: int = 2
-    seeds: tuple[int, ...] = (0, 1, 2)
-    shuffle: bool = True
-    examples: int = 3
+    # the plain keys, as parsed (their defaults and rules: SuiteFile below)
+    roots: dict[str, str]
+    bags: Path
+    out: Path
+    storage: str
+    severity: int
+    channel_order: str
+    presize: bool
+    limit: int | None
+    batch_size: int
+    seeds: tuple[int, ...]
+    shuffle: bool
+    examples: int
     skip: list[dict[str, str]] = field(default_factory=list)
     source: Path | None = None
     cluster: dict[str, Any] = field(default_factory=dict)  # per-trial resources with --executor ray (bench.suite.ray_executor)
@@ -132,9 +133,10 @@ class SuiteFile:
     roots: Any = setting(None, help="data set name -> folder")
     bags: str = setting("bench_bags", help="folder of the bags, written there on first use")
     out: str = setting("bench_results", help="results folder (results.jsonl, examples)")
-    storage: str = setting("mcap", help="bag storage", choices=STORAGES)
-    severity: int = setting(5, help="corruption severity", range="[1, 5]")
-    channel_order: str = setting("bgr", help="channel order the corruptions see", choices=CHANNEL_ORDERS)
+    storage: str = setting(DEFAULT_STORAGE, help="bag storage", choices=STORAGES)
+    severity: int = setting(SEVERITY, help="corruption severity", range="[1, 5]")
+    channel_order: str = setting(CHANNEL_ORDERS[0], help="channel order the corruptions see (bgr: as the reference)",
+                                 choices=CHANNEL_ORDERS)
     presize: bool = setting(True, help="bags hold images resized to the protocol's size")
     limit: int | None = like(RunOptions, "limit")
     batch_size: int = like(RunOptions, "batch_size")
