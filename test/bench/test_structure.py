@@ -123,3 +123,26 @@ def test_only_the_camera_replays_touch_the_node_side():
                   m.startswith("mlmp_ros.ros")]  # fmt: skip
     assert not wrong, "\n".join(wrong)
     assert any(m.startswith("mlmp_ros.ros") for m, _ in imported("mlmp_ros.bench.camera.replay_live"))
+
+
+def test_core_config_and_the_bench_files_import_without_torch():
+    """``mlmp_ros.core`` exports lazily (PEP 562): its config and schema, and the bench modules that only
+    read and write files (suite files, the store, reports, the command line), load no torch."""
+    import json
+    import os
+    import subprocess
+    import sys
+
+    code = (
+        "import json, sys\n"
+        "import mlmp_ros.core, mlmp_ros.core.config, mlmp_ros.core.schema\n"
+        "import mlmp_ros.bench.suite.file, mlmp_ros.bench.suite.store, mlmp_ros.bench.report.files\n"
+        "import mlmp_ros.bench.cli.main, mlmp_ros.bench.data.registry\n"
+        "before = 'torch' in sys.modules\n"
+        "from mlmp_ros.core import Segmenter\n"  # a lazy export still works, and loads torch
+        "print(json.dumps([before, 'torch' in sys.modules, Segmenter.__name__]))\n"
+    )
+    env = {**os.environ, "PYTHONPATH": str(REPO) + os.pathsep + os.environ.get("PYTHONPATH", "")}
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=120, cwd=REPO)
+    assert out.returncode == 0, out.stderr
+    assert json.loads(out.stdout.strip().splitlines()[-1]) == [False, True, "Segmenter"]
