@@ -47,8 +47,8 @@ class TrialResult:
     trainable_parameters: int
     examples: dict[str, np.ndarray] = field(default_factory=dict)
 
-    def to_record(self) -> dict[str, Any]:
-        """The JSON-serialisable part (every field but the example arrays)."""
+    def record_fields(self) -> dict[str, Any]:
+        """The fields a trial record takes from it: every field but the example arrays (kept out of the JSON)."""
         return {f.name: getattr(self, f.name) for f in fields(self) if f.name != "examples"}
 
 

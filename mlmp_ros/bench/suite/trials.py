@@ -113,7 +113,7 @@ def execute_trial(job: TrialJob, segmenter: Segmenter, frames: BenchFrames, *, p
         desc=f"{identity['dataset']}/{identity['corruption']} {job.method} seed {job.seed}",
     )
     record = new_record(identity, job.method, job.config, options, job.trial, job.seed, key=job.key, status=DONE)
-    for name, value in result.to_record().items():
+    for name, value in result.record_fields().items():
         setattr(record, name, value)
     record.config_hash = job.digest
     record.class_names = list(frames.info.get("class_names") or [])
