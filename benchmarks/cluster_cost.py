@@ -61,7 +61,7 @@ def parameters(model: str) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
-    from mlmp_ros.bench.suite import load_suite
+    from mlmp_ros.bench.suite.file import load_suite
     from mlmp_ros.resources import config_path
 
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])

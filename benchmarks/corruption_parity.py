@@ -3,7 +3,7 @@
 Runs the corruption module vendored by the reference implementation (a checkout of
 https://github.com/dosowiechi/MLMP, given with --reference) the way its data pipeline
 does — NumPy's global generator seeded with the image's index, mmcv's BGR array in —
-beside ``mlmp_ros.bench.corruptions.corrupt_image`` on the same images, and prints JSON:
+beside ``mlmp_ros.bench.data.corruptions.corrupt_image`` on the same images, and prints JSON:
 per corruption, how many images are pixel-identical, the largest difference and the
 share of differing pixels.  Nothing of the reference is copied: it is imported from the
 checkout.  The reference's fog uses ``np.float_``, which NumPy 2 removed; the script
@@ -31,7 +31,7 @@ from pathlib import Path
 
 import numpy as np
 
-from mlmp_ros.bench.corruptions import CORRUPTIONS, corrupt_image
+from mlmp_ros.bench.data.corruptions import CORRUPTIONS, corrupt_image
 
 FIXTURE_SEEDS = (0, 1, 19)  # 1 and 19: randint(5) and randint(6) pick different frost textures
 FIXTURE_SHAPE = (40, 52)

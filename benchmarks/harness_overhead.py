@@ -48,10 +48,10 @@ def per_frame_ms(seconds: float, frames: int) -> float:
 
 def stage_timings(dataset, bag_presized: Path, bag_original: Path) -> dict:
     """Each harness stage alone, in ms per frame."""
-    from mlmp_ros.bench.bags import open_bag
-    from mlmp_ros.bench.corruptions import corrupt_image
-    from mlmp_ros.bench.metrics import SegmentationMetrics
-    from mlmp_ros.bench.runner import load_frames
+    from mlmp_ros.bench.data.bags import open_bag
+    from mlmp_ros.bench.data.corruptions import corrupt_image
+    from mlmp_ros.bench.offline.frames import load_frames
+    from mlmp_ros.bench.scoring.metrics import SegmentationMetrics
 
     frames = load_frames(bag_presized)
     n = len(frames)
@@ -111,8 +111,9 @@ def one_time_costs(config) -> dict:
 
 def run_timing(bag: Path, out: Path, model: str, batch: int) -> dict:
     """``mlmp-bench run`` in process (run_bags), with the time split by stage."""
-    from mlmp_ros.bench.runner import RunOptions
-    from mlmp_ros.bench.suite import ResultStore, run_bags
+    from mlmp_ros.bench.offline.options import RunOptions
+    from mlmp_ros.bench.suite.run import run_bags
+    from mlmp_ros.bench.suite.store import ResultStore
     from mlmp_ros.core import Config
 
     config = Config(model=model, weights="random", device="cpu", precision="fp32")
@@ -124,13 +125,13 @@ def run_timing(bag: Path, out: Path, model: str, batch: int) -> dict:
         run_bags([bag], config, ["noadapt"], options, out, progress=False)
     total = time.perf_counter() - started
     (record,) = ResultStore(out).read()
-    t = record["timing"]
-    frames = record["frames"]
+    t = record.timing
+    frames = record.frames
     model_s = t["model_s_per_frame"] * frames
     seg = {k: v * frames for k, v in t["segmenter_s_per_frame"].items()}
     harness = {k: v * frames for k, v in t["harness_s_per_frame"].items()}
     per_frame_work = seg["total"] + harness["total"]
-    setup = max(total - record["wall_s"] - harness["decode"] - harness["resize"], 0.0)
+    setup = max(total - record.wall_s - harness["decode"] - harness["resize"], 0.0)
     return {
         "method": "noadapt",
         "model": model,
@@ -171,8 +172,8 @@ def main(argv: list[str] | None = None) -> int:
 
     import torch
 
-    from mlmp_ros.bench.datasets import open_dataset
-    from mlmp_ros.bench.make_bags import make_bag
+    from mlmp_ros.bench.data.make_bags import make_bag
+    from mlmp_ros.bench.data.registry import open_dataset
 
     load_before = [round(x, 2) for x in os.getloadavg()]
     with tempfile.TemporaryDirectory(prefix="mlmp-overhead-") as tmp:

@@ -24,9 +24,9 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from mlmp_ros.bench.corruptions import corrupt_image
-from mlmp_ros.bench.datasets import open_dataset
-from mlmp_ros.bench.make_bags import make_bag
+from mlmp_ros.bench.data.corruptions import corrupt_image
+from mlmp_ros.bench.data.make_bags import make_bag
+from mlmp_ros.bench.data.registry import open_dataset
 
 
 def build_voc(root: Path, count: int, width: int = 500, height: int = 375) -> None:

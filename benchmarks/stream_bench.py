@@ -2,7 +2,7 @@
 
 Writes world stream bags (``mlmp-bench make-bags world --streams``) unless ``--bags`` has
 them, chains them (fog -> night -> dirt by default: each shift sets in over its part),
-and replays the chain at ``--rate`` Hz through ``mlmp_ros.bench.stream`` for every
+and replays the chain at ``--rate`` Hz through ``mlmp_ros.bench.camera.rate_replay`` for every
 configuration below, with the bundled world model on this CPU.  Times are measured
 (the simulated clock advances by each prediction's and adaptation's measured time), so
 they depend on the machine and on what else runs on it.
@@ -89,7 +89,7 @@ def method_costs(stream, base, methods: list[str], frames: int = 6) -> dict[str,
     """
     import numpy as np
 
-    from mlmp_ros.bench.runner import segmenter_config
+    from mlmp_ros.bench.offline.options import segmenter_config
     from mlmp_ros.core import Segmenter
 
     costs = {}
@@ -136,8 +136,8 @@ def main(argv: list[str] | None = None) -> int:
 
     import torch
 
+    from mlmp_ros.bench.camera.rate_replay import build_stream, replay_stream
     from mlmp_ros.bench.cli import main as bench
-    from mlmp_ros.bench.stream import build_stream, replay_stream
     from mlmp_ros.core import Config
 
     torch.set_num_threads(args.threads)

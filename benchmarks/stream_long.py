@@ -83,7 +83,7 @@ def main(argv: list[str] | None = None) -> int:
     import numpy as np
     import torch
 
-    from mlmp_ros.bench.stream import StreamData, StreamFrame, build_stream, replay_stream
+    from mlmp_ros.bench.camera.rate_replay import StreamData, StreamFrame, build_stream, replay_stream
     from mlmp_ros.core import Config
 
     torch.set_num_threads(args.threads)

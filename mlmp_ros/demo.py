@@ -209,7 +209,7 @@ def main(argv: list[str] | None = None) -> int:
         outputs = live.outputs
 
     overlays = _write_overlays(result, inputs, args, names, bool(why_random))
-    from .bench.bags import recorded, write_recorded_images
+    from .bench.data.recorded import recorded, write_recorded_images
 
     n_msgs = write_recorded_images(out / "outputs", recorded(outputs))
     summary = {

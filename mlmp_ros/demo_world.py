@@ -53,7 +53,7 @@ class WorldStreamRun:
 
 def frame_miou(labels: np.ndarray, truth: np.ndarray, metrics=None) -> float:
     """mIoU (%) of one frame over the classes present in it or predicted; adds to ``metrics``."""
-    from .bench.metrics import SegmentationMetrics
+    from .bench.scoring.metrics import SegmentationMetrics
     from .world import CLASSES
 
     one = SegmentationMetrics(len(CLASSES))
@@ -67,7 +67,7 @@ class RunScore:
     """One segmentation run's live score: each frame's mIoU and the run's so far, as labels arrive."""
 
     def __init__(self, tag: str, title: str, world: WorldStreamRun):
-        from .bench.metrics import SegmentationMetrics
+        from .bench.scoring.metrics import SegmentationMetrics
         from .world import CLASSES
 
         self.tag, self.title, self.world = tag, title, world
@@ -267,7 +267,7 @@ def _play_all(sessions: dict[str, Any], scores: dict[str, RunScore], stream: lis
 
 def run(args: argparse.Namespace, params_file: Path, world: WorldStreamRun, user_params: dict[str, Any]) -> int:
     """The world demo: both runs, overlays, bags of the outputs, summary.json and the printed summary."""
-    from .bench.bags import recorded, write_recorded_images
+    from .bench.data.recorded import recorded, write_recorded_images
 
     runs = world_runs(user_params)
     titles = {tag: describe(params) for tag, params in runs}

@@ -56,7 +56,7 @@ def build_sample_bag(out: Path) -> Path:
     """Write the sample stream bag (MCAP) to ``out`` from scikit-image's photographs."""
     from rosbags.rosbag2 import StoragePlugin, Writer
 
-    from .bench.bags import IMAGE_TYPE, image_to_msg, typestore
+    from .bench.data.messages import IMAGE_TYPE, image_to_msg, typestore
 
     store = typestore()
     out = Path(out)
@@ -73,7 +73,7 @@ def sample_frames(path: Path | None = None) -> Iterator[tuple[int, np.ndarray]]:
     """(stamp in ns, rgb8 frame) of the bundled stream, in order."""
     from rosbags.rosbag2 import Reader
 
-    from .bench.bags import msg_to_image, stamp_ns, typestore
+    from .bench.data.messages import msg_to_image, stamp_ns, typestore
 
     store = typestore()
     with Reader(path or sample_bag_path()) as reader:

@@ -1,25 +1,34 @@
-"""The offline benchmark: data sets, corruptions, bench bags and metrics (no rclpy here)."""
+"""The benchmark, by concern: ``data`` (data sets, corruptions, bags), ``scoring`` (metrics),
+``offline`` (one bag replayed offline), ``suite`` (suite files, the store, the trial loop, executors),
+``report`` (tables and plots), ``camera`` (camera-rate and live replays: the only rclpy users) and
+``cli`` (``mlmp-bench``)."""
 
 import importlib
 from typing import TYPE_CHECKING, Any
 
-# Submodules load on first use (PEP 562): ``mlmp-bench --help`` and ``import mlmp_ros.bench.bags``
+# Submodules load on first use (PEP 562): ``mlmp-bench --help`` and ``import mlmp_ros.bench.data.bags``
 # do not pull in torch and open_clip.
 _EXPORTS = {
-    "bags": ("BagError", "BagFile", "BagWriter", "Frame", "image_to_msg", "msg_to_image", "open_bag"),
-    "corruptions": ("CORRUPTIONS", "ORIGINAL", "SCENARIOS", "corrupt_image"),
-    "datasets": ("DATASETS", "DatasetError", "Sample", "SegmentationDataset", "open_dataset"),
-    "make_bags": ("make_bag",),
-    "metrics": ("SegmentationMetrics",),
+    "data.bags": ("BagError", "BagFile", "BagWriter", "Frame", "open_bag"),
+    "data.messages": ("image_to_msg", "msg_to_image"),
+    "data.corruptions": ("CORRUPTIONS", "ORIGINAL", "SCENARIOS", "corrupt_image"),
+    "data.datasets": ("DATASETS", "Sample", "SegmentationDataset"),
+    "data.entry": ("DataSet", "DatasetError"),
+    "data.registry": ("open_dataset", "register"),
+    "data.make_bags": ("make_bag",),
+    "scoring.metrics": ("SegmentationMetrics",),
 }
 _WHERE = {name: module for module, names in _EXPORTS.items() for name in names}
 
 if TYPE_CHECKING:
-    from .bags import BagError, BagFile, BagWriter, Frame, image_to_msg, msg_to_image, open_bag
-    from .corruptions import CORRUPTIONS, ORIGINAL, SCENARIOS, corrupt_image
-    from .datasets import DATASETS, DatasetError, Sample, SegmentationDataset, open_dataset
-    from .make_bags import make_bag
-    from .metrics import SegmentationMetrics
+    from .data.bags import BagError, BagFile, BagWriter, Frame, open_bag
+    from .data.corruptions import CORRUPTIONS, ORIGINAL, SCENARIOS, corrupt_image
+    from .data.datasets import DATASETS, Sample, SegmentationDataset
+    from .data.entry import DataSet, DatasetError
+    from .data.make_bags import make_bag
+    from .data.messages import image_to_msg, msg_to_image
+    from .data.registry import open_dataset, register
+    from .scoring.metrics import SegmentationMetrics
 
 
 def __getattr__(name: str) -> Any:
@@ -39,6 +48,7 @@ __all__ = [
     "BagError",
     "BagFile",
     "BagWriter",
+    "DataSet",
     "DatasetError",
     "Frame",
     "Sample",
@@ -50,4 +60,5 @@ __all__ = [
     "msg_to_image",
     "open_bag",
     "open_dataset",
+    "register",
 ]

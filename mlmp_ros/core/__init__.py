@@ -1,12 +1,46 @@
-"""The science core: a dense CLIP segmenter and test-time adaptation (no ROS imports)."""
+"""The science core: a dense CLIP segmenter and test-time adaptation (no ROS imports).
 
-from .backbone import LoadedCLIP, ModelNameError, WeightsError, load_clip, read_state_dict
-from .config import AdaptationConfig, Config, ConfigError
-from .dense import DenseCLIP, DenseFeatures, entropy, neighbourhood_prior
-from .methods import METHODS, Method, MethodOutput, get_method
-from .segmenter import BatchResult, FrameResult, Segmenter
-from .text import ClassList, TextBank, resolve_templates
-from .windows import average_windows, target_size, window_grid
+The names below load on first use (PEP 562), so ``import mlmp_ros.core.config`` (or
+``mlmp_ros.core.schema``) does not import torch; ``from mlmp_ros.core import Segmenter``
+does, as it must.
+"""
+
+import importlib
+from typing import TYPE_CHECKING, Any
+
+_EXPORTS = {
+    "backbone": ("LoadedCLIP", "ModelNameError", "WeightsError", "load_clip", "read_state_dict"),
+    "config": ("AdaptationConfig", "Config", "ConfigError"),
+    "dense": ("DenseCLIP", "DenseFeatures", "entropy", "neighbourhood_prior"),
+    "methods": ("METHODS", "Method", "MethodOutput", "get_method"),
+    "segmenter": ("BatchResult", "FrameResult", "Segmenter"),
+    "text": ("ClassList", "TextBank", "resolve_templates"),
+    "windows": ("average_windows", "target_size", "window_grid"),
+}
+_WHERE = {name: module for module, names in _EXPORTS.items() for name in names}
+
+if TYPE_CHECKING:
+    from .backbone import LoadedCLIP, ModelNameError, WeightsError, load_clip, read_state_dict
+    from .config import AdaptationConfig, Config, ConfigError
+    from .dense import DenseCLIP, DenseFeatures, entropy, neighbourhood_prior
+    from .methods import METHODS, Method, MethodOutput, get_method
+    from .segmenter import BatchResult, FrameResult, Segmenter
+    from .text import ClassList, TextBank, resolve_templates
+    from .windows import average_windows, target_size, window_grid
+
+
+def __getattr__(name: str) -> Any:
+    module = _WHERE.get(name)
+    if module is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    value = getattr(importlib.import_module(f".{module}", __name__), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted([*globals(), *_WHERE])
+
 
 __all__ = [
     "METHODS",

@@ -115,7 +115,7 @@ def like(cls: type, name: str, **defaults: Any) -> Any:
     """A field declared exactly as ``cls``'s field ``name`` (same help, rules, default unless given).
 
     For a file format that repeats another object's settings (a suite file's batch_size, seeds, ...
-    are :class:`mlmp_ros.bench.runner.RunOptions`'), so they are declared once.
+    are :class:`mlmp_ros.bench.offline.options.RunOptions`'), so they are declared once.
     """
     (f,) = [f for f in dataclasses.fields(cls) if f.name == name]
     if "default" in defaults:

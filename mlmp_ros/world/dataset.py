@@ -50,7 +50,7 @@ def world_names() -> list[str]:
 
 
 class WorldDataset:
-    """World scenes or one stream, duck-typed like :class:`~mlmp_ros.bench.datasets.SegmentationDataset`."""
+    """World scenes or one stream, duck-typed like :class:`~mlmp_ros.bench.data.datasets.SegmentationDataset`."""
 
     ignore_index = 255
     window = WINDOW

@@ -11,7 +11,7 @@ light, so the training images get that variety here, at strengths a camera meets
   JPEG compression, a low-resolution sensor.
 
 Every function is written here from the physical description; none calls or mirrors
-the benchmark's corruption code (``mlmp_ros.bench.corruptions``, the ImageNet-C
+the benchmark's corruption code (``mlmp_ros.bench.data.corruptions``, the ImageNet-C
 corruptions) or the world streams' shifts (``mlmp_ros.world.shifts``), and the test
 ``test/world/test_world_model.py`` keeps it that way.  Images are float32 RGB in [0, 255].
 """

@@ -51,9 +51,10 @@ CASES = [(head, option, value) for head, option, values in TABLE for value in va
 @pytest.fixture
 def started(monkeypatch) -> list[str]:
     """What each command would start first, replaced by a recorder."""
-    import mlmp_ros.bench.replay_live as replay_live
-    import mlmp_ros.bench.stream as stream
-    import mlmp_ros.bench.suite as suite
+    import mlmp_ros.bench.camera.rate_replay as rate_replay
+    import mlmp_ros.bench.camera.replay_live as replay_live
+    import mlmp_ros.bench.cli.suite_commands as suite_commands
+    import mlmp_ros.bench.suite.run as suite_run
 
     calls: list[str] = []
 
@@ -64,9 +65,9 @@ def started(monkeypatch) -> list[str]:
         return start
 
     monkeypatch.setattr(replay_live, "replay_live", recorder("replay-live node"))
-    monkeypatch.setattr(stream, "build_stream", recorder("stream bags"))
-    monkeypatch.setattr(suite, "run_bags", recorder("run bags"))
-    monkeypatch.setattr(suite, "load_suite", recorder("suite file"))
+    monkeypatch.setattr(rate_replay, "build_stream", recorder("stream bags"))
+    monkeypatch.setattr(suite_run, "run_bags", recorder("run bags"))
+    monkeypatch.setattr(suite_commands, "load_suite", recorder("suite file"))
     return calls
 
 
@@ -96,7 +97,7 @@ def test_good_numbers_reach_the_command(argv, what, started):
                                  {"speed": -1.0}, {"speed": float("inf")}, {"limit": 0}, {"limit": -2},
                                  {"timeout": 0}, {"rate_hz": 2.0, "paced": True}])  # fmt: skip
 def test_replay_live_in_python_checks_the_same_numbers_before_reading_a_bag(bad, monkeypatch, tmp_path):
-    import mlmp_ros.bench.replay_live as replay_live
+    import mlmp_ros.bench.camera.replay_live as replay_live
     from mlmp_ros.core.config import Config
 
     def open_bag(path):
@@ -108,7 +109,7 @@ def test_replay_live_in_python_checks_the_same_numbers_before_reading_a_bag(bad,
 
 
 def test_replay_live_plays_at_the_rate_or_the_speed_it_was_told():
-    from mlmp_ros.bench.replay_live import _schedule
+    from mlmp_ros.bench.camera.replay_live import _schedule
 
     assert _schedule(1.0, 0.5, False) == {"rate_hz": 0.5}  # a rate wins over the default speed
     assert _schedule(2.5, None, False) == {"speed": 2.5}
@@ -131,7 +132,7 @@ scenarios:
 
 
 def test_ray_settings_refuse_a_connect_timeout_that_is_not_a_positive_number():
-    from mlmp_ros.bench.cluster import ClusterError, RaySettings
+    from mlmp_ros.bench.suite.ray_settings import ClusterError, RaySettings
 
     assert RaySettings(address="127.0.0.1:1", connect_timeout=0.5).connect_timeout == 0.5
     for bad in (0, -1.0, float("nan"), float("inf"), "5", True):
@@ -141,7 +142,8 @@ def test_ray_settings_refuse_a_connect_timeout_that_is_not_a_positive_number():
 
 @needs_ray
 def test_an_unreachable_loopback_address_is_refused_within_the_time_limit():
-    from mlmp_ros.bench.cluster import ClusterError, check_cluster_answers
+    from mlmp_ros.bench.suite.ray_connect import check_cluster_answers
+    from mlmp_ros.bench.suite.ray_settings import ClusterError
 
     with pytest.raises(ClusterError, match=r"no Ray cluster answers at 127\.0\.0\.1:1 within 2 s"):
         check_cluster_answers("127.0.0.1:1", 2.0)  # nothing listens on port 1: refused at once

@@ -14,21 +14,12 @@ import yaml
 from rosbags.rosbag2 import Reader, StoragePlugin, Writer
 from rosbags.typesys import Stores, get_typestore
 
-from mlmp_ros.bench.bags import (
-    FORMAT,
-    IMAGE_TOPIC,
-    INFO_TOPIC,
-    LABEL_TOPIC,
-    START_NS,
-    BagError,
-    BagWriter,
-    image_to_msg,
-    msg_to_image,
-    open_bag,
-)
-from mlmp_ros.bench.corruptions import corrupt_image
-from mlmp_ros.bench.datasets import open_dataset
-from mlmp_ros.bench.make_bags import make_bag
+from mlmp_ros.bench.data.bags import FORMAT, INFO_TOPIC, LABEL_TOPIC, START_NS, BagError, BagWriter, open_bag
+from mlmp_ros.bench.data.corruptions import corrupt_image
+from mlmp_ros.bench.data.make_bags import make_bag
+from mlmp_ros.bench.data.messages import image_to_msg, msg_to_image
+from mlmp_ros.bench.data.registry import open_dataset
+from mlmp_ros.constants import IMAGE_TOPIC
 
 from .test_datasets import image_for, make_layout, write_pair
 

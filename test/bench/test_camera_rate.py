@@ -5,9 +5,10 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from mlmp_ros.bench.camera_rate import check_chain, score_camera_rate
-from mlmp_ros.bench.metrics import SegmentationMetrics
-from mlmp_ros.bench.runner import RunError
+from mlmp_ros.bench.camera.chain import check_chain
+from mlmp_ros.bench.offline.options import RunError
+from mlmp_ros.bench.scoring.camera_rate import score_camera_rate
+from mlmp_ros.bench.scoring.metrics import SegmentationMetrics
 
 
 def test_each_frame_gets_the_newest_labels_published_by_its_arrival():

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from mlmp_ros.bench.cli import build_parser, main
+from mlmp_ros.bench.cli.main import build_parser, main
 
 from .test_runner import write_voc
 
@@ -128,3 +128,67 @@ def test_make_bags_run_report_round_trip(capsys, tmp_path: Path) -> None:
     report = (results / "report" / "report.md").read_text()
     assert "batch 2, episodic" in report and "batch 1, continual" in report
     assert (results / "report" / "results.csv").is_file()
+
+
+def test_every_subcommand_is_there_without_rclpy_and_a_broken_one_is_an_error() -> None:
+    """replay-live and stream are listed where rclpy cannot be imported (they load it when they run); a
+    command module that fails to import stops mlmp-bench with the error instead of leaving the command out."""
+    code = (
+        "import sys\n"
+        "sys.modules['rclpy'] = None\n"  # import rclpy -> ImportError
+        "from mlmp_ros.bench.cli.main import build_parser\n"
+        "(sub,) = build_parser()._subparsers._group_actions\n"
+        "print(sorted(sub.choices))\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr
+    assert "'replay-live'" in out.stdout and "'stream'" in out.stdout
+    broken = "import sys; sys.modules['mlmp_ros.bench.cli.camera_commands'] = None\nfrom mlmp_ros.bench.cli import main\n"
+    out = subprocess.run([sys.executable, "-c", broken], cwd=REPO, capture_output=True, text=True, timeout=120)
+    assert out.returncode == 1 and "ModuleNotFoundError: import of mlmp_ros.bench.cli.camera_commands" in out.stderr
+
+
+@pytest.mark.parametrize("error", [ValueError("an internal value"), OSError("an internal file")])
+def test_internal_errors_show_their_traceback_user_errors_one_line(error, monkeypatch, capsys) -> None:
+    import mlmp_ros.bench.cli.data_commands as data_commands
+    from mlmp_ros.bench.checks import UsageError
+
+    def fails(args):
+        raise error
+
+    monkeypatch.setattr(data_commands, "settings_table", lambda cls: fails(None))
+    with pytest.raises(type(error), match="an internal"):  # not "mlmp-bench: error: ..." and status 2
+        main(["settings"])
+
+    def user_error(cls):
+        raise UsageError("a value the user gave")
+
+    monkeypatch.setattr(data_commands, "settings_table", user_error)
+    assert one_error_line(capsys, ["settings"]) == "mlmp-bench: error: a value the user gave"
+
+
+def test_arguments_come_from_the_declarations(capsys) -> None:
+    from mlmp_ros.bench.cli.arguments import declared
+    from mlmp_ros.bench.offline.options import RunOptions
+    from mlmp_ros.bench.suite.file import SuiteFile
+    from mlmp_ros.core.config import Config
+
+    (sub,) = build_parser()._subparsers._group_actions
+    run = {a.dest: a for a in sub.choices["run"]._actions}
+    assert tuple(run["mode"].choices) == declared(Config, "adaptation.mode").meta.choices and run["mode"].default is None
+    assert run["batch_size"].default == RunOptions().batch_size and run["examples"].default == RunOptions().examples
+    assert run["batch_size"].help.startswith(declared(RunOptions, "batch_size").meta.help)
+    make = {a.dest: a for a in sub.choices["make-bags"]._actions}
+    for name in ("storage", "severity", "channel_order"):
+        assert make[name].default == declared(SuiteFile, name).default
+    assert tuple(make["storage"].choices) == declared(SuiteFile, "storage").meta.choices
+    assert list(make["severity"].choices) == [1, 2, 3, 4, 5]
+    stream = {a.dest: a for a in sub.choices["stream"]._actions}
+    assert tuple(stream["schedule"].choices) == declared(Config, "adaptation.schedule").meta.choices
+
+
+@pytest.mark.parametrize("command", ["stream", "replay-live", "make-bags", "run", "suite", "report", "settings"])
+def test_help_texts_are_whole_sentences(command) -> None:
+    (sub,) = build_parser()._subparsers._group_actions
+    description = sub.choices[command].description
+    assert description and description.rstrip().endswith("."), description

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 from imagecorruptions import corrupt, get_corruption_names
 
-from mlmp_ros.bench.corruptions import CORRUPTIONS, ORIGINAL, SCENARIOS, _frost_file, corrupt_image, frost_texture
+from mlmp_ros.bench.data.corruptions import CORRUPTIONS, ORIGINAL, SCENARIOS, _frost_file, corrupt_image, frost_texture
 
 
 @pytest.fixture(scope="module")

@@ -16,7 +16,9 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from mlmp_ros.bench.datasets import DATASETS, DatasetError, open_dataset
+from mlmp_ros.bench.data.datasets import DATASETS
+from mlmp_ros.bench.data.entry import DatasetError
+from mlmp_ros.bench.data.registry import open_dataset
 from mlmp_ros.resources import config_path
 
 # The largest raw id each layout's labels may hold (before any mapping).
@@ -266,3 +268,49 @@ def test_bench_imports_without_ros() -> None:
     code = "import sys, mlmp_ros.bench; assert 'rclpy' not in sys.modules, 'rclpy imported'"
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=False)
     assert result.returncode == 0, result.stderr
+
+
+def test_a_registered_data_set_is_offered_by_make_bags_and_accepted_by_a_suite(tmp_path: Path) -> None:
+    """Adding a data set is one entry plus its reader: make-bags offers it, a suite file takes it, a bag is
+    written from it through the registry (a toy generated data set: two 40x48 frames, two classes)."""
+    from types import SimpleNamespace
+
+    from mlmp_ros.bench.cli.main import build_parser, main
+    from mlmp_ros.bench.data.bags import open_bag
+    from mlmp_ros.bench.data.entry import DataSet
+    from mlmp_ros.bench.data.registry import register, unregister
+    from mlmp_ros.bench.suite.file import parse_suite
+
+    class Toy:
+        name = base_name = "toy"
+        condition, split, class_key, ignore_index = None, "val", "toy", 255
+        class_names, num_classes, protocol_resize, window, stride = ["a", "b"], 2, [48, 40], 32, 16
+        ids = ["t0", "t1"]
+
+        def __len__(self) -> int:
+            return 2
+
+        def __getitem__(self, i: int):
+            labels = np.zeros((40, 48), np.uint8)
+            labels[:, i * 10 :] = 1
+            return SimpleNamespace(index=i, id=self.ids[i], image=np.full((40, 48, 3), 60 * i, np.uint8), labels=labels)
+
+    parser = build_parser()
+    (make_bags,) = [a.choices["make-bags"] for a in parser._subparsers._group_actions]
+    assert "toy" not in make_bags._actions[1].choices  # not there before it is registered
+    register(DataSet(key="toy", open=lambda name, root, condition: Toy(), help="toy (two frames)", needs_root=False))
+    try:
+        parser = build_parser()
+        (make_bags,) = [a.choices["make-bags"] for a in parser._subparsers._group_actions]
+        dataset_arg = next(a for a in make_bags._actions if a.dest == "dataset")
+        assert "toy" in dataset_arg.choices and "toy (two frames)" in dataset_arg.help
+        suite = parse_suite({"core": {"model": "mlmp-tiny-test", "weights": "random"}, "methods": ["noadapt"],
+                             "scenarios": [{"dataset": "toy", "corruptions": ["original", "fog"]}]})  # fmt: skip
+        assert [s.name for s in suite.scenarios] == ["toy/original", "toy/fog"]
+        assert main(["make-bags", "toy", "--out", str(tmp_path), "--no-progress"]) == 0  # no root: generated
+        info = open_bag(tmp_path / "toy" / "original").info
+        assert (info["dataset"], info["frame_count"], info["class_names"]) == ("toy", 2, ["a", "b"])
+    finally:
+        unregister("toy")
+    with pytest.raises(DatasetError, match="unknown data set 'toy'"):
+        open_dataset("toy")

@@ -10,7 +10,7 @@ import pytest
 import torch
 from torchmetrics.classification import MulticlassJaccardIndex
 
-from mlmp_ros.bench.metrics import SegmentationMetrics
+from mlmp_ros.bench.scoring.metrics import SegmentationMetrics
 
 NUM_CLASSES = 7
 ABSENT = 6  # never in labels nor predictions

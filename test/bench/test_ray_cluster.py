@@ -25,8 +25,12 @@ import torch
 import yaml
 
 from mlmp_ros.bench import cli
-from mlmp_ros.bench.cluster import TASK_NAME, ClusterError, RayExecutor, RaySettings, ray_settings, run_suite_on_ray
-from mlmp_ros.bench.suite import DONE, NOT_RUN, ResultStore, SuiteError, load_suite, run_suite
+from mlmp_ros.bench.suite.file import SuiteError, load_suite
+from mlmp_ros.bench.suite.ray_executor import TASK_NAME, RayExecutor, ray_settings, run_suite_on_ray
+from mlmp_ros.bench.suite.ray_settings import ClusterError, RaySettings
+from mlmp_ros.bench.suite.records import DONE, NOT_RUN, TrialRecord
+from mlmp_ros.bench.suite.run import run_suite
+from mlmp_ros.bench.suite.store import ResultStore
 
 from .test_runner import write_voc
 
@@ -165,10 +169,10 @@ def suite_file(folder: Path, data: Path, name: str, **changes) -> Path:
     return path
 
 
-def by_key(records: list[dict]) -> dict[str, dict]:
-    keys = [r["key"] for r in records]
+def by_key(records: list[TrialRecord]) -> dict[str, TrialRecord]:
+    keys = [r.key for r in records]
     assert len(keys) == len(set(keys)), "a trial was recorded twice"
-    return {r["key"]: r for r in records}
+    return {r.key: r for r in records}
 
 
 def test_ray_records_equal_the_local_executors(cluster: Cluster, data: Path, tmp_path: Path, capfd) -> None:
@@ -189,15 +193,15 @@ def test_ray_records_equal_the_local_executors(cluster: Cluster, data: Path, tmp
     assert set(a) == set(b) and len(a) == 6
     for key, ra in a.items():
         rb = b[key]
-        assert {k: v for k, v in ra.items() if k not in WHEN_WHERE} == {
-            k: v for k, v in rb.items() if k not in WHEN_WHERE
+        assert {k: v for k, v in ra.to_json().items() if k not in WHEN_WHERE} == {
+            k: v for k, v in rb.to_json().items() if k not in WHEN_WHERE
         }, key
-        if ra["status"] == DONE:
-            assert (rb["seed"], rb["trial"]) == (ra["seed"], ra["trial"]) and rb["device"] == "cpu"
-            assert rb["metrics"]["raw"]["mIoU"] == ra["metrics"]["raw"]["mIoU"] and rb["metrics_state"] == ra["metrics_state"]
+        if ra.status == DONE:
+            assert (rb.seed, rb.trial) == (ra.seed, ra.trial) and rb.device == "cpu"
+            assert rb.metrics["raw"]["mIoU"] == ra.metrics["raw"]["mIoU"] and rb.metrics_state == ra.metrics_state
         else:
-            assert "no_such_folder" in rb["reason"]  # the driver could not make that bag: recorded, not sent
-    saved = [r["examples"] for r in a.values() if r.get("examples")]
+            assert "no_such_folder" in rb.reason  # the driver could not make that bag: recorded, not sent
+    saved = [r.examples for r in a.values() if r.examples]
     assert len(saved) == 2  # trial 0 of each method
     for rel in saved:
         ea, eb = np.load(local_suite.out / rel), np.load(ray_suite.out / rel)
@@ -215,8 +219,8 @@ def test_ray_records_equal_the_local_executors(cluster: Cluster, data: Path, tmp
 class HiddenBags(RayExecutor):
     """Sends every trial with a bag path that the workers do not have."""
 
-    def submit(self, session, job):
-        super().submit(session, dataclasses.replace(job, bag=job.bag + "-not-mounted-here"))
+    def submit(self, sink, jobs):
+        super().submit(sink, [dataclasses.replace(job, bag=job.bag + "-not-mounted-here") for job in jobs])
 
 
 def test_a_bag_the_worker_cannot_see_fails_that_trial_with_the_reason(
@@ -231,9 +235,9 @@ def test_a_bag_the_worker_cannot_see_fails_that_trial_with_the_reason(
         executor.close()
     assert (counts.run, counts.not_run) == (0, 1) and executor.summary.failed == 1
     (record,) = ResultStore(suite.out).read()
-    assert record["status"] == NOT_RUN
-    assert "-not-mounted-here is not visible on node" in record["reason"] and "127.0.0.1" in record["reason"]
-    assert "file system that every Ray node mounts" in record["reason"]
+    assert record.status == NOT_RUN
+    assert "-not-mounted-here is not visible on node" in record.reason and "127.0.0.1" in record.reason
+    assert "file system that every Ray node mounts" in record.reason
 
 
 def test_killed_workers_are_retried_within_bounds_and_each_trial_recorded_once(
@@ -268,20 +272,20 @@ def test_killed_workers_are_retried_within_bounds_and_each_trial_recorded_once(
     (a, pids_a), (b, pids_b) = kills.items()
     assert len(pids_a) == 2 and len(pids_b) == 1  # A ran again in a new process after its first kill
     by_key(ResultStore(suite.out).read())  # no key twice
-    records = {(r["method"], f"seed{r['seed']}"): r for r in ResultStore(suite.out).read()}  # one per trial
+    records = {(r.method, f"seed{r.seed}"): r for r in ResultStore(suite.out).read()}  # one per trial
     lost, retried = records[tuple(a.split("|")[2::4])], records[tuple(b.split("|")[2::4])]
     assert len(records) == 6 and (counts.run, counts.not_run) == (5, 1) and (summary.failed, summary.lost) == (1, 1)
-    assert lost["status"] == NOT_RUN and "worker running this trial was lost 2 time(s)" in lost["reason"]
-    assert retried["status"] == DONE and retried["key"] == b and retried["loss_per_step"]
-    assert sorted((r["method"], r["seed"]) for r in records.values()) == [
+    assert lost.status == NOT_RUN and "worker running this trial was lost 2 time(s)" in lost.reason
+    assert retried.status == DONE and retried.key == b and retried.loss_per_step
+    assert sorted((r.method, r.seed) for r in records.values()) == [
         (m, s) for m in ("mlmp", "tent") for s in (0, 1, 2)
     ]
 
     resumed = []
     again, _ = run_suite_on_ray(suite, RaySettings(address=cluster.address), progress=False,
-                                on_record=lambda r: resumed.append(r["key"]))  # fmt: skip
+                                on_record=lambda r: resumed.append(r.key))  # fmt: skip
     assert (again.run, again.reused) == (1, 5) and resumed == [a]
-    done = [r["key"] for r in ResultStore(suite.out).read() if r["status"] == DONE]
+    done = [r.key for r in ResultStore(suite.out).read() if r.status == DONE]
     assert len(done) == len(set(done)) == 6
 
 
@@ -309,16 +313,16 @@ def test_rerun_after_the_driver_is_killed_does_no_finished_trial_again(
             proc.kill()
     assert proc.returncode == -signal.SIGKILL, err.decode()[-3000:]
     before = ResultStore(store).read()
-    assert 1 <= len(before) < 6 and all(r["status"] == DONE for r in before)
+    assert 1 <= len(before) < 6 and all(r.status == DONE for r in before)
 
     resumed: list[str] = []
     counts, _ = run_suite_on_ray(load_suite(path), RaySettings(address=cluster.address), progress=False,
-                                 on_record=lambda r: resumed.append(r["key"]))  # fmt: skip
+                                 on_record=lambda r: resumed.append(r.key))  # fmt: skip
     assert counts.reused == len(before) and counts.run == 6 - len(before)
-    assert not set(resumed) & {r["key"] for r in before}
+    assert not set(resumed) & {r.key for r in before}
     after = ResultStore(store).read()
     assert after[: len(before)] == before
-    assert len(by_key(after)) == 6 and all(r["status"] == DONE for r in after)
+    assert len(by_key(after)) == 6 and all(r.status == DONE for r in after)
 
     # the command's summary (this process's Ray connection is reused)
     assert cli.main(["suite", str(path), "--executor", "ray", "--no-progress"]) == 0

@@ -7,9 +7,9 @@ from pathlib import Path
 
 import pytest
 
-from mlmp_ros.bench.records import SCHEMA, RecordError, TrialRecord
-from mlmp_ros.bench.report import make_report
-from mlmp_ros.bench.suite import DONE, ResultStore, StoreError
+from mlmp_ros.bench.report.files import make_report
+from mlmp_ros.bench.suite.records import DONE, SCHEMA, RecordError, TrialRecord
+from mlmp_ros.bench.suite.store import ResultStore, StoreError
 
 V1 = {  # a finished record exactly as version 1 wrote it (no image settings, no split size)
     "schema": "mlmp-bench-result/1", "key": "voc20|fog|mlmp|ViT-B-16|abc|trial0|seed0", "status": DONE,
@@ -58,7 +58,7 @@ def test_old_store_reads_resumes_and_reports(tmp_path: Path) -> None:
         fh.write(json.dumps({**failed, "key": "k3", "status": "not run", "reason": "out of memory", "seed": 2,
                              "trial": 2}) + "\n")  # fmt: skip
     records = store.read()
-    assert [r["schema"] for r in records] == [SCHEMA] * 3 and [r["seed"] for r in records] == [0, 1, 2]
+    assert [r.schema for r in records] == [SCHEMA] * 3 and [r.seed for r in records] == [0, 1, 2]
     assert json.loads(store.path.read_text().splitlines()[1])["schema"] == SCHEMA
     text = make_report(store.folder, tmp_path / "report").markdown.read_text()
     # a version-1 fog was drawn by the library: its own row, never beside the paper

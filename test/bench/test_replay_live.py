@@ -7,10 +7,12 @@ import json
 import numpy as np
 import pytest
 
-from mlmp_ros.bench.datasets import open_dataset
-from mlmp_ros.bench.make_bags import make_bag
-from mlmp_ros.bench.metrics import SegmentationMetrics
-from mlmp_ros.bench.runner import load_frames, run_trial, segmenter_config
+from mlmp_ros.bench.data.make_bags import make_bag
+from mlmp_ros.bench.data.registry import open_dataset
+from mlmp_ros.bench.offline.frames import load_frames
+from mlmp_ros.bench.offline.options import segmenter_config
+from mlmp_ros.bench.offline.trial import run_trial
+from mlmp_ros.bench.scoring.metrics import SegmentationMetrics
 from mlmp_ros.core import Segmenter
 
 from ..conftest import tiny_clip, tiny_config
@@ -23,7 +25,7 @@ pytest.importorskip("rclpy")
 def test_replay_live_scores_equal_the_offline_run(tmp_path):
     from safetensors.torch import save_file
 
-    from mlmp_ros.bench.replay_live import replay_live
+    from mlmp_ros.bench.camera.replay_live import replay_live
 
     write_voc(tmp_path / "voc", n=4)
     bag = make_bag(open_dataset("voc20", tmp_path / "voc"), "gaussian_noise", tmp_path / "bags" / "voc20", progress=False)
@@ -67,7 +69,7 @@ def test_camera_rate_scores_of_a_slowed_node_use_the_labels_received_before_each
     """Two chained bags at 10 Hz into a node slowed by dev.step_delay (>= 0.3 s a frame): it drops
     frames, every sent frame is scored with the newest labels received before it was sent, and the
     report's scores equal a recomputation from the outputs bag and the recorded send/receive times."""
-    from mlmp_ros.bench.replay_live import replay_live
+    from mlmp_ros.bench.camera.replay_live import replay_live
 
     write_voc(tmp_path / "voc", n=10)
     bags = [make_bag(open_dataset("voc20", tmp_path / "voc"), c, tmp_path / "bags" / c, progress=False)
@@ -118,7 +120,7 @@ def test_camera_rate_scores_of_a_slowed_node_use_the_labels_received_before_each
 
 
 def test_node_overrides_carry_the_streaming_settings():
-    from mlmp_ros.bench.replay_live import node_overrides
+    from mlmp_ros.bench.camera.replay_live import node_overrides
 
     config = tiny_config(adaptation__schedule="async", adaptation__every=3, adaptation__budget_ms=250.0,
                          adaptation__safeguards__collapse=True, adaptation__safeguards__ensemble_alpha=0.99)  # fmt: skip
@@ -130,7 +132,7 @@ def test_node_overrides_carry_the_streaming_settings():
 
 @pytest.mark.timeout(300)
 def test_replay_live_command_runs_the_node_with_the_schedule_given(tmp_path, capsys):
-    from mlmp_ros.bench.cli import main
+    from mlmp_ros.bench.cli.main import main
 
     write_voc(tmp_path / "voc", n=2)
     bag = make_bag(open_dataset("voc20", tmp_path / "voc"), "original", tmp_path / "bags" / "voc20", progress=False)
@@ -149,7 +151,7 @@ def test_replay_live_command_runs_the_node_with_the_schedule_given(tmp_path, cap
 @pytest.mark.timeout(300)
 def test_a_running_node_is_counted_from_the_start_of_each_run(tmp_path):
     """With --no-start-node, steps and resets are the node's counters over this run only."""
-    from mlmp_ros.bench.replay_live import replay_live
+    from mlmp_ros.bench.camera.replay_live import replay_live
 
     from ..ros.ros_helpers import node_session
 

@@ -1,8 +1,10 @@
-"""The offline runner against real bags of a miniature VOC split and the tiny random CLIP.
+"""The bench's trial loop against real bags of a miniature VOC split and the tiny random CLIP.
 
-The runner's numbers are checked against an independent computation: the same frames
-in the same order through a fresh Segmenter and SegmentationMetrics by hand, and the
-mIoU recomputed from the saved predictions with a confusion matrix written here.
+Trials run through :func:`mlmp_ros.bench.suite.trials.run_trials`, the loop every executor
+uses (``run``, ``suite``, Ray), and their records are checked against an independent
+computation: the same frames in the same order through a fresh Segmenter and
+SegmentationMetrics by hand, and the mIoU recomputed from the saved predictions with a
+confusion matrix written here.
 """
 
 from __future__ import annotations
@@ -14,17 +16,15 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from mlmp_ros.bench.bags import open_bag
-from mlmp_ros.bench.datasets import open_dataset
-from mlmp_ros.bench.make_bags import make_bag
-from mlmp_ros.bench.metrics import SegmentationMetrics
-from mlmp_ros.bench.runner import (
-    RunError,
-    RunOptions,
-    load_frames,
-    run_bag,
-    save_examples,
-)
+from mlmp_ros.bench.data.bags import open_bag
+from mlmp_ros.bench.data.make_bags import make_bag
+from mlmp_ros.bench.data.registry import open_dataset
+from mlmp_ros.bench.offline.cache import TrialCache
+from mlmp_ros.bench.offline.frames import load_frames, save_examples
+from mlmp_ros.bench.offline.options import RunError, RunOptions, segmenter_config
+from mlmp_ros.bench.scoring.metrics import SegmentationMetrics
+from mlmp_ros.bench.suite.records import TrialRecord
+from mlmp_ros.bench.suite.trials import TrialDone, TrialJob, run_trials
 from mlmp_ros.core import Segmenter
 
 from ..conftest import tiny_clip, tiny_config
@@ -97,14 +97,29 @@ def voc_bags(tmp_path_factory):
 
 
 @pytest.fixture(scope="module")
-def loaded():
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        return tiny_clip(0)
+def cache():
+    """One cache for the module, as a process keeps it: the tiny CLIP is loaded once and shared."""
+    return TrialCache()
 
 
 def bench_config(**overrides):
     return tiny_config(adaptation__steps=1, **overrides)
+
+
+def run_method(bag: Path, config, method: str, options: RunOptions, cache: TrialCache) -> list[TrialDone]:
+    """Every trial of one method on one bag through the trial loop; each must finish."""
+    info = open_bag(bag).info
+    segmenter_cfg = segmenter_config(config, info, method)
+    identity = {"dataset": info["dataset"], "corruption": info["corruption"], "bag": str(bag)}
+    jobs = [TrialJob(identity, method, segmenter_cfg, options, str(bag), trial, seed, f"key{trial}", "digest")
+            for trial, seed in enumerate(options.seeds)]  # fmt: skip
+    done = list(run_trials(jobs, cache))
+    assert [d.reason for d in done] == [None] * len(jobs)
+    return done
+
+
+def records(done: list[TrialDone]) -> list[TrialRecord]:
+    return [d.record for d in done]
 
 
 def by_hand(bag: Path, method: str, seed: int, batch_size: int, **overrides) -> dict:
@@ -126,10 +141,10 @@ def by_hand(bag: Path, method: str, seed: int, batch_size: int, **overrides) -> 
     return metrics.compute()
 
 
-def test_run_equals_segmenter_and_metrics_by_hand(voc_bags, loaded) -> None:
+def test_run_equals_segmenter_and_metrics_by_hand(voc_bags, cache) -> None:
     bag, _ = voc_bags
-    results = run_bag(bag, bench_config(), method="tent", options=RunOptions(batch_size=2, seeds=(0, 1)), loaded=loaded)
-    assert [r.seed for r in results] == [0, 1]
+    results = records(run_method(bag, bench_config(), "tent", RunOptions(batch_size=2, seeds=(0, 1)), cache))
+    assert [r.seed for r in results] == [0, 1] and [r.status for r in results] == ["done", "done"]
     for result in results:
         expected = by_hand(bag, "tent", result.seed, 2)
         assert result.metrics["IoU"] == expected["IoU"]
@@ -144,23 +159,23 @@ def test_run_equals_segmenter_and_metrics_by_hand(voc_bags, loaded) -> None:
         assert result.timing["model_s_per_frame"] > 0 and harness["decode"] > 0 and harness["score"] > 0
 
 
-def test_single_sample_batches_and_odd_split(voc_bags, loaded) -> None:
+def test_single_sample_batches_and_odd_split(voc_bags, cache) -> None:
     bag, _ = voc_bags
-    (one,) = run_bag(bag, bench_config(), method="tent", options=RunOptions(batch_size=1, seeds=(3,)), loaded=loaded)
+    (one,) = records(run_method(bag, bench_config(), "tent", RunOptions(batch_size=1, seeds=(3,)), cache))
     assert (one.batches, one.frames) == (6, 6)
     assert one.metrics["IoU"] == by_hand(bag, "tent", 3, 1)["IoU"]
-    (four,) = run_bag(bag, bench_config(), method="noadapt", options=RunOptions(batch_size=4, seeds=(0,)), loaded=loaded)
+    (four,) = records(run_method(bag, bench_config(), "noadapt", RunOptions(batch_size=4, seeds=(0,)), cache))
     assert four.batches == 2  # 4 + 2: the last batch holds what is left
     assert four.adaptation_status == {"skipped": 2} and four.loss_per_step == []
 
 
-def test_saved_predictions_give_the_recorded_miou(voc_bags, loaded, tmp_path: Path) -> None:
+def test_saved_predictions_give_the_recorded_miou(voc_bags, cache, tmp_path: Path) -> None:
     bag, _ = voc_bags
-    (result,) = run_bag(
-        bag, bench_config(), method="mlmp", options=RunOptions(seeds=(1,), examples=6), loaded=loaded
-    )
+    (done,) = run_method(bag, bench_config(), "mlmp", RunOptions(seeds=(1,), examples=6), cache)
+    result = done.record
+    assert done.examples.ids == open_bag(bag).info["image_ids"]
     path = tmp_path / "examples.npz"
-    save_examples(path, result.examples, ["a"] * 6)
+    save_examples(path, done.examples.arrays, ["a"] * 6)
     saved = np.load(path)
     frames = list(open_bag(bag))
     preds = [saved[f"prediction_{i}"] for i in range(6)]
@@ -176,32 +191,33 @@ def test_saved_predictions_give_the_recorded_miou(voc_bags, loaded, tmp_path: Pa
     assert sum(weights["mean"]) == pytest.approx(1.0, abs=1e-6)  # softmax over layers, per window
 
 
-def test_bag_at_original_size_scores_like_a_presized_one(voc_bags, loaded) -> None:
+def test_bag_at_original_size_scores_like_a_presized_one(voc_bags, cache) -> None:
     presized, original = voc_bags
     raw = load_frames(original)
     assert raw.info["presized"] is False
     assert raw.labels[1].shape == (224, 224) and raw.images[1].shape == (224, 224, 3)  # portrait 72x48 resized
     assert raw.resize_s > 0
     options = RunOptions(seeds=(0,))
-    (a,) = run_bag(presized, bench_config(), method="noadapt", options=options, loaded=loaded)
-    (b,) = run_bag(original, bench_config(), method="noadapt", options=options, loaded=loaded)
+    (a,) = records(run_method(presized, bench_config(), "noadapt", options, cache))
+    (b,) = records(run_method(original, bench_config(), "noadapt", options, cache))
     assert a.metrics["IoU"] == b.metrics["IoU"]
 
 
-def test_continual_keeps_state_over_batches_but_not_over_trials(voc_bags, loaded) -> None:
+def test_continual_keeps_state_over_batches_but_not_over_trials(voc_bags, cache) -> None:
     bag, _ = voc_bags
     options = RunOptions(seeds=(0, 1), shuffle=False)
-    continual = run_bag(bag, bench_config(adaptation__mode="continual", adaptation__lr=0.05), method="tent",
-                        options=options, loaded=loaded)  # fmt: skip
-    episodic = run_bag(bag, bench_config(adaptation__lr=0.05), method="tent", options=options, loaded=loaded)
+    continual = records(run_method(bag, bench_config(adaptation__mode="continual", adaptation__lr=0.05), "tent",
+                                   options, cache))  # fmt: skip
+    episodic = records(run_method(bag, bench_config(adaptation__lr=0.05), "tent", options, cache))
     assert continual[0].loss_per_step == continual[1].loss_per_step
     assert continual[0].metrics["IoU"] == continual[1].metrics["IoU"]
     assert continual[0].loss_per_step != episodic[0].loss_per_step
 
 
-def test_shared_model_is_back_to_source_weights_after_a_run(voc_bags, loaded) -> None:
+def test_shared_model_is_back_to_source_weights_after_a_run(voc_bags, cache) -> None:
     bag, _ = voc_bags
-    run_bag(bag, bench_config(adaptation__lr=0.1), method="mlmp", options=RunOptions(seeds=(0,)), loaded=loaded)
+    run_method(bag, bench_config(adaptation__lr=0.1), "mlmp", RunOptions(seeds=(0,)), cache)
+    loaded = cache.model(bench_config())  # the model the cache shares between methods
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         fresh = tiny_clip(0).model.state_dict()
@@ -209,11 +225,34 @@ def test_shared_model_is_back_to_source_weights_after_a_run(voc_bags, loaded) ->
         assert tensor.equal(fresh[name]), name
 
 
-def test_limit_and_bad_options(voc_bags, loaded) -> None:
+def test_limit_and_bad_options(voc_bags, cache) -> None:
     bag, _ = voc_bags
-    (result,) = run_bag(bag, bench_config(), method="noadapt", options=RunOptions(seeds=(0,), limit=3), loaded=loaded)
+    (result,) = records(run_method(bag, bench_config(), "noadapt", RunOptions(seeds=(0,), limit=3), cache))
     assert result.frames == 3 and result.metrics["images"] == 3
     with pytest.raises(RunError, match="batch_size must be >= 1, not 0"):
         RunOptions(batch_size=0)
     with pytest.raises(RunError, match="seeds must differ"):
         RunOptions(seeds=(1, 1))
+
+
+def test_a_failing_trial_stops_the_method_and_names_the_reason(voc_bags, cache, monkeypatch) -> None:
+    """After a failure the remaining trials of the method come back not run, with the reason."""
+    bag, _ = voc_bags
+    calls = []
+    real = Segmenter.segment
+
+    def segment(self, images, **kw):
+        calls.append(len(images))
+        if len(calls) == 4:  # the second trial's first batch (3 batches a trial)
+            raise RuntimeError("out of memory")
+        return real(self, images, **kw)
+
+    monkeypatch.setattr(Segmenter, "segment", segment)
+    info = open_bag(bag).info
+    config = segmenter_config(bench_config(), info, "noadapt")
+    jobs = [TrialJob({"dataset": "voc20", "corruption": "original"}, "noadapt", config, RunOptions(seeds=(0, 1, 2)),
+                     str(bag), t, s, f"key{t}", "digest") for t, s in enumerate((0, 1, 2))]  # fmt: skip
+    done = list(run_trials(jobs, cache))
+    assert [d.record is not None for d in done] == [True, False, False]
+    assert [d.reason for d in done[1:]] == ["RuntimeError: out of memory"] * 2
+    assert [d.job.trial for d in done] == [0, 1, 2]

@@ -8,12 +8,12 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from mlmp_ros.bench.cli import main
-from mlmp_ros.bench.datasets import open_dataset
-from mlmp_ros.bench.make_bags import make_bag
-from mlmp_ros.bench.metrics import SegmentationMetrics
-from mlmp_ros.bench.runner import RunError, segmenter_config
-from mlmp_ros.bench.stream import build_stream, replay_stream
+from mlmp_ros.bench.camera.rate_replay import build_stream, replay_stream
+from mlmp_ros.bench.cli.main import main
+from mlmp_ros.bench.data.make_bags import make_bag
+from mlmp_ros.bench.data.registry import open_dataset
+from mlmp_ros.bench.offline.options import RunError, segmenter_config
+from mlmp_ros.bench.scoring.metrics import SegmentationMetrics
 from mlmp_ros.core import Segmenter
 
 from ..conftest import tiny_clip, tiny_config, torch_threads

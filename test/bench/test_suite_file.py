@@ -6,8 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from mlmp_ros.bench.runner import RunError, RunOptions
-from mlmp_ros.bench.suite import SuiteError, SuiteFile, load_suite, parse_suite
+from mlmp_ros.bench.offline.options import RunError, RunOptions
+from mlmp_ros.bench.suite.file import SuiteError, SuiteFile, load_suite, parse_suite
 from mlmp_ros.core import schema
 from mlmp_ros.resources import config_path
 
@@ -53,7 +53,7 @@ def test_seeds_and_trials_are_checked_together():
 def test_the_run_options_of_a_suite_file_are_the_run_options_declarations():
     suite_fields = {s.name: s.meta for s in schema.settings(SuiteFile)}
     for s in schema.settings(RunOptions):
-        assert suite_fields[s.name] is s.meta, s.name  # declared once, in bench/runner.py
+        assert suite_fields[s.name] is s.meta, s.name  # declared once, in bench/offline/options.py
     # and refused the same way in Python as in a file
     with pytest.raises(RunError, match="seeds must differ, got \\[1, 1\\]"):
         RunOptions(seeds=(1, 1))
@@ -85,7 +85,7 @@ def test_the_bundled_suites_parse(name):
 
 
 def test_command_line_overrides_are_checked_by_the_same_declarations():
-    from mlmp_ros.bench.suite import apply_overrides
+    from mlmp_ros.bench.suite.file import apply_overrides
 
     suite = parse_suite(MINIMAL)
     assert apply_overrides(suite, limit=5).limit == 5

@@ -15,18 +15,14 @@ import numpy as np
 import pytest
 import yaml
 
-from mlmp_ros.bench.corruptions import DRAWS, SCENARIOS
-from mlmp_ros.bench.paper_numbers import _paper_config
-from mlmp_ros.bench.report import load_records, make_report
-from mlmp_ros.bench.suite import (
-    DONE,
-    NOT_RUN,
-    ResultStore,
-    SuiteError,
-    load_suite,
-    parse_suite,
-    run_suite,
-)
+from mlmp_ros.bench.data.corruptions import DRAWS, SCENARIOS
+from mlmp_ros.bench.report.files import make_report
+from mlmp_ros.bench.report.paper_numbers import paper_config
+from mlmp_ros.bench.report.tables import load_records
+from mlmp_ros.bench.suite.file import SuiteError, load_suite, parse_suite
+from mlmp_ros.bench.suite.records import DONE, NOT_RUN, TrialRecord
+from mlmp_ros.bench.suite.run import run_suite
+from mlmp_ros.bench.suite.store import ResultStore
 from mlmp_ros.resources import config_path
 
 from .test_runner import miou_by_confusion, write_cityscapes, write_voc
@@ -72,8 +68,8 @@ def suite_file(folder: Path, data: Path, out: str = "results", **changes) -> Pat
 
 
 def cell_stats(records, dataset, corruption, method):
-    vals = [r["metrics"]["raw"]["mIoU"] for r in records
-            if (r["dataset"], r["corruption"], r["method"], r["status"]) == (dataset, corruption, method, DONE)]  # fmt: skip
+    vals = [r.metrics["raw"]["mIoU"] for r in records
+            if (r.dataset, r.corruption, r.method, r.status) == (dataset, corruption, method, DONE)]  # fmt: skip
     return f"{np.mean(vals):.2f} ± {np.std(vals):.2f}"
 
 
@@ -119,22 +115,22 @@ def test_suite_writes_store_table_csv_and_plots(data: Path, tmp_path: Path) -> N
     # voc20: 2 conditions x 2 methods x 2 trials; cityscapes: noadapt x 2; the rest not run
     assert (counts.run, counts.reused, counts.not_run) == (10, 0, 4)
     records = load_records(suite.out)
-    assert len(records) == 14 and len({r["key"] for r in records}) == 14
-    missing = [r for r in records if r["dataset"] == "context59"]
-    assert {r["status"] for r in missing} == {NOT_RUN} and "no_such_folder" in missing[0]["reason"]
-    skipped = [r for r in records if r["method"] == "clipartt"]
-    assert [r["reason"] for r in skipped] == ["skipped by the suite: kept short in tests"] * 2
-    city = next(r for r in records if r["dataset"] == "cityscapes" and r["status"] == DONE)
-    assert city["frames"] == 2 and city["metrics"]["images"] == 2
+    assert len(records) == 14 and len({r.key for r in records}) == 14
+    missing = [r for r in records if r.dataset == "context59"]
+    assert {r.status for r in missing} == {NOT_RUN} and "no_such_folder" in missing[0].reason
+    skipped = [r for r in records if r.method == "clipartt"]
+    assert [r.reason for r in skipped] == ["skipped by the suite: kept short in tests"] * 2
+    city = next(r for r in records if r.dataset == "cityscapes" and r.status == DONE)
+    assert city.frames == 2 and city.metrics["images"] == 2
 
     # The saved predictions of trial 0 give the recorded mIoU (all 4 images were kept).
-    mlmp0 = next(r for r in records if (r["dataset"], r["corruption"], r["method"], r["trial"]) ==
+    mlmp0 = next(r for r in records if (r.dataset, r.corruption, r.method, r.trial) ==
                  ("voc20", "gaussian_noise", "mlmp", 0))  # fmt: skip
-    saved = np.load(suite.out / mlmp0["examples"])
+    saved = np.load(suite.out / mlmp0.examples)
     preds = [saved[f"prediction_{i}"] for i in range(4)]
     labels = [saved[f"labels_{i}"] for i in range(4)]
-    assert miou_by_confusion(preds, labels, 20) == pytest.approx(mlmp0["metrics"]["raw"]["mIoU"], abs=1e-9)
-    assert len(mlmp0["loss_per_step"]) == 1 and mlmp0["layer_weights"]["layers"] == [1, 2, 3]
+    assert miou_by_confusion(preds, labels, 20) == pytest.approx(mlmp0.metrics["raw"]["mIoU"], abs=1e-9)
+    assert len(mlmp0.loss_per_step) == 1 and mlmp0.layer_weights["layers"] == [1, 2, 3]
 
     files = make_report(suite.out, tmp_path / "report")
     text = files.markdown.read_text()
@@ -154,10 +150,10 @@ def test_suite_writes_store_table_csv_and_plots(data: Path, tmp_path: Path) -> N
         rows = list(csv.DictReader(fh))
     assert len(rows) == len(records)
     for row, record in zip(rows, records):
-        assert row["key"] == record["key"] and row["status"] == record["status"]
-        if record["status"] == DONE:
-            assert float(row["mIoU"]) == record["metrics"]["mIoU"]
-            assert json.loads(row["IoU_per_class"]) == record["metrics"]["IoU"]
+        assert row["key"] == record.key and row["status"] == record.status
+        if record.status == DONE:
+            assert float(row["mIoU"]) == record.metrics["mIoU"]
+            assert json.loads(row["IoU_per_class"]) == record.metrics["IoU"]
     names = sorted(p.name for p in files.plots)
     voc = [n for n in names if n.startswith("voc20_")]
     assert {n.rsplit("_", 1)[-1] for n in voc} >= {"miou.png", "loss.png", "weights.png", "examples.png"}
@@ -175,7 +171,7 @@ def test_resume_after_an_interruption_redoes_nothing(data: Path, tmp_path: Path)
     seen = []
 
     def stop_after_two(record):
-        seen.append(record["key"])
+        seen.append(record.key)
         if len(seen) == 2:
             raise Stop
 
@@ -189,12 +185,12 @@ def test_resume_after_an_interruption_redoes_nothing(data: Path, tmp_path: Path)
     assert len(ResultStore(suite.out).read()) == 2
 
     resumed = []
-    counts = run_suite(suite, progress=False, on_record=lambda r: resumed.append(r["key"]))
+    counts = run_suite(suite, progress=False, on_record=lambda r: resumed.append(r.key))
     assert (counts.run, counts.reused) == (2, 2)
     assert not set(resumed) & set(seen)
     after = ResultStore(suite.out).read()
     assert after[:2] == before and len(after) == 4
-    assert len({r["key"] for r in after}) == 4
+    assert len({r.key for r in after}) == 4
 
     again = run_suite(suite, progress=False)
     assert (again.run, again.reused) == (0, 4) and len(ResultStore(suite.out).read()) == 4
@@ -206,10 +202,10 @@ def test_resume_after_an_interruption_redoes_nothing(data: Path, tmp_path: Path)
 
     uninterrupted = load_suite(suite_file(tmp_path, data, out="clean", scenarios=scenarios, seeds=[0]))
     run_suite(uninterrupted, progress=False)
-    clean = {r["key"]: r for r in ResultStore(uninterrupted.out).read()}
-    assert set(clean) == {r["key"] for r in after}
+    clean = {r.key: r for r in ResultStore(uninterrupted.out).read()}
+    assert set(clean) == {r.key for r in after}
     for r in after:
-        assert r["metrics"] == clean[r["key"]]["metrics"] and r["loss_per_step"] == clean[r["key"]]["loss_per_step"]
+        assert r.metrics == clean[r.key].metrics and r.loss_per_step == clean[r.key].loss_per_step
 
 
 def test_killed_process_resumes_without_redoing_trials(data: Path, tmp_path: Path) -> None:
@@ -222,12 +218,12 @@ def test_killed_process_resumes_without_redoing_trials(data: Path, tmp_path: Pat
     # any machine (killing from outside after polling the store raced a fast machine finishing).
     killer = (
         "import os, signal, sys\n"
-        "from mlmp_ros.bench import suite\n"
-        "append = suite.ResultStore.append\n"
+        "from mlmp_ros.bench.suite import store\n"
+        "append = store.ResultStore.append\n"
         "def append_then_die(self, record):\n"
         "    append(self, record)\n"
         "    os.kill(os.getpid(), signal.SIGKILL)\n"
-        "suite.ResultStore.append = append_then_die\n"
+        "store.ResultStore.append = append_then_die\n"
         "from mlmp_ros.bench.cli import main\n"
         "sys.exit(main(sys.argv[1:]))\n"
     )
@@ -243,11 +239,11 @@ def test_killed_process_resumes_without_redoing_trials(data: Path, tmp_path: Pat
     after = ResultStore(store).read()
     assert counts.reused == len(before) and counts.run == 6 - len(before)
     assert after[: len(before)] == before
-    done = [r["key"] for r in after if r["status"] == DONE]
+    done = [r.key for r in after if r.status == DONE]
     assert len(done) == len(set(done)) == 6
 
 
-def synthetic(dataset: str, corruption: str, method: str, seed: int, miou: float, **changes) -> dict:
+def synthetic(dataset: str, corruption: str, method: str, seed: int, miou: float, **changes) -> TrialRecord:
     """A finished record as the suite writes it, with a chosen mIoU."""
     record = {
         "schema": "mlmp-bench-result/1", "status": DONE, "dataset": dataset, "corruption": corruption,
@@ -262,13 +258,13 @@ def synthetic(dataset: str, corruption: str, method: str, seed: int, miou: float
     corrupted = corruption != "original"
     record.update(
         severity=5 if corrupted else None, channel_order="bgr" if corrupted else None,
-        corruption_draws=DRAWS if corrupted else None, config=_paper_config(method),
+        corruption_draws=DRAWS if corrupted else None, config=paper_config(method),
     )  # fmt: skip
     config_changes = changes.pop("config_changes", {})
     record.update(changes)
     record["config"] = {**record["config"], **config_changes}
     record["key"] = f"{dataset}|{corruption}|{method}|{record['batch_size']}|{record['frames']}|{seed}|{changes}"
-    return record
+    return TrialRecord.from_json(record)
 
 
 def test_report_prints_published_numbers_only_for_the_same_setting(tmp_path: Path) -> None:

@@ -14,11 +14,13 @@ import pytest
 import yaml
 from PIL import Image
 
-from mlmp_ros.bench.bags import BagError, open_bag
-from mlmp_ros.bench.cli import main
-from mlmp_ros.bench.datasets import DatasetError, open_dataset
-from mlmp_ros.bench.make_bags import make_bag
-from mlmp_ros.bench.suite import DONE, ResultStore
+from mlmp_ros.bench.cli.main import main
+from mlmp_ros.bench.data.bags import BagError, open_bag
+from mlmp_ros.bench.data.entry import DatasetError
+from mlmp_ros.bench.data.make_bags import make_bag
+from mlmp_ros.bench.data.registry import open_dataset
+from mlmp_ros.bench.suite.records import DONE
+from mlmp_ros.bench.suite.store import ResultStore
 
 from .test_runner import write_voc
 
@@ -57,7 +59,7 @@ def test_flipped_bytes_are_refused_naming_the_frame(voc: Path, tmp_path: Path, c
     out = capsys.readouterr().out
     assert code == 1 and "not run: bag" in out and "frame 1 (image id 2008_000001)" in out and "checksum" in out
     records = ResultStore(tmp_path / "r" / "results.jsonl").read()
-    assert records and not [r for r in records if r["status"] == DONE]
+    assert records and not [r for r in records if r.status == DONE]
 
 
 def test_damaged_mcap_chunk_never_yields_numbers(voc: Path, tmp_path: Path) -> None:
@@ -75,7 +77,7 @@ def test_damaged_mcap_chunk_never_yields_numbers(voc: Path, tmp_path: Path) -> N
 
 def test_replay_live_verifies_before_starting_a_node(voc: Path, tmp_path: Path) -> None:
     pytest.importorskip("rclpy")
-    from mlmp_ros.bench.replay_live import replay_live
+    from mlmp_ros.bench.camera.replay_live import replay_live
 
     from ..conftest import tiny_config
 
@@ -149,7 +151,7 @@ def test_suite_refuses_a_partial_bag_for_a_full_run(voc: Path, tmp_path: Path, c
     assert main(["suite", str(path), "--no-progress"]) == 1
     out = capsys.readouterr().out
     assert "not run: voc20/original noadapt" in out and "limit 2 (wanted None)" in out
-    done = [r for r in ResultStore(tmp_path / "results" / "results.jsonl").read() if r["status"] == DONE]
+    done = [r for r in ResultStore(tmp_path / "results" / "results.jsonl").read() if r.status == DONE]
     assert not done
 
 

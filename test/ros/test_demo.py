@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 from mlmp_ros import demo
-from mlmp_ros.bench.bags import msg_to_image, stamp_ns, typestore
+from mlmp_ros.bench.data.messages import msg_to_image, stamp_ns, typestore
 from mlmp_ros.sample_stream import sample_frames
 
 WORLD_FLOOR = 18.0  # the clean first frame of this 3-frame stream: measured (NoAdapt / adapted) in the README

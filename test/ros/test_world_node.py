@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import pytest
 
-from mlmp_ros.bench.metrics import SegmentationMetrics
+from mlmp_ros.bench.scoring.metrics import SegmentationMetrics
 from mlmp_ros.world import CLASSES, render_scene
 from mlmp_ros.world.model import world_config, world_settings
 from mlmp_ros.world.train import HELD_OUT_SEED

@@ -86,8 +86,8 @@ def test_ramp_and_bad_arguments():
 
 
 def test_make_bags_world_writes_scene_and_stream_bags_that_read_back(tmp_path, capsys):
-    from mlmp_ros.bench.bags import open_bag
-    from mlmp_ros.bench.cli import main
+    from mlmp_ros.bench.cli.main import main
+    from mlmp_ros.bench.data.bags import open_bag
     from mlmp_ros.world.dataset import WorldDataset
 
     code = main(["make-bags", "world", "--corruptions", "original,gaussian_noise", "--streams", "night",

@@ -1,0 +1,88 @@
+"""``make-bags`` (data sets to bench bags) and ``settings`` (every core setting)."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+from typing import Any
+
+from ...core.config import Config
+from ...core.schema import settings_table
+from ..checks import UsageError, positive_int
+from ..data import registry
+from .arguments import add_bag_options, parse_corruptions
+
+
+def add_make_bags(sub: Any) -> None:
+    p = sub.add_parser(
+        "make-bags",
+        help="write bench bags (images + ground truth) from a data set",
+        description="Write one bench bag per corruption as <out>/<dataset>/<corruption> (an existing matching "
+        "bag is kept). Corruptions are applied at the original size, seeded by the image index.",
+    )
+    entries = registry.REGISTRY.values()
+    p.add_argument("dataset", choices=registry.names(), metavar="dataset",
+                   help=f"one of: {', '.join(e.help for e in entries)}")  # fmt: skip
+    p.add_argument("root", nargs="?", help="the data set's folder (e.g. /data/VOCdevkit/VOC2012); not for generated "
+                   "ones")  # fmt: skip
+    p.add_argument("--corruptions", "-c", default="original", help="'all', or names separated by commas "
+                   "(default: original)")  # fmt: skip
+    conditions = {e.key: e.conditions for e in entries if e.conditions}
+    p.add_argument("--condition", help="the condition of a data set that has them: "
+                   + "; ".join(f"{k}: {', '.join(c)}" for k, c in conditions.items()))  # fmt: skip
+    p.add_argument("--out", "-o", required=True, help="bags folder")
+    add_bag_options(p)
+    p.add_argument("--no-presize", action="store_true", help="keep the original image sizes in the bag")
+    p.add_argument("--limit", type=positive_int, help="only the first N images of the split")
+    p.add_argument("--no-progress", action="store_true")
+    for entry in entries:
+        if entry.bag_options is not None:
+            entry.bag_options.add_arguments(p.add_argument_group(entry.bag_options.title))
+    p.set_defaults(handler=cmd_make_bags)
+
+
+def cmd_make_bags(args: argparse.Namespace) -> int:
+    corruptions = parse_corruptions(args.corruptions)
+    entry, key, _ = registry.find(args.dataset, args.condition)
+    others = [flag for e in registry.REGISTRY.values() if e is not entry and e.bag_options is not None
+              for flag in e.bag_options.given(args)]  # fmt: skip
+    if others:
+        raise UsageError(f"{', '.join(others)}: not an option of data set {key}")
+    if entry.bag_options is not None:
+        return _write_bags(args, entry.bag_options.jobs(args, args.dataset, corruptions))
+    if entry.needs_root and not args.root:
+        raise UsageError(f"make-bags {args.dataset} needs the data set's folder (root)")
+    dataset = registry.open_dataset(args.dataset, args.root, args.condition)
+    return _write_bags(args, [(dataset, c) for c in corruptions])
+
+
+def _write_bags(args: argparse.Namespace, jobs: list[tuple[Any, str]]) -> int:
+    from ..data.make_bags import check_bag_matches, make_bag  # torch (the protocol resize)
+
+    for dataset, corruption in jobs:
+        out = Path(args.out) / dataset.name / corruption
+        if out.exists():
+            check_bag_matches(out, dataset.name, corruption, args.severity, args.channel_order,
+                              presize=not args.no_presize, storage=args.storage, limit=args.limit)  # fmt: skip
+            print(f"kept   {out} (exists)")
+            continue
+        make_bag(dataset, corruption, out, storage=args.storage, severity=args.severity,
+                 channel_order=args.channel_order, presize=not args.no_presize, limit=args.limit,
+                 progress=not args.no_progress)  # fmt: skip
+        print(f"wrote  {out}")
+    return 0
+
+
+def add_settings(sub: Any) -> None:
+    p = sub.add_parser(
+        "settings",
+        help="list every core setting (--set KEY=VALUE, suite 'core:'), its default and what it allows",
+        description="Every core setting with its default, choices or range, and whether it changes at run time; "
+        "from the declarations in mlmp_ros/core/config.py.",
+    )
+    p.set_defaults(handler=cmd_settings)
+
+
+def cmd_settings(args: argparse.Namespace) -> int:
+    print(settings_table(Config))
+    return 0

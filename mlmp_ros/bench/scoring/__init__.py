@@ -1,0 +1,1 @@
+"""Scoring: segmentation metrics, and scoring a stream at camera rate."""

@@ -1,0 +1,1 @@
+"""Suites: the suite file, the results store and its records, the session, the trial loop and the executors."""
