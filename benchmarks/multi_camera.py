@@ -7,8 +7,17 @@ frame delivery over loopback; prints JSON.
 single-camera node), (b) one single-camera node per camera, all at once on this machine.
 Reported per case: the nodes' peak RSS (summed over the separate nodes), aggregate processed
 frames/s, and per camera the frames published and processed and the latency (publish ->
-labels received) p50 / p95.  Ratios: RSS of the N-camera node / one-camera node, aggregate
-frames/s of the N-camera node / N separate nodes, and the spread of the per-camera counts.
+labels received) p50 / p95, and the CPU time the nodes used while the cameras played (in cores:
+CPU seconds over the play's seconds; 2 cores here) and what the players used.  Ratios: RSS of the
+N-camera node / one-camera node, aggregate frames/s of the N-camera node / N separate nodes, and
+the spread of the per-camera counts.
+
+``batching`` (in this process, before the nodes): the model's time per frame when N cameras'
+frames go through one forward pass, against one frame a pass, rounds alternating so load hits
+every batch size alike.  When the model's compute fills the machine (every CPU core busy), one
+node for N cameras can be faster than N nodes only by what batching saves per frame: that ratio
+is the ceiling on ``fps_vs_separate_nodes`` there.  On a GPU one frame leaves most of the device
+idle, which is where one batched pass is expected to beat N processes taking turns.
 
 ``--delivery``: what a best-effort camera gets through to the node over loopback: raw and
 compressed (jpeg) 640x480 and 1280x720 frames at 10 Hz from a best-effort publisher (depth 1),
@@ -18,6 +27,9 @@ shared-memory segment (``mlmp_ros/config/fastdds_large_shm.xml``, shipped); coun
 ``frames_lost_in_dds`` of its /diagnostics).
 
     python benchmarks/multi_camera.py --seconds 8 > benchmarks/results/multi_camera.json
+    python benchmarks/multi_camera.py --model ViT-B-16 --seconds 30 --batch-rounds 4 \
+        > benchmarks/results/multi_camera_vitb16.json
+    python benchmarks/multi_camera.py --device cuda --model ViT-B-16   # where a GPU is lent
     python benchmarks/multi_camera.py --delivery > benchmarks/results/best_effort_delivery.json
 """
 
@@ -26,7 +38,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import subprocess
 import sys
 import threading
@@ -34,6 +45,7 @@ import time
 from typing import Any
 
 import numpy as np
+from latency import machine
 
 from mlmp_ros.resources import config_path, package_data_path
 from mlmp_ros.ros.live import LiveSession, NodeProcess
@@ -50,6 +62,20 @@ def node_parameters(args: argparse.Namespace) -> dict[str, Any]:
     else:  # time only: random weights
         base = {"model": args.model, "weights": "random", "adaptation.method": "noadapt"}
     return {**base, "device": args.device, "output.confidence": False}
+
+
+def node_file_values() -> dict[str, Any]:
+    """config/segment.yaml's parameters, dotted names (``adaptation.method``), as the node reads them."""
+    import yaml
+
+    def flat(tree: dict, prefix: str = "") -> dict[str, Any]:
+        out: dict[str, Any] = {}
+        for key, value in tree.items():
+            out.update(flat(value, f"{prefix}{key}.") if isinstance(value, dict) else {f"{prefix}{key}": value})
+        return out
+
+    document = yaml.safe_load(config_path("segment.yaml").read_text(encoding="utf-8"))
+    return flat(next(iter(document.values()))["ros__parameters"])
 
 
 def frames(count: int, height: int, width: int) -> list[np.ndarray]:
@@ -80,6 +106,16 @@ def _camera_summary(result: Any) -> dict[str, Any]:
             "latency_p50_ms": pct(50), "latency_p95_ms": pct(95)}
 
 
+def _cpu_seconds(pid: int | None) -> float | None:
+    """User + system CPU seconds of process ``pid`` so far (Linux /proc), None when unknown."""
+    try:
+        with open(f"/proc/{pid}/stat") as stat:
+            fields = stat.read().rsplit(")", 1)[1].split()
+    except (OSError, TypeError, IndexError):
+        return None
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 def _peak_rss_mb(session: LiveSession) -> float | None:
     values = [b for _, b in session.rss]
     return round(max(values) / 2**20, 1) if values else None
@@ -87,7 +123,11 @@ def _peak_rss_mb(session: LiveSession) -> float | None:
 
 def _measure(nodes: list[NodeProcess], sessions: list[LiveSession], owners: list[LiveSession],
              images: list[np.ndarray], args: argparse.Namespace) -> dict[str, Any]:
+    cpu_before = [_cpu_seconds(node.pid) for node in nodes]
+    player_before = time.process_time()
     results = _play_all(sessions, images, args)
+    player_cpu = time.process_time() - player_before
+    cpu_used = [None if b is None else (_cpu_seconds(node.pid) or b) - b for node, b in zip(nodes, cpu_before)]
     duration = max(r.finished for r in results) - min(r.started for r in results)
     cameras = [_camera_summary(r) for r in results]
     counts = [c["processed"] for c in cameras]
@@ -97,6 +137,8 @@ def _measure(nodes: list[NodeProcess], sessions: list[LiveSession], owners: list
         "rss_mb": round(sum(v for v in rss if v is not None), 1),
         "rss_mb_per_node": rss,
         "aggregate_processed_fps": round(sum(counts) / duration, 2),
+        "node_cpu_cores": round(sum(c for c in cpu_used if c is not None) / duration, 2),
+        "player_cpu_cores": round(player_cpu / duration, 2),
         "per_camera": cameras,
         "processed_spread": round((max(counts) - min(counts)) / max(max(counts), 1), 3),
     }
@@ -136,10 +178,43 @@ def run_separate(n: int, params: dict, images: list[np.ndarray], args: argparse.
             node.cleanup()
 
 
+def batching(params: dict, images: list[np.ndarray], sizes: list[int], rounds: int, device: str) -> dict[str, Any]:
+    """The model's wall and CPU time per frame at each batch size (one pass for ``n`` frames)."""
+    from mlmp_ros.core import Segmenter
+    from mlmp_ros.ros.params import core_config
+
+    seg = Segmenter(core_config({**node_file_values(), **params}))  # the core settings the node runs
+    sync = (lambda: __import__("torch").cuda.synchronize()) if str(seg.device).startswith("cuda") else (lambda: None)
+    wall: dict[int, list[float]] = {n: [] for n in sizes}
+    cpu: dict[int, list[float]] = {n: [] for n in sizes}
+    for n in sizes:  # warm-up
+        seg.segment(images[:n], output="input")
+    for _ in range(rounds):
+        for n in sizes:
+            sync()
+            w, c = time.perf_counter(), time.process_time()
+            seg.segment(images[:n], output="input")
+            sync()
+            wall[n].append((time.perf_counter() - w) / n)
+            cpu[n].append((time.process_time() - c) / n)
+    ms = lambda values: round(float(np.median(values)) * 1e3, 2)  # noqa: E731
+    out: dict[str, Any] = {"device": str(seg.device), "precision": seg.precision.name, "rounds": rounds,
+                           "torch_threads": __import__("torch").get_num_threads()}
+    for n in sizes:
+        out[f"batch_{n}"] = {"wall_ms_per_frame": ms(wall[n]), "cpu_ms_per_frame": ms(cpu[n]),
+                             "frames_per_s": round(1e3 / max(ms(wall[n]), 1e-9), 2),
+                             "speedup_per_frame_vs_batch_1": round(ms(wall[1]) / max(ms(wall[n]), 1e-9), 3)}
+    return out
+
+
 def cameras_benchmark(args: argparse.Namespace) -> dict[str, Any]:
     params = node_parameters(args)
     images = frames(6, args.height, args.width)
     cases: dict[str, Any] = {}
+    if args.batch_rounds > 0:
+        sizes = sorted({1, *args.cameras})
+        cases["batching"] = batching(params, frames(max(sizes), args.height, args.width), sizes,
+                                     args.batch_rounds, args.device)
     for n in args.cameras:
         cases[f"{n}_cameras"] = {"one_node": run_multi(n, params, images, args)}
         if n > 1:
@@ -238,6 +313,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--model", default="world", help="world (the bundled world model) or an open_clip name "
                     "(random weights: time only)")
     ap.add_argument("--device", default="cpu")
+    ap.add_argument("--batch-rounds", type=int, default=8, help="rounds of the in-process batching "
+                    "measurement (0: skip it)")
     ap.add_argument("--delivery", action="store_true", help="measure best-effort delivery instead")
     ap.add_argument("--frames", type=int, default=20, help="--delivery: frames per case")
     ap.add_argument("--transports", type=lambda s: s.split(","), default=["default", "LARGE_DATA", "shm_32MB"],
@@ -246,7 +323,7 @@ def main(argv: list[str] | None = None) -> int:
     from mlmp_ros.ros import stay_on_loopback
 
     stay_on_loopback()
-    report = {"machine": {"cpus": os.cpu_count(), "python": platform.python_version()},
+    report = {"machine": machine(),
               "settings": {k: v for k, v in vars(args).items()}}
     report["results"] = delivery_benchmark(args) if args.delivery else cameras_benchmark(args)
     print(json.dumps(report, indent=2))
