@@ -4,7 +4,9 @@ frame delivery over loopback; prints JSON.
 
 ``--cameras 1,2,4`` (default): every camera plays world frames at ``--rate`` Hz (10) for
 ``--seconds`` into (a) one node with ``cameras: [cam0, ...]`` (one camera: the plain
-single-camera node), (b) one single-camera node per camera, all at once on this machine.
+single-camera node), (b) one single-camera node per camera, all at once on this machine, with torch's default threads
+(one per core in every node) and (c) with the cores shared out (``OMP_NUM_THREADS`` = cores / N per
+node: several PyTorch processes with a thread per core each oversubscribe the CPU, README).
 Reported per case: the nodes' peak RSS (summed over the separate nodes), aggregate processed
 frames/s, and per camera the frames published and processed and the latency (publish ->
 labels received) p50 / p95, and the CPU time the nodes used while the cameras played (in cores:
@@ -163,9 +165,13 @@ def run_multi(n: int, params: dict, images: list[np.ndarray], args: argparse.Nam
         node.cleanup()
 
 
-def run_separate(n: int, params: dict, images: list[np.ndarray], args: argparse.Namespace) -> dict[str, Any]:
-    """``n`` single-camera nodes at once."""
-    nodes = [NodeProcess(config_path("segment.yaml"), params, namespace=f"/mlmp_bench_sep_{n}_{i}") for i in range(n)]
+def run_separate(n: int, params: dict, images: list[np.ndarray], args: argparse.Namespace,
+                 threads: int | None = None) -> dict[str, Any]:
+    """``n`` single-camera nodes at once (``threads``: each node's OMP_NUM_THREADS; None: torch's default,
+    one thread per core in every node)."""
+    env = {} if threads is None else {"OMP_NUM_THREADS": str(threads)}
+    nodes = [NodeProcess(config_path("segment.yaml"), params, namespace=f"/mlmp_bench_sep_{n}_{i}", env=env)
+             for i in range(n)]
     sessions = [LiveSession(node, record=("labels",), keep_arrays=False) for node in nodes]
     try:
         for s in sessions:
@@ -219,6 +225,10 @@ def cameras_benchmark(args: argparse.Namespace) -> dict[str, Any]:
         cases[f"{n}_cameras"] = {"one_node": run_multi(n, params, images, args)}
         if n > 1:
             cases[f"{n}_cameras"]["separate_nodes"] = run_separate(n, params, images, args)
+            # as a careful user runs several PyTorch processes on one machine: the cores shared out
+            shared = max(1, (os.cpu_count() or 1) // n)
+            cases[f"{n}_cameras"]["separate_nodes_shared_cores"] = {
+                "omp_num_threads": shared, **run_separate(n, params, images, args, threads=shared)}
     base_rss = cases.get("1_cameras", {}).get("one_node", {}).get("rss_mb")
     for n in args.cameras:
         case = cases[f"{n}_cameras"]
@@ -230,6 +240,9 @@ def cameras_benchmark(args: argparse.Namespace) -> dict[str, Any]:
             case["fps_vs_separate_nodes"] = round(one["aggregate_processed_fps"] / max(sep["aggregate_processed_fps"],
                                                                                        1e-9), 3)
             case["rss_vs_separate_nodes"] = round(one["rss_mb"] / max(sep["rss_mb"], 1e-9), 3)
+        if "separate_nodes_shared_cores" in case:
+            fps = case["separate_nodes_shared_cores"]["aggregate_processed_fps"]
+            case["fps_vs_separate_nodes_shared_cores"] = round(one["aggregate_processed_fps"] / max(fps, 1e-9), 3)
     return cases
 
 

@@ -23,6 +23,7 @@ from rclpy.lifecycle import LifecycleNodeMixin, LifecycleState, TransitionCallba
 from ..core import Segmenter
 from ..core.schedule import STREAM_SETTINGS
 from ..core.segmenter import RUNTIME_SETTINGS
+from ..core.threads import in_passing_thread
 from .cli import STARTUP_ERRORS
 from .node import SegmentNode
 from .worker import WorkQueue
@@ -66,7 +67,7 @@ class ManagedSegmentNode(LifecycleNodeMixin, SegmentNode):
             cfg = self.accepted
             self.get_logger().info(f"configuring: loading {cfg.model} (weights: {cfg.weights}, device: {cfg.device})")
             try:
-                self.loaded = Segmenter(cfg)
+                self.loaded = in_passing_thread(Segmenter, cfg)  # the executor thread keeps no torch pool
             except STARTUP_ERRORS as exc:
                 self.failure = exc
                 self.get_logger().error(f"configure failed: {' '.join(str(exc).split())}")

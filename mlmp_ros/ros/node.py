@@ -36,6 +36,7 @@ from ..core.methods.base import AdaptationCancelled
 from ..core.schedule import STREAM_SETTINGS, StreamSegmenter
 from ..core.segmenter import RUNTIME_SETTINGS, FrameLimitError
 from ..core.text import ClassList
+from ..core.threads import in_passing_thread
 
 # The command line and the worker plumbing live beside the node; their names stay importable here.
 from .cli import USAGE, check_overrides, command_line_overrides, parameter_kind
@@ -193,17 +194,17 @@ class SegmentNode(Node):
         cfg = self.accepted
         if segmenter is None:
             self.get_logger().info(f"loading {cfg.model} (weights: {cfg.weights}, device: {cfg.device})")
-            segmenter = Segmenter(cfg)
+            segmenter = in_passing_thread(Segmenter, cfg)  # torch's work stays off this thread: core/threads.py
         self.segmenter = segmenter
         segmenter.max_windows = self.settings.max_windows
         segmenter.method.step_hook = self._before_step
         if self.settings.cameras:  # several cameras, one model: ros/cameras.py
             from .cameras import CameraHub
 
-            self._hub = CameraHub(self, segmenter)
+            self._hub = in_passing_thread(CameraHub, self, segmenter)
             self._hub.start()
             return
-        self.stream = StreamSegmenter(segmenter)
+        self.stream = in_passing_thread(StreamSegmenter, segmenter)
         self._colours = palette(len(segmenter.class_names))
 
         self._input_group = MutuallyExclusiveCallbackGroup()
