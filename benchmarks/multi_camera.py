@@ -184,13 +184,15 @@ def run_separate(n: int, params: dict, images: list[np.ndarray], args: argparse.
             node.cleanup()
 
 
-def batching(params: dict, images: list[np.ndarray], sizes: list[int], rounds: int, device: str) -> dict[str, Any]:
+def batching(params: dict, images: list[np.ndarray], sizes: list[int], rounds: int) -> dict[str, Any]:
     """The model's wall and CPU time per frame at each batch size (one pass for ``n`` frames)."""
+    import torch
+
     from mlmp_ros.core import Segmenter
     from mlmp_ros.ros.params import core_config
 
     seg = Segmenter(core_config({**node_file_values(), **params}))  # the core settings the node runs
-    sync = (lambda: __import__("torch").cuda.synchronize()) if str(seg.device).startswith("cuda") else (lambda: None)
+    sync = torch.cuda.synchronize if seg.device.type == "cuda" else (lambda: None)
     wall: dict[int, list[float]] = {n: [] for n in sizes}
     cpu: dict[int, list[float]] = {n: [] for n in sizes}
     for n in sizes:  # warm-up
@@ -205,7 +207,7 @@ def batching(params: dict, images: list[np.ndarray], sizes: list[int], rounds: i
             cpu[n].append((time.process_time() - c) / n)
     ms = lambda values: round(float(np.median(values)) * 1e3, 2)  # noqa: E731
     out: dict[str, Any] = {"device": str(seg.device), "precision": seg.precision.name, "rounds": rounds,
-                           "torch_threads": __import__("torch").get_num_threads()}
+                           "torch_threads": torch.get_num_threads()}
     for n in sizes:
         out[f"batch_{n}"] = {"wall_ms_per_frame": ms(wall[n]), "cpu_ms_per_frame": ms(cpu[n]),
                              "frames_per_s": round(1e3 / max(ms(wall[n]), 1e-9), 2),
@@ -219,8 +221,7 @@ def cameras_benchmark(args: argparse.Namespace) -> dict[str, Any]:
     cases: dict[str, Any] = {}
     if args.batch_rounds > 0:
         sizes = sorted({1, *args.cameras})
-        cases["batching"] = batching(params, frames(max(sizes), args.height, args.width), sizes,
-                                     args.batch_rounds, args.device)
+        cases["batching"] = batching(params, frames(max(sizes), args.height, args.width), sizes, args.batch_rounds)
     for n in args.cameras:
         cases[f"{n}_cameras"] = {"one_node": run_multi(n, params, images, args)}
         if n > 1:

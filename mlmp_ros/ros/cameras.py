@@ -44,7 +44,16 @@ from .conversions import (
     labels_to_image,
     palette,
 )
-from .diagnostics import NodeView, adaptation_summary, diagnostic_values, hardware_id, health, status_name
+from .diagnostics import (
+    NodeView,
+    adaptation_summary,
+    diagnostic_array,
+    diagnostic_values,
+    hardware_id,
+    health,
+    stamp_age,
+    status_name,
+)
 from .qos import (
     SubscriptionEventCallbacks,
     input_qos,
@@ -54,7 +63,7 @@ from .qos import (
     reliability_name,
     reliability_policy,
 )
-from .worker import Stats
+from .worker import Frame, Stats
 
 WARN_THROTTLE = 5.0
 RESET_TIMEOUT = 120.0
@@ -204,8 +213,6 @@ class CameraHub:
     def _on_image(self, name: str, msg: Any) -> None:
         if not self.enabled:
             return
-        from .worker import Frame
-
         self.cameras[name].stats.frame_in(self.queue.put_frame(name, Frame(msg, time.perf_counter())))
 
     # -------------------------------------------------------------- services
@@ -367,9 +374,7 @@ class CameraHub:
         overhead = {"schedule": taken - ready, "convert": converted - taken, "publish": published - segmented,
                     "total": max(0.0, published - ready - timings["total"])}
         steps, loss, status = run
-        from .diagnostics import stamp_age as _stamp_age
-
-        cam.stats.frame_done(latency=published - frame.received, stamp_age=_stamp_age(frame.msg.header),
+        cam.stats.frame_done(latency=published - frame.received, stamp_age=stamp_age(frame.msg.header),
                              took=published - taken,
                              model=timings["total"], overhead=overhead, steps=steps, loss=loss, status=status)
 
@@ -402,8 +407,6 @@ class CameraHub:
         self._diagnostics.publish(DiagnosticArray(header=header, status=statuses))
 
     def _camera_status(self, cam: Camera, fqn: str) -> Any:
-        from .diagnostics import diagnostic_array
-
         s = cam.stats.take_period()
         stream = self.streams.stream(cam.name)
         view = self.streams.view(cam.name)
