@@ -66,20 +66,6 @@ def node_parameters(args: argparse.Namespace) -> dict[str, Any]:
     return {**base, "device": args.device, "output.confidence": False}
 
 
-def node_file_values() -> dict[str, Any]:
-    """config/segment.yaml's parameters, dotted names (``adaptation.method``), as the node reads them."""
-    import yaml
-
-    def flat(tree: dict, prefix: str = "") -> dict[str, Any]:
-        out: dict[str, Any] = {}
-        for key, value in tree.items():
-            out.update(flat(value, f"{prefix}{key}.") if isinstance(value, dict) else {f"{prefix}{key}": value})
-        return out
-
-    document = yaml.safe_load(config_path("segment.yaml").read_text(encoding="utf-8"))
-    return flat(next(iter(document.values()))["ros__parameters"])
-
-
 def frames(count: int, height: int, width: int) -> list[np.ndarray]:
     return [render_scene(SEED + i, height, width).image for i in range(count)]
 
@@ -189,9 +175,11 @@ def batching(params: dict, images: list[np.ndarray], sizes: list[int], rounds: i
     import torch
 
     from mlmp_ros.core import Segmenter
-    from mlmp_ros.ros.params import core_config
+    from mlmp_ros.core.config import Config
 
-    seg = Segmenter(core_config({**node_file_values(), **params}))  # the core settings the node runs
+    # the core settings the node runs: its parameter file, then the parameters given to it
+    core = {k: v for k, v in params.items() if not k.startswith("output.")}
+    seg = Segmenter(Config.from_yaml(config_path("segment.yaml")).replace(**core))
     sync = torch.cuda.synchronize if seg.device.type == "cuda" else (lambda: None)
     wall: dict[int, list[float]] = {n: [] for n in sizes}
     cpu: dict[int, list[float]] = {n: [] for n in sizes}
