@@ -21,7 +21,7 @@ REPO = Path(__file__).resolve().parents[1]
 
 # Layer -> prefixes it must never import (late and TYPE_CHECKING imports included).  "Neutral"
 # modules hold shared names and helpers and sit below everything.
-NEUTRAL = ("mlmp_ros.constants", "mlmp_ros.catalog", "mlmp_ros.resources", "mlmp_ros.image_data")
+NEUTRAL = ("mlmp_ros.constants", "mlmp_ros.catalog", "mlmp_ros.resources", "mlmp_ros.image_data", "mlmp_ros.lazy")
 DEMO = ("mlmp_ros.demo", "mlmp_ros.demo_world", "mlmp_ros.demo_common")
 NODE = ("mlmp_ros.ros.node", "mlmp_ros.ros.lifecycle", "mlmp_ros.ros.main", "mlmp_ros.ros.__main__")
 HIGHER = ("mlmp_ros.ros", "mlmp_ros.bench", "mlmp_ros.world", *DEMO, "mlmp_ros.sample_stream")

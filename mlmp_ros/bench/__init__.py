@@ -3,8 +3,9 @@
 ``report`` (tables and plots), ``camera`` (camera-rate and live replays: the only rclpy users) and
 ``cli`` (``mlmp-bench``)."""
 
-import importlib
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
+
+from ..lazy import lazy_exports
 
 # Submodules load on first use (PEP 562): ``mlmp-bench --help`` and ``import mlmp_ros.bench.data.bags``
 # do not pull in torch and open_clip.
@@ -18,7 +19,7 @@ _EXPORTS = {
     "data.make_bags": ("make_bag",),
     "scoring.metrics": ("SegmentationMetrics",),
 }
-_WHERE = {name: module for module, names in _EXPORTS.items() for name in names}
+__getattr__, __dir__ = lazy_exports(__name__, _EXPORTS)
 
 if TYPE_CHECKING:
     from .data.bags import BagError, BagFile, BagWriter, Frame, open_bag
@@ -29,15 +30,6 @@ if TYPE_CHECKING:
     from .data.messages import image_to_msg, msg_to_image
     from .data.registry import open_dataset, register
     from .scoring.metrics import SegmentationMetrics
-
-
-def __getattr__(name: str) -> Any:
-    module = _WHERE.get(name)
-    if module is None:
-        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    value = getattr(importlib.import_module(f".{module}", __name__), name)
-    globals()[name] = value
-    return value
 
 
 __all__ = [

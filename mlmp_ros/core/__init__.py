@@ -5,8 +5,9 @@ The names below load on first use (PEP 562), so ``import mlmp_ros.core.config`` 
 does, as it must.
 """
 
-import importlib
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
+
+from ..lazy import lazy_exports
 
 _EXPORTS = {
     "backbone": ("LoadedCLIP", "ModelNameError", "WeightsError", "load_clip", "read_state_dict"),
@@ -17,7 +18,7 @@ _EXPORTS = {
     "text": ("ClassList", "TextBank", "resolve_templates"),
     "windows": ("average_windows", "target_size", "window_grid"),
 }
-_WHERE = {name: module for module, names in _EXPORTS.items() for name in names}
+__getattr__, __dir__ = lazy_exports(__name__, _EXPORTS)
 
 if TYPE_CHECKING:
     from .backbone import LoadedCLIP, ModelNameError, WeightsError, load_clip, read_state_dict
@@ -27,19 +28,6 @@ if TYPE_CHECKING:
     from .segmenter import BatchResult, FrameResult, Segmenter
     from .text import ClassList, TextBank, resolve_templates
     from .windows import average_windows, target_size, window_grid
-
-
-def __getattr__(name: str) -> Any:
-    module = _WHERE.get(name)
-    if module is None:
-        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    value = getattr(importlib.import_module(f".{module}", __name__), name)
-    globals()[name] = value
-    return value
-
-
-def __dir__() -> list[str]:
-    return sorted([*globals(), *_WHERE])
 
 
 __all__ = [
