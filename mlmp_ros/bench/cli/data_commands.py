@@ -57,19 +57,15 @@ def cmd_make_bags(args: argparse.Namespace) -> int:
 
 
 def _write_bags(args: argparse.Namespace, jobs: list[tuple[Any, str]]) -> int:
-    from ..data.make_bags import check_bag_matches, make_bag  # torch (the protocol resize)
+    from ..data.make_bags import keep_or_make_bag  # torch (the protocol resize)
 
     for dataset, corruption in jobs:
         out = Path(args.out) / dataset.name / corruption
-        if out.exists():
-            check_bag_matches(out, dataset.name, corruption, args.severity, args.channel_order,
-                              presize=not args.no_presize, storage=args.storage, limit=args.limit)  # fmt: skip
-            print(f"kept   {out} (exists)")
-            continue
-        make_bag(dataset, corruption, out, storage=args.storage, severity=args.severity,
-                 channel_order=args.channel_order, presize=not args.no_presize, limit=args.limit,
-                 progress=not args.no_progress)  # fmt: skip
-        print(f"wrote  {out}")
+        written = keep_or_make_bag(out, dataset.name, lambda d=dataset: d, corruption, storage=args.storage,
+                                   severity=args.severity, channel_order=args.channel_order,
+                                   presize=not args.no_presize, limit=args.limit,
+                                   progress=not args.no_progress)  # fmt: skip
+        print(f"wrote  {out}" if written else f"kept   {out} (exists)")
     return 0
 
 

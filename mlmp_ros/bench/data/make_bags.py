@@ -13,6 +13,7 @@ import os
 import shutil
 import sys
 import tempfile
+from collections.abc import Callable
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 from typing import Any
@@ -212,3 +213,28 @@ def check_bag_matches(
             f"bag {path} does not match what is asked: {', '.join(wrong)}; remove it (it is rebuilt from the data "
             "set) or choose another bags folder"
         )
+
+
+def keep_or_make_bag(
+    out_path: str | os.PathLike[str],
+    dataset_name: str,
+    open_dataset: Callable[[], SegmentationDataset],
+    corruption: str,
+    *,
+    storage: str,
+    severity: int,
+    channel_order: str,
+    presize: bool,
+    limit: int | None,
+    progress: bool,
+) -> bool:
+    """The bag at ``out_path``: kept when there (it must match these settings, :func:`check_bag_matches`),
+    else written from ``open_dataset()`` (called only then); True when written."""
+    out = Path(out_path)
+    if out.exists():
+        check_bag_matches(out, dataset_name, corruption, severity, channel_order,
+                          presize=presize, storage=storage, limit=limit)  # fmt: skip
+        return False
+    make_bag(open_dataset(), corruption, out, storage=storage, severity=severity, channel_order=channel_order,
+             presize=presize, limit=limit, progress=progress)  # fmt: skip
+    return True

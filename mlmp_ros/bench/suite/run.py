@@ -43,8 +43,9 @@ from pathlib import Path
 
 from ...core.config import Config
 from ..data.bags import open_bag
+from ..data.datasets import SegmentationDataset
 from ..data.entry import DatasetError
-from ..data.make_bags import check_bag_matches, make_bag
+from ..data.make_bags import keep_or_make_bag
 from ..data.registry import find, open_dataset
 from ..offline.options import RunOptions
 from .executors import TrialExecutor
@@ -61,26 +62,19 @@ def suite_plans(suite: Suite, scenario: Scenario) -> list[MethodPlan]:
 
 def ensure_bag(suite: Suite, scenario: Scenario, *, progress: bool = False) -> Path:
     """The scenario's bag, written from the data set when missing; an existing bag must match."""
+
+    def data_set() -> SegmentationDataset:
+        root = suite.root_for(scenario.dataset)
+        entry, _, _ = find(scenario.dataset)
+        if not root and entry.needs_root:
+            raise DatasetError(f"no data root for {scenario.dataset}: add it under 'roots' in the suite file")
+        return open_dataset(scenario.dataset, root)
+
     path = suite.bag_path(scenario)
-    if path.exists():
-        check_bag_matches(path, scenario.dataset, scenario.corruption, suite.severity, suite.channel_order,
-                          presize=suite.presize, storage=suite.storage, limit=suite.limit)  # fmt: skip
-        return path
-    root = suite.root_for(scenario.dataset)
-    entry, _, _ = find(scenario.dataset)
-    if not root and entry.needs_root:
-        raise DatasetError(f"no data root for {scenario.dataset}: add it under 'roots' in the suite file")
-    return make_bag(
-        open_dataset(scenario.dataset, root),
-        scenario.corruption,
-        path,
-        storage=suite.storage,
-        severity=suite.severity,
-        channel_order=suite.channel_order,
-        presize=suite.presize,
-        limit=suite.limit,
-        progress=progress,
-    )
+    keep_or_make_bag(path, scenario.dataset, data_set, scenario.corruption, storage=suite.storage,
+                     severity=suite.severity, channel_order=suite.channel_order, presize=suite.presize,
+                     limit=suite.limit, progress=progress)  # fmt: skip
+    return path
 
 
 def run_suite(
