@@ -67,7 +67,7 @@ setup(
             "ros-jazzy-lifecycle-msgs",
             "ros-jazzy-rmw-fastrtps-cpp",
         ],
-        "bench": ["imagecorruptions-imaug>=1.1.5", "matplotlib", "tqdm"],
+        "bench": ["imagecorruptions-imaug>=1.1.5", "matplotlib", "tqdm", "scipy>=1.11"],
         "test": ["pytest", "pytest-timeout", "pytest-random-order", "torchmetrics", "mcap", "mcap-ros2-support", "colcon-common-extensions"],
         # mlmp-bench suite --executor ray: every trial a Ray task (install on the driver and every node).
         "cluster": ["ray==2.60.0"],
