@@ -19,7 +19,7 @@ from typing import Any
 
 import rclpy
 import yaml
-from rclpy.exceptions import ParameterException
+from rclpy.exceptions import ParameterException, ParameterUninitializedException
 from rclpy.executors import ExternalShutdownException, MultiThreadedExecutor
 from rclpy.node import Node
 
@@ -160,7 +160,7 @@ def check_overrides(node: Node, argv: list[str]) -> None:
     for name, text in command_line_overrides(argv).items():
         if not node.has_parameter(name):
             continue
-        applied = node.get_parameter(name).value
+        applied = _value_or_empty(node, name)
         if not _same_value(text, applied):
             problems.append(f"-p {name}:={text} was not applied (the parameter is {_describe(applied)}, now "
                             f"{applied!r} from the parameter file or default): give {_kind_of(applied)}")
@@ -231,6 +231,15 @@ def parameter_sources(node: Node, argv: list[str]) -> dict[str, str]:
     return sources
 
 
+def _value_or_empty(node: Node, name: str) -> Any:
+    """A parameter's value; a list parameter left empty (ROS leaves it uninitialised) is ``[]``."""
+    try:
+        value = plain(node.get_parameter(name).value)
+    except ParameterUninitializedException:
+        return []
+    return [] if value is None else value
+
+
 def print_params(node_class: Callable[[], Any], argv: list[str]) -> int:
     """``--print-params``: the effective parameters of this command line, as a parameter file."""
     try:
@@ -240,8 +249,7 @@ def print_params(node_class: Callable[[], Any], argv: list[str]) -> int:
     try:
         node = node_class()
         check_overrides(node, argv)
-        values = {s.name: plain(node.get_parameter(s.name).value) for s in parameter_specs()
-                  if not s.name.startswith("dev.")}
+        values = {s.name: _value_or_empty(node, s.name) for s in parameter_specs() if not s.name.startswith("dev.")}
         sources = parameter_sources(node, argv)
         node.destroy_node()
     except STARTUP_ERRORS as exc:
@@ -250,7 +258,7 @@ def print_params(node_class: Callable[[], Any], argv: list[str]) -> int:
         rclpy.try_shutdown()
     header = ["# mlmp-segment: the effective parameters of this command line, each with where its value",
               "# came from (default: the node's defaults, the robot settings; a parameter file; -p)."]
-    sys.stdout.write(render_effective({k: v for k, v in values.items() if v is not None}, sources, header))
+    sys.stdout.write(render_effective(values, sources, header))
     return 0
 
 

@@ -182,6 +182,7 @@ def _adaptation_values(s: dict[str, Any], seg: Any, streaming: dict[str, Any], s
         "resets_by_reason": ", ".join(f"{k}={v}" for k, v in sorted(streaming["resets"].items())),
         "last_loss": "" if loss is None else f"{loss:.6g}",
         "adaptation_status": status,
+        "last_frame_status": s["last_status"],  # the last published frame's (e.g. "batched x2", "restored ...")
         "adaptation_failures": streaming["failures"],
         "last_adaptation_failure": streaming["last_failure"],
         "resets": streaming["resets_total"],
