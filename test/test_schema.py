@@ -16,10 +16,10 @@ from mlmp_ros.catalog import METHOD_INFO, METHOD_NAMES
 from mlmp_ros.core import schema
 from mlmp_ros.core.config import NODE_GROUPS, Config, ConfigError
 from mlmp_ros.core.schema import SEGMENTER, STREAM, Range
+from mlmp_ros.robot import ROBOT_ADAPTATION
 from mlmp_ros.ros import paramfile
 from mlmp_ros.ros.settings import NODE_GROUPS as NODE_SETTING_GROUPS
 from mlmp_ros.ros.settings import NodeSettings
-from mlmp_ros.robot import ROBOT_ADAPTATION
 
 CORE = list(schema.settings(Config))
 NODE = list(schema.settings(NodeSettings))

@@ -110,7 +110,7 @@ class ManagedSegmentNode(LifecycleNodeMixin, SegmentNode):
             self.get_logger().warning("the frame in progress did not stop in time; going on without it")
 
     # ---------------------------------------------- refused transitions
-    def _LifecycleNodeMixin__on_change_state(self, request: Any, response: Any) -> Any:  # noqa: N802
+    def _LifecycleNodeMixin__on_change_state(self, request: Any, response: Any) -> Any:
         """rclpy's change_state handler, with a reason logged when the transition does not exist from the
         current state (the reply itself can only say ``success: false``)."""
         label = request.transition.label

@@ -43,9 +43,9 @@ from .cli import parameter_kind
 from .counters import Counters
 from .gate import LabelGate
 from .inbox import STOP_TIMEOUT, Inbox
+from .interface import NodeInterface
 from .params import NODE_DEFAULTS, NodeSettings, core_config, parameter_specs, plain
 from .pipeline import CameraPipeline
-from .interface import NodeInterface
 from .worker import Worker
 
 __all__ = ["STOP_TIMEOUT", "SegmentNode"]

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import threading
-
 import cv2
 import numpy as np
 import pytest
@@ -16,6 +14,7 @@ from mlmp_ros.core import Config, ConfigError
 from mlmp_ros.core.config import ros_parameters
 from mlmp_ros.core.schedule import STREAM_SETTINGS
 from mlmp_ros.core.segmenter import RUNTIME_SETTINGS
+from mlmp_ros.robot import ROBOT_ADAPTATION, SAMPLE_SETTINGS
 from mlmp_ros.ros import conversions as conv
 from mlmp_ros.ros.conversions import BadFrame, compressed_size, compressed_to_rgb, confidence_to_image, image_to_array
 from mlmp_ros.ros.live import (
@@ -25,7 +24,6 @@ from mlmp_ros.ros.live import (
     parameter_value,
     python_value,
 )
-from mlmp_ros.robot import ROBOT_ADAPTATION, SAMPLE_SETTINGS
 from mlmp_ros.ros.params import (
     DEV_PARAMETERS,
     NODE_CORE_DEFAULTS,

@@ -16,7 +16,6 @@ from rclpy.executors import MultiThreadedExecutor, SingleThreadedExecutor
 from rclpy.parameter import Parameter
 from rclpy.signals import SignalHandlerOptions
 
-from mlmp_ros.core import ConfigError
 from mlmp_ros.ros.inbox import STOP_TIMEOUT
 from mlmp_ros.ros.live import LiveSession, NodeProcess
 
@@ -249,3 +248,59 @@ def _eventually(predicate, timeout: float = 10.0) -> bool:
             return True
         time.sleep(0.1)
     return predicate()
+
+
+def _threads(pid: int) -> int:
+    with open(f"/proc/{pid}/status") as f:
+        return next(int(line.split()[1]) for line in f if line.startswith("Threads:"))
+
+
+@pytest.mark.timeout(900)
+@pytest.mark.parametrize("cameras", [pytest.param([], id="one_camera"),
+                                     pytest.param(["c0", "c1", "c2", "c3"], id="four_cameras")])
+def test_cycles_while_frames_stream_keep_threads_and_memory_flat(tmp_path, cameras):
+    """configure / activate / deactivate / cleanup, again and again, while every camera streams at
+    10 Hz: the node's thread count after each cleanup is the same every time, and its memory does
+    not keep growing (benchmarks/node_accounting.py measures 20 cycles with the world model)."""
+    from mlmp_ros.ros import rss_bytes
+
+    namespace = f"/mlmp_test_lifecycle_cycles_{len(cameras)}"
+    node = NodeProcess(None, {**TINY, "classes": CLASSES, "adaptation.steps": 1, "autostart": False,
+                              **({"cameras": cameras} if cameras else {})},
+                       namespace=namespace, env=NODE_ENV, log_path=tmp_path / "node.log")
+    node.start()
+    manager = Manager(f"{namespace}/mlmp_segment")
+    stop, sessions, after = threading.Event(), [], []
+    try:
+        for _ in range(7):
+            assert manager.transition("configure") and manager.transition("activate"), node.log_tail()
+            if not sessions:
+                sessions = [LiveSession(namespace=namespace, camera=c, keep_arrays=False).start()
+                            for c in cameras or [""]]
+                threading.Thread(target=_stream_until, args=(sessions, stop), daemon=True).start()
+            for live in sessions:  # frames are labelled in this cycle, on every camera
+                seen = len(live.outputs["labels"])
+                live.wait_until(lambda live=live, seen=seen: len(live.outputs["labels"]) > seen, 120.0, "labels")
+            assert manager.transition("deactivate") and manager.transition("cleanup")
+            threading.Event().wait(0.5)
+            after.append((_threads(node.pid), rss_bytes(node.pid) / 2**20))
+        threads, rss = zip(*after)
+        assert len(set(threads[1:])) == 1, after  # every cleanup leaves the same threads
+        assert rss[-1] - rss[2] < 25.0, after  # MB: no growth cycle after cycle (the tiny model is ~1 MB)
+    finally:
+        stop.set()
+        for live in sessions:
+            live.close()
+        manager.close()
+        node.stop()
+        node.cleanup()
+
+
+def _stream_until(sessions: list, stop: threading.Event) -> None:
+    image = make_image(60, 80)
+    while not stop.wait(0.1):
+        for live in sessions:
+            try:
+                live.publish(image)
+            except Exception:  # noqa: BLE001 - the session closed under the streamer
+                return

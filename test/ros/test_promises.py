@@ -181,7 +181,7 @@ def test_a_burst_of_service_calls_is_answered_in_full(cameras):
             answered = threading.Semaphore(0)
             futures = [client.call_async(request) for _ in range(30)]
             for future in futures:
-                future.add_done_callback(lambda _: answered.release())
+                future.add_done_callback(lambda _, sem=answered: sem.release())
             for i in range(30):
                 assert answered.acquire(timeout=TIMEOUT), f"{name}: {i} of 30 calls answered"
             assert all(f.result().success for f in futures), name
@@ -204,5 +204,33 @@ def test_diagnostics_under_async_say_what_the_adaptation_thread_did(cameras):
             assert v["adaptation_status"] not in ("", "skipped"), v
             assert v["adaptation_steps"] == "2" and float(v["last_loss"]) >= 0, v
             assert float(v["adaptation_steps_per_frame"]) > 0, v
+    finally:
+        _close(sessions)
+
+
+@pytest.mark.timeout(300)
+@pytest.mark.parametrize("cameras", CAMERAS[:2])
+def test_bad_frames_and_the_rate_cap_count_on_their_own_camera(cameras):
+    """A frame beyond the limits is refused and counted on the camera that sent it (the next one is
+    served); frames replaced while input.max_rate_hz holds the worker back count as rate_cap."""
+    sessions = _start(f"/mlmp_test_limits_{len(cameras)}", cameras, {"adaptation.steps": 1,
+                                                                     "input.max_rate_hz": 1.0})
+    first, last = sessions[0], sessions[-1]
+    try:
+        first.publish(make_image(1, 4000))  # 7999 sliding windows after resize [224]: refused
+        d = first.wait_for_diagnostics(lambda d: d.values["bad_frames"] == "1", TIMEOUT)
+        assert d.values["last_bad_frame_limit"] == "input.max_windows"
+        assert first.wait_for_output(first.publish(make_image(60, 80)), TIMEOUT).height == 60
+        if len(sessions) > 1:
+            assert last.wait_for_diagnostics(timeout=TIMEOUT).values["bad_frames"] == "0"
+        # one frame a second: of a quick burst into the last camera, the waiting ones are replaced
+        stamps = [last.publish(make_image(60, 80, seed=i)) for i in range(5)]
+        last.wait_for_output(stamps[-1], TIMEOUT)
+        d = last.wait_for_diagnostics(lambda d: d.values["frames_waiting"] == "0"
+                                      and int(d.values["frames_received"]) >= 5, TIMEOUT)
+        v = {k: int(d.values[k]) for k in ("frames_received", "frames_processed", "frames_skipped_by_rate_cap",
+                                           "frames_dropped_replaced", "frames_dropped")}
+        assert v["frames_skipped_by_rate_cap"] >= 1, v
+        assert v["frames_received"] == v["frames_processed"] + v["frames_dropped"], v
     finally:
         _close(sessions)

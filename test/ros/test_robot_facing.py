@@ -19,11 +19,11 @@ from rclpy.qos import QoSProfile, ReliabilityPolicy
 from sensor_msgs.msg import Image
 
 from mlmp_ros.core import Config
+from mlmp_ros.robot import ROBOT_ADAPTATION
 from mlmp_ros.ros.cli import robot_params_file
 from mlmp_ros.ros.conversions import label_info_type
 from mlmp_ros.ros.diagnostics import adaptation_summary
 from mlmp_ros.ros.live import LiveSession, NodeProcess, node_command
-from mlmp_ros.robot import ROBOT_ADAPTATION
 from mlmp_ros.ros.paramfile import ROBOT_PATH
 from mlmp_ros.ros.qos import label_info_qos
 
