@@ -37,8 +37,11 @@ REASONS = ("frames_dropped_replaced", "frames_skipped_by_rate_cap", "frames_drop
            "frames_dropped_disabled", "frames_dropped_inactive", "bad_frames", "frame_errors")
 
 
+MODEL: dict[str, Any] = dict(world_settings())  # --model tiny: the tests' random tiny model instead
+
+
 def node_parameters(cameras: list[str], **extra: Any) -> dict[str, Any]:
-    return {**world_settings(), "device": "cpu", "diagnostics.period": 0.5, "cameras": cameras, **extra}
+    return {**MODEL, "device": "cpu", "diagnostics.period": 0.5, "cameras": cameras, **extra}
 
 
 def open_cameras(node: NodeProcess | None, namespace: str, cameras: list[str]) -> list[LiveSession]:
@@ -158,19 +161,26 @@ def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--seconds", type=float, default=12.0, help="seconds each accounting case streams (default 12)")
     ap.add_argument("--cycles", type=int, default=20, help="lifecycle cycles per case (default 20)")
+    ap.add_argument("--model", choices=["world", "tiny"], default="world", help="the world model (default) or the "
+                    "tests' random tiny model (for quick runs)")
+    ap.add_argument("--lifecycle-cameras", type=lambda t: [int(x) for x in t.split(",")], default=[1, 4],
+                    help="camera counts of the lifecycle cases (default 1,4)")
     ap.add_argument("--skip", choices=["accounting", "lifecycle"], action="append", default=[],
                     help="leave a part out")
     args = ap.parse_args(argv)
     stay_on_loopback()
+    if args.model == "tiny":
+        MODEL.clear()
+        MODEL.update(model="mlmp-tiny-test", weights="random", classes=["cat", "sky", "road"])
     sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
     images = [render_scene(9000 + i, 480, 640).image for i in range(8)]
-    out: dict[str, Any] = {"machine": machine(), "node": "world model, the node's defaults (robot settings), cpu"}
+    out: dict[str, Any] = {"machine": machine(), "node": f"{args.model} model, the node's defaults (robot settings), cpu"}
     started = time.time()
     if "accounting" not in args.skip:
         out["accounting"] = [accounting_case(n, rates, images, args.seconds)
                              for n in (2, 4) for rates in ([10.0] * n, [30.0 if i % 2 == 0 else 2.0 for i in range(n)])]
     if "lifecycle" not in args.skip:
-        out["lifecycle"] = [lifecycle_case(n, args.cycles, images) for n in (1, 4)]
+        out["lifecycle"] = [lifecycle_case(n, args.cycles, images) for n in args.lifecycle_cameras]
     out["wall_s"] = time.time() - started
     out["loadavg_at_end"] = list(os.getloadavg())
     print(json.dumps(out, indent=1))

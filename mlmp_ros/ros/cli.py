@@ -7,6 +7,7 @@ start-up errors and signals, and the run of a node class from start to exit.
 
 from __future__ import annotations
 
+import ctypes
 import itertools
 import logging
 import os
@@ -262,10 +263,32 @@ def print_params(node_class: Callable[[], Any], argv: list[str]) -> int:
     return 0
 
 
+EXECUTOR_THREADS = 4  # the node's MultiThreadedExecutor (its pool starts threads as callbacks need them)
+HEAP_ARENAS = 2  # glibc malloc arenas for the node process (see limit_heap_arenas)
+
+
+def limit_heap_arenas(arenas: int = HEAP_ARENAS) -> None:
+    """Cap glibc's malloc arenas (unless MALLOC_ARENA_MAX is set).  Every new thread that allocates
+    gets an arena of its own, up to 8 per core, and a lifecycle cycle starts new threads (the worker,
+    the adaptation threads): memory freed in those arenas stays with the process, so RSS climbed
+    ~150 MB over the first cycles (4 cameras) before it levelled off; with two arenas it stays flat
+    (benchmarks/node_accounting.py).  A no-op off glibc."""
+    if os.environ.get("MALLOC_ARENA_MAX"):
+        return
+    try:
+        ctypes.CDLL("libc.so.6").mallopt(M_ARENA_MAX, arenas)
+    except (OSError, AttributeError):
+        pass
+
+
+M_ARENA_MAX = -8  # glibc's mallopt parameter number
+
+
 def run(node_class: Callable[[], Any], args: list[str] | None = None) -> int:
     """Start ``node_class()`` (a SegmentNode: ``start``/``stop``) from the command line ``args``
     (``sys.argv`` when None), spin it until a signal or shutdown; returns the exit code."""
     argv = list(sys.argv if args is None else args)
+    limit_heap_arenas()
     before_ros = argv[1:argv.index("--ros-args")] if "--ros-args" in argv else argv[1:]
     if any(a in ("-h", "--help") for a in before_ros):
         print(USAGE, end="")
@@ -298,7 +321,7 @@ def _start(node_class: Callable[[], Any], argv: list[str], interrupt: _Interrupt
     try:
         # Made before the node logs anything: a SIGINT inside the executor's constructor would leave a
         # half-made executor whose finaliser complains.
-        executor = MultiThreadedExecutor(num_threads=4)
+        executor = MultiThreadedExecutor(num_threads=EXECUTOR_THREADS)
         node = node_class()
         check_overrides(node, argv)
         node.start()

@@ -83,7 +83,7 @@ class NodeInterface:
         """~/enable false: unsubscribe every camera and free the accelerator's working memory (the model
         stays); true: subscribe again."""
         node, wanted = self.node, bool(request.data)
-        with self._enable_lock:
+        with self._enable_lock, node.entities_lock:
             if wanted == node.enabled:
                 response.success, response.message = True, f"already {'enabled' if wanted else 'disabled'}"
                 return response
@@ -108,16 +108,19 @@ class NodeInterface:
 
     # ----------------------------------------------------------------- timers
     def _check_input_qos(self) -> None:
-        with self._enable_lock:
-            if not self.node.enabled:
+        with self._enable_lock, self.node.entities_lock:
+            if not self.node.enabled or self.node.streams is None:
                 return
             for pipe in self.node.pipelines.values():
                 pipe.match_input_qos()
 
     def publish_diagnostics(self) -> None:
+        with self.node.entities_lock:  # not while a deactivate destroys the publisher
+            if self.node.streams is not None:
+                self._publish_diagnostics()
+
+    def _publish_diagnostics(self) -> None:
         node, streams = self.node, self.node.streams
-        if streams is None or self._diagnostics is None:
-            return
         settings = node.settings
         statuses = []
         for pipe in node.pipelines.values():

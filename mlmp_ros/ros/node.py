@@ -74,6 +74,9 @@ class SegmentNode(Node):
         self.interface = NodeInterface(self)  # services, timers, diagnostics
         self.enabled = True
         self.stopping = threading.Event()
+        # Held while open() / close() create or destroy entities, and by callbacks that use them (a
+        # diagnostics timer or ~/enable running while a deactivate destroys the publishers).
+        self.entities_lock = threading.RLock()
         self.finished = Future()  # done when the process should end (a lifecycle shutdown)
         self._opened: dict[str, set] | None = None  # the entities open() created
         self.add_on_set_parameters_callback(self._on_set_parameters)  # checks parameters in every state
@@ -157,6 +160,12 @@ class SegmentNode(Node):
         seg.max_windows = self.settings.max_windows
         seg.method.step_hook = self._before_step
         self.stopping.clear()
+        with self.entities_lock:
+            self._open(seg)
+        self.worker.start()
+        self.interface.log_ready()
+
+    def _open(self, seg: Segmenter) -> None:
         before = self._entities()
         names = list(self.pipelines)
         share = len(names) == 1 or self.accepted.adaptation.share == "cameras"
@@ -172,9 +181,7 @@ class SegmentNode(Node):
             for pipe in self.pipelines.values():
                 pipe.subscribe()
         self.inbox.put_call(self.worker.publish_label_info)  # after the catch-up: the class map in effect
-        self.worker.start()
         self._opened = {k: v - before[k] for k, v in self._entities().items()}
-        self.interface.log_ready()
 
     def _catch_up(self) -> None:
         """Run-time settings changed since the model was loaded (or last ran) reach the worker first."""
@@ -196,8 +203,9 @@ class SegmentNode(Node):
             return False
         if self.streams is not None:
             self.streams.close()  # the adaptation threads (async) stop at their next step
-        self._destroy_opened()
-        self.streams = self.inbox = self.worker = None
+        with self.entities_lock:
+            self._destroy_opened()
+            self.streams = self.inbox = self.worker = None
         return True
 
     def _entities(self) -> dict[str, set]:

@@ -16,6 +16,7 @@ from rclpy.executors import MultiThreadedExecutor, SingleThreadedExecutor
 from rclpy.parameter import Parameter
 from rclpy.signals import SignalHandlerOptions
 
+from mlmp_ros.ros.cli import EXECUTOR_THREADS
 from mlmp_ros.ros.inbox import STOP_TIMEOUT
 from mlmp_ros.ros.live import LiveSession, NodeProcess
 
@@ -272,7 +273,7 @@ def test_cycles_while_frames_stream_keep_threads_and_memory_flat(tmp_path, camer
     manager = Manager(f"{namespace}/mlmp_segment")
     stop, sessions, after = threading.Event(), [], []
     try:
-        for _ in range(7):
+        for _ in range(8):
             assert manager.transition("configure") and manager.transition("activate"), node.log_tail()
             if not sessions:
                 sessions = [LiveSession(namespace=namespace, camera=c, keep_arrays=False).start()
@@ -285,8 +286,11 @@ def test_cycles_while_frames_stream_keep_threads_and_memory_flat(tmp_path, camer
             threading.Event().wait(0.5)
             after.append((_threads(node.pid), rss_bytes(node.pid) / 2**20))
         threads, rss = zip(*after)
-        assert len(set(threads[1:])) == 1, after  # every cleanup leaves the same threads
-        assert rss[-1] - rss[2] < 25.0, after  # MB: no growth cycle after cycle (the tiny model is ~1 MB)
+        # A thread left behind per cycle would add 8; the executor's pool may still be filling up.
+        assert max(threads) - min(threads) <= EXECUTOR_THREADS - 1, after
+        # MB: no growth cycle after cycle (the tiny model is ~1 MB; without the heap-arena cap the
+        # 4-camera node grew ~90 MB here, test/ros benchmark: node_accounting.py)
+        assert rss[-1] - rss[1] < 50.0, after
     finally:
         stop.set()
         for live in sessions:
