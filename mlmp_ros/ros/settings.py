@@ -48,7 +48,10 @@ class NodeSettings:
                                help="subscribe to image/compressed (jpeg/png) instead of image")
     reliability: str = setting("auto", name="input.reliability", choices=RELIABILITIES,
                                help="input QoS reliability (auto: match the camera publisher)")
-    depth: int = setting(1, name="input.depth", range="[1, 1000]", help="input QoS history depth")
+    depth: int = setting(10, name="input.depth", range="[1, 1000]",
+                         help="input QoS history depth: frames the middleware keeps until the node takes them; deep "
+                         "enough for a burst, so the node's own newest-frame slot does the replacing and counts it "
+                         "(at 1 a burst is cut in the middleware; those frames count as lost)")
     max_windows: int = setting(64, name="input.max_windows", range="[1, inf)",
                                help="refuse (count as bad) a frame that needs more sliding windows than this after "
                                "the resize (thin frames: 1x4000 needs 7999)")
