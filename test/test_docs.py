@@ -24,8 +24,10 @@ ENTRY_POINTS = ("mlmp-segment", "mlmp-demo", "mlmp-bench")
 ROS2_TOOLS = re.compile(r"\bros2 (launch|param|lifecycle|service|topic)\b")
 RESULTS = re.compile(r"benchmarks/results/[\w.-]+")
 # A number with a unit of time, memory, throughput or proportion: what a measurement states.
-CLAIM = re.compile(r"(?<![\w.])\d[\d,.]*(?:–\d[\d,.]*)?\s?(?:ms|s|min|minutes|seconds|h|hours|GB|MB|frames/s|"
-                   r"images/s|GFLOP/s|TFLOP|%|×)(?![\w/])")
+CLAIM = re.compile(
+    r"(?<![\w.])\d[\d,.]*(?:–\d[\d,.]*)?\s?(?:ms|s|min|minutes|seconds|h|hours|GB|MB|frames/s|"
+    r"images/s|GFLOP/s|TFLOP|%|×)(?![\w/])"
+)
 TIMING = re.compile(r"(?<![\w.])\d[\d,.]*(?:–\d[\d,.]*)?\s?(?:ms|s|min|minutes|seconds|h|hours|frames/s)(?![\w/])")
 TEST_COUNT = re.compile(r"\b\d[\d,]* (?:passed|failed|skipped|tests)\b")
 
@@ -162,10 +164,14 @@ def test_every_command_shown_is_one_the_entry_points_accept():
 
 def test_the_command_check_catches_a_wrong_option_a_wrong_parameter_and_a_missing_sub_command():
     assert command_problems(["mlmp-bench", "run", "bags/x", "--methd", "mlmp"]) == [
-        "--methd: not an option of mlmp-bench run"]
+        "--methd: not an option of mlmp-bench run"
+    ]
     assert command_problems(["mlmp-segment", "--ros-args", "-p", "adaptation.mood:=continual"]) == [
-        "-p adaptation.mood: the node declares no such parameter"]
-    assert command_problems(["mlmp-demo", "--set", "adaptation.stepz=2"]) == ["--set adaptation.stepz=2: no such setting"]
+        "-p adaptation.mood: the node declares no such parameter"
+    ]
+    assert command_problems(["mlmp-demo", "--set", "adaptation.stepz=2"]) == [
+        "--set adaptation.stepz=2: no such setting"
+    ]
     with pytest.raises(AssertionError, match="mlmp-bench nonexistent --help failed"):
         help_text("mlmp-bench", "nonexistent")
 
@@ -181,7 +187,7 @@ def ros2_without_note(text: str) -> list[str]:
         near = text[max(0, m.start() - 400) : m.end() + 1200]
         if "system ROS 2" not in near or not re.search(r"mlmp-segment --ros-args|mlmp_ctl\.py|rclpy", near):
             line = text.count("\n", 0, m.start()) + 1
-            missing.append(f"line {line}: {text[m.start():m.start() + 50].splitlines()[0]}")
+            missing.append(f"line {line}: {text[m.start() : m.start() + 50].splitlines()[0]}")
     return missing
 
 
@@ -206,7 +212,9 @@ def measurement_problems(path: Path) -> list[str]:
             continue
         cited = [c for c in RESULTS.findall(text) if (REPO / c).is_file()]
         if not cited or not re.search(r"\bmachine\b", text, re.I):
-            problems.append(f"{heading!r}: {claims[:3]} without a results file under benchmarks/results/ and the machine")
+            problems.append(
+                f"{heading!r}: {claims[:3]} without a results file under benchmarks/results/ and the machine"
+            )
     return problems
 
 
@@ -222,9 +230,14 @@ def test_measurements_name_their_results_file_and_machine_and_nothing_else_state
 def test_the_measurement_check_catches_an_uncited_number_and_a_timing_on_a_plain_page(tmp_path):
     page = tmp_path / "p.md"
     page.write_text("---\nmeasurements: true\n---\n# P\n\n## A\n\nIt took 12.4 s a frame.\n")
-    assert measurement_problems(page) == ["'A': ['12.4 s'] without a results file under benchmarks/results/ and the machine"]
+    assert measurement_problems(page) == [
+        "'A': ['12.4 s'] without a results file under benchmarks/results/ and the machine"
+    ]
     page.write_text("# P\n\nAll 598 passed in 15 minutes.\n")
-    assert measurement_problems(page) == ["test count '598 passed'", "'P': timings ['15 minutes'] on a page that states no measurements"]
+    assert measurement_problems(page) == [
+        "test count '598 passed'",
+        "'P': timings ['15 minutes'] on a page that states no measurements",
+    ]
 
 
 # ------------------------------------------------------------ Python examples
@@ -235,7 +248,9 @@ def python_blocks(path: Path) -> list[str]:
 def test_the_python_api_examples_run_on_the_tiny_model():
     first, stream = python_blocks(DOCS / "python.md")[:2]
     assert 'weights="openai"' in first and "StreamSegmenter" in stream
-    code = first.replace('model="ViT-B-16-quickgelu"', 'model="mlmp-tiny-test"').replace('weights="openai"', 'weights="random"')
+    code = first.replace('model="ViT-B-16-quickgelu"', 'model="mlmp-tiny-test"').replace(
+        'weights="openai"', 'weights="random"'
+    )
     code = code.replace('"adaptation.steps": 10', '"adaptation.steps": 2')
     namespace: dict = {}
     with warnings.catch_warnings():

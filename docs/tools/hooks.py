@@ -112,8 +112,10 @@ def parameter_rows() -> dict[str, list[str]]:
     return rows
 
 
-HEAD = ("| parameter | declared default | the shipped files, where they differ | run time | what it does |\n"
-        "|---|---|---|---|---|\n")
+HEAD = (
+    "| parameter | declared default | the shipped files, where they differ | run time | what it does |\n"
+    "|---|---|---|---|---|\n"
+)
 
 
 def fill_parameter_tables(markdown: str) -> str:
