@@ -1,7 +1,8 @@
-"""The adaptation settings recommended for robots, from the measurements in the README.
+"""The adaptation settings recommended for robots, from the measurements in the documentation
+(docs/configuration.md, docs/streaming.md).
 
-One place for them: the demo's adapted run uses them, and so does the README's
-"Recommended for robots" configuration.  The benchmark keeps the paper's settings
+One place for them: the demo's adapted run uses them, and so does the robot parameter file
+(the node's default; docs/configuration.md).  The benchmark keeps the paper's settings
 (:class:`~mlmp_ros.core.Config`'s defaults).  Dotted names, as ``Config.replace`` takes.
 """
 
@@ -10,7 +11,7 @@ from __future__ import annotations
 from typing import Any
 
 ROBOT_ADAPTATION: dict[str, Any] = {
-    # README, Streaming -> "Measured: world streams at 10 Hz": the best guarded configuration at
+    # docs/streaming.md, "Measured: world streams at 10 Hz": the best guarded configuration at
     # camera rate on the chained world streams, and stable over the recurring long stream.
     "adaptation.method": "mlmp",
     "adaptation.schedule": "async",
