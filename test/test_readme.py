@@ -37,10 +37,12 @@ def test_every_link_and_path_the_readme_names_exists():
     assert not missing, missing
 
 
-def test_every_docs_page_is_linked_from_the_readme():
+def test_the_readme_links_into_every_part_of_the_docs():
+    """Every top-level page and every section's first page (docs/<part>/index.md)."""
     linked = set(re.findall(r"\]\((docs/[\w./-]+\.md)\)", README.read_text()))
-    pages = {p.relative_to(REPO).as_posix() for p in (REPO / "docs").rglob("*.md") if "tools" not in p.parts}
-    assert pages - linked == {"docs/index.md"}
+    docs = REPO / "docs"
+    parts = {p.relative_to(REPO).as_posix() for p in [*docs.glob("*.md"), *docs.glob("*/index.md")]}
+    assert parts - linked == {"docs/index.md"}
 
 
 def test_the_topics_and_services_the_readme_lists_are_the_nodes():
