@@ -1,14 +1,22 @@
 """The adaptation settings recommended for robots, from the measurements in the documentation
 (docs/configuration.md, docs/streaming.md).
 
-One place for them: the demo's adapted run uses them, and so does the robot parameter file
-(the node's default; docs/configuration.md).  The benchmark keeps the paper's settings
+One place for them: they are the node's defaults (``mlmp-segment`` with no parameter file runs
+them), the demo's adapted run uses them (docs/configuration.md).  The benchmark keeps the paper's settings
 (:class:`~mlmp_ros.core.Config`'s defaults).  Dotted names, as ``Config.replace`` takes.
 """
 
 from __future__ import annotations
 
 from typing import Any
+
+# The bundled sample stream's classes and a 224-pixel short side: the node's defaults and
+# config/segment.yaml's choices.
+SAMPLE_SETTINGS: dict[str, Any] = {
+    "classes": ["person", "cat", "dog", "car", "motorcycle", "bicycle", "rocket", "cup, mug", "table", "chair",
+                "sky", "tree", "grass", "road", "building", "wall", "floor", "water"],
+    "resize": [224],
+}
 
 ROBOT_ADAPTATION: dict[str, Any] = {
     # docs/streaming.md, "Measured: world streams at 10 Hz": the best guarded configuration at
@@ -22,4 +30,4 @@ ROBOT_ADAPTATION: dict[str, Any] = {
     "adaptation.safeguards.drift": True,
 }
 
-__all__ = ["ROBOT_ADAPTATION"]
+__all__ = ["ROBOT_ADAPTATION", "SAMPLE_SETTINGS"]

@@ -16,6 +16,7 @@ from mlmp_ros.catalog import METHOD_INFO, METHOD_NAMES
 from mlmp_ros.core import schema
 from mlmp_ros.core.config import NODE_GROUPS, Config, ConfigError
 from mlmp_ros.core.schema import SEGMENTER, STREAM, Range
+from mlmp_ros.robot import ROBOT_ADAPTATION
 from mlmp_ros.ros import paramfile
 from mlmp_ros.ros.settings import NODE_GROUPS as NODE_SETTING_GROUPS
 from mlmp_ros.ros.settings import NodeSettings
@@ -39,8 +40,8 @@ def test_the_robot_parameter_file_is_valid_and_differs_only_by_its_recommended_v
     robot = Config.from_yaml(paramfile.ROBOT_PATH).flat()
     reference = Config.from_yaml(paramfile.PATH).flat()
     differs = {k: v for k, v in robot.items() if reference[k] != v}
-    assert differs == {k: v for k, v in paramfile.ROBOT_VALUES.items() if reference[k] != v}
-    assert {k: robot[k] for k in paramfile.ROBOT_VALUES} == paramfile.ROBOT_VALUES
+    assert differs == {k: v for k, v in ROBOT_ADAPTATION.items() if reference[k] != v}
+    assert {k: robot[k] for k in ROBOT_ADAPTATION} == ROBOT_ADAPTATION
     assert robot["adaptation.schedule"] == "async" and robot["adaptation.mode"] == "continual"
 
 

@@ -19,33 +19,46 @@ from typing import Any
 
 import rclpy
 import yaml
-from rclpy.exceptions import ParameterException
+from rclpy.exceptions import ParameterException, ParameterUninitializedException
 from rclpy.executors import ExternalShutdownException, MultiThreadedExecutor
 from rclpy.node import Node
 
 from ..constants import NODE_NAME
 from ..core import ConfigError, ModelNameError, WeightsError
-from .params import plain
-from .worker import STOP_TIMEOUT
+from .inbox import STOP_TIMEOUT
+from .paramfile import render_effective
+from .params import parameter_specs, plain
 
 USAGE = """usage: mlmp-segment [-h] [--print-params] [--ros-args ...]
 
 The mlmp_ros segmentation node: camera images in (image, or image/compressed with
 input.compressed), segmentation/labels, segmentation/confidence, segmentation/colored,
-segmentation/label_info and /diagnostics out; services ~/reset and ~/enable.
+segmentation/label_info and /diagnostics out; services ~/reset and ~/enable. With
+-p cameras:="[front, rear]": one model for several cameras, front/image ->
+front/segmentation/..., and ~/<camera>/reset.
 
-  mlmp-segment -r image:=/camera/image_raw      # the robot parameter file, see below
-  mlmp-segment --print-params > my_robot.yaml   # write that file out, to edit it
+options:
+  -h, --help      show this help and exit
+  --print-params  print the effective value of every parameter for this command line
+                  (its --ros-args), each with where it came from (default, parameter
+                  file, -p), as a parameter file; then exit
+  --ros-args ...  ROS arguments: --params-file FILE, -p name:=value, -r from:=to
+
+  mlmp-segment --ros-args -r image:=/camera/image_raw        # the robot settings
+  mlmp-segment --print-params > my_robot.yaml                  # the defaults, to edit
   mlmp-segment --ros-args --params-file my_robot.yaml -r image:=/camera/image_raw
   mlmp-segment --ros-args -p adaptation.steps:=5 -p cameras:="[front, rear]"
 
-Without --params-file the node starts from the robot parameter file shipped in the
-package (mlmp_ros/config/robot.yaml, every parameter with its meaning; what
---print-params prints); -p overrides and your own --params-file go on top of it.
+Settings, in order: the node's defaults are the robot settings (continual MLMP on a
+second thread, with safeguards; mlmp_ros/config/robot.yaml writes them out); a
+--params-file overrides only what it names; -p overrides both. config/segment.yaml in
+the repository holds the paper's benchmark settings instead.
+Without real CLIP weights: -p model:=mlmp-world -p weights:=world (the bundled world model).
 `ros2 param describe /mlmp_segment <name>` describes a parameter of a running node.
 """
 
 PRINT_PARAMS = "--print-params"
+OPTIONS = ("-h", "--help", PRINT_PARAMS)  # before --ros-args
 
 
 class _RosLogHandler(logging.Handler):
@@ -78,9 +91,9 @@ def _setup_logging() -> None:
 STARTUP_ERRORS = (ConfigError, WeightsError, ModelNameError, ParameterException, FileNotFoundError)
 
 
-def _fail(message: str) -> int:
+def _fail(message: str, code: int = 1) -> int:
     print(f"mlmp-segment: error: {message}", file=sys.stderr, flush=True)
-    return 1
+    return code
 
 
 class _Interrupt:
@@ -147,7 +160,7 @@ def check_overrides(node: Node, argv: list[str]) -> None:
     for name, text in command_line_overrides(argv).items():
         if not node.has_parameter(name):
             continue
-        applied = node.get_parameter(name).value
+        applied = _value_or_empty(node, name)
         if not _same_value(text, applied):
             problems.append(f"-p {name}:={text} was not applied (the parameter is {_describe(applied)}, now "
                             f"{applied!r} from the parameter file or default): give {_kind_of(applied)}")
@@ -183,19 +196,70 @@ def parameter_kind(default: Any) -> str:
 
 
 def robot_params_file() -> Path:
-    """The robot parameter file shipped in the package (package data; see ros/paramfile.py)."""
+    """The node's defaults written out as a parameter file (package data; see ros/paramfile.py)."""
     from ..resources import package_data_path
 
     return package_data_path("config", "robot.yaml")
 
 
-def with_default_params_file(argv: list[str]) -> list[str]:
-    """``argv`` with the robot parameter file first when no ``--params-file`` is given.
+def argument_problem(argv: list[str]) -> str | None:
+    """What is wrong with the command line before ROS starts, in one line; None when nothing is."""
+    before_ros = argv[1:argv.index("--ros-args")] if "--ros-args" in argv else argv[1:]
+    unknown = [a for a in before_ros if a not in OPTIONS]
+    if unknown:
+        return f"unrecognized arguments: {' '.join(unknown)} (options: {', '.join(OPTIONS)}, --ros-args ...)"
+    tokens = _ros_arguments(argv)
+    for flag, path in itertools.pairwise([*tokens, ""]):
+        if flag != "--params-file":
+            continue
+        if not path or not Path(path).is_file():
+            return f"--params-file {path or '(missing)'}: no such file"
+        try:
+            yaml.safe_load(Path(path).read_text())
+        except (yaml.YAMLError, OSError, UnicodeDecodeError) as exc:
+            return f"--params-file {path} is not a YAML parameter file: {' '.join(str(exc).split())}"
+    return None
 
-    It goes before every other ROS argument, so ``-p`` overrides still win over it."""
-    if "--params-file" in _ros_arguments(argv):
-        return argv
-    return [argv[0], "--ros-args", "--params-file", str(robot_params_file()), "--", *argv[1:]]
+
+def parameter_sources(node: Node, argv: list[str]) -> dict[str, str]:
+    """Where each parameter's value came from: ``-p``, the parameter file(s) or (absent) the default."""
+    from_cli = command_line_overrides(argv)
+    files = [b for a, b in itertools.pairwise(_ros_arguments(argv)) if a == "--params-file"]
+    overrides = getattr(node, "_parameter_overrides", {}) or {}
+    sources = {name: f"parameter file {', '.join(files)}" for name in overrides}
+    sources.update({name: "-p" for name in from_cli})
+    return sources
+
+
+def _value_or_empty(node: Node, name: str) -> Any:
+    """A parameter's value; a list parameter left empty (ROS leaves it uninitialised) is ``[]``."""
+    try:
+        value = plain(node.get_parameter(name).value)
+    except ParameterUninitializedException:
+        return []
+    return [] if value is None else value
+
+
+def print_params(node_class: Callable[[], Any], argv: list[str]) -> int:
+    """``--print-params``: the effective parameters of this command line, as a parameter file."""
+    try:
+        rclpy.init(args=argv)
+    except Exception as exc:  # noqa: BLE001 - rcl reports bad --ros-args as RCLError
+        return _fail(f"cannot read the ROS arguments: {exc}", 2)
+    try:
+        node = node_class()
+        check_overrides(node, argv)
+        values = {s.name: _value_or_empty(node, s.name) for s in parameter_specs() if not s.name.startswith("dev.")}
+        sources = parameter_sources(node, argv)
+        node.destroy_node()
+    except STARTUP_ERRORS as exc:
+        return _fail(f"invalid parameters: {' '.join(str(exc).split())}", 2)
+    finally:
+        rclpy.try_shutdown()
+    header = ["# mlmp-segment: the effective parameters of this command line, each with where its value",
+              "# came from (default: the node's defaults, the robot settings; a parameter file; -p)."]
+    sys.stdout.write(render_effective(values, sources, header))
+    return 0
 
 
 def run(node_class: Callable[[], Any], args: list[str] | None = None) -> int:
@@ -206,10 +270,11 @@ def run(node_class: Callable[[], Any], args: list[str] | None = None) -> int:
     if any(a in ("-h", "--help") for a in before_ros):
         print(USAGE, end="")
         return 0
+    problem = argument_problem(argv)
+    if problem:
+        return _fail(f"{problem}; see mlmp-segment --help", 2)
     if PRINT_PARAMS in before_ros:
-        sys.stdout.write(robot_params_file().read_text())
-        return 0
-    argv = with_default_params_file(argv)
+        return print_params(node_class, argv)
     _setup_logging()
     interrupt = _Interrupt()
     signal.signal(signal.SIGINT, interrupt)  # rclpy.init chains its handler to this one
@@ -241,8 +306,9 @@ def _start(node_class: Callable[[], Any], argv: list[str], interrupt: _Interrupt
         executor.add_node(node)
         interrupt.armed = False
     except STARTUP_ERRORS as exc:
-        what = "invalid parameters" if isinstance(exc, (ConfigError, ParameterException)) else "cannot load the model"
-        return _fail(f"{what}: {' '.join(str(exc).split())}"), node, executor
+        invalid = isinstance(exc, (ConfigError, ParameterException))
+        what = "invalid parameters" if invalid else "cannot load the model"
+        return _fail(f"{what}: {' '.join(str(exc).split())}", 2 if invalid else 1), node, executor
     except KeyboardInterrupt:
         return 0, node, executor
     return None, node, executor
@@ -250,7 +316,7 @@ def _start(node_class: Callable[[], Any], argv: list[str], interrupt: _Interrupt
 
 def _spin(node: Any, executor: MultiThreadedExecutor) -> int:
     try:
-        executor.spin()
+        executor.spin_until_future_complete(node.finished)  # a lifecycle shutdown ends the process too
     except (KeyboardInterrupt, ExternalShutdownException):
         pass
     except Exception:

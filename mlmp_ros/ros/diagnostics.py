@@ -32,6 +32,7 @@ class NodeView:
     stall_warn_factor: float
     stall_error_factor: float
     unknown_parameters: tuple[str, ...] = ()
+    sequence_numbers: bool = False  # lost frames are counted from the publishers' sequence numbers
 
 
 def stamp_age(header: Header) -> float | None:
@@ -128,14 +129,19 @@ def _frame_values(s: dict[str, Any], view: NodeView) -> dict[str, Any]:
         "output_rate_hz": f"{s['p_processed'] / elapsed:.2f}",
         "frames_received": s["received"],
         "frames_processed": s["processed"],
-        "frames_dropped": s["dropped"],
-        "frames_lost_in_dds": s["lost"],
-        "frames_skipped_by_rate_cap": s["rate_skipped"],
-        "frames_dropped_by_class_change": s["class_change_dropped"],
-        "bad_frames": s["bad"],
+        "frames_dropped": s["dropped"],  # every received frame that got no output, = the reasons below
+        "frames_dropped_replaced": s["drops"]["replaced"],
+        "frames_skipped_by_rate_cap": s["drops"]["rate_cap"],
+        "frames_dropped_by_class_change": s["drops"]["class_change"],
+        "frames_dropped_disabled": s["drops"]["disabled"],
+        "frames_dropped_inactive": s["drops"]["inactive"],
+        "frames_waiting": s["received"] - s["processed"] - s["dropped"],
+        "frames_lost_in_dds": s["lost"] if view.sequence_numbers else s["lost_events"],
+        "frames_lost_counted_by": "sequence numbers" if view.sequence_numbers else "lost-sample events",
+        "bad_frames": s["drops"]["bad"],
         "last_bad_frame": s["last_bad"],
         "last_bad_frame_limit": s["last_bad_limit"],
-        "frame_errors": s["errors"],
+        "frame_errors": s["drops"]["error"],
         "last_frame_error": s["last_error"],
         "latency_ms": _ms(_mean(s["p_latency"])),
         "latency_max_ms": _ms(max(s["p_latency"], default=None)),
@@ -153,27 +159,38 @@ def _frame_values(s: dict[str, Any], view: NodeView) -> dict[str, Any]:
 
 
 def _adaptation_values(s: dict[str, Any], seg: Any, streaming: dict[str, Any], steps_per_s: float) -> dict[str, Any]:
-    """The method, its schedule, budgets, losses, failures and resets."""
+    """The method, its schedule, budgets, losses, failures and resets.  Steps, loss and status are the
+    adaptation side's own (under async: the adaptation thread's last job, not the predicted frame's)."""
     adaptation = seg.config.adaptation
+    steps = streaming.get("adapt_last_steps", s["steps"])
+    loss = streaming.get("adapt_last_loss", s["last_loss"])
+    status = streaming.get("adapt_last_status", s["last_status"])
     return {
         "adaptation_method": adaptation.method,
         "adaptation_mode": adaptation.mode,
-        "adaptation_steps": s["steps"],
+        "adaptation_steps": steps,
         "adaptation_schedule": streaming["schedule"],
         "adaptation_steps_total": streaming["steps"],
         "adaptation_steps_per_s": f"{steps_per_s:.2f}",
+        "adaptation_steps_per_frame": _blank_float(streaming.get("steps_per_frame")),
+        "adaptation_wait_s": _blank_float(streaming.get("adapt_wait_s")),
         "adaptation_step_ms": _ms(None if streaming["step_ms"] is None else streaming["step_ms"] / 1000.0),
         "adaptation_lag_frames": _blank(streaming["lag_frames"]),
         "adaptation_lag_frames_median": _blank(streaming["lag_frames_median"]),
         "adaptation_budget_stops": streaming["stops"]["budget"],
         "adaptation_plateau_stops": streaming["stops"]["plateau"],
         "resets_by_reason": ", ".join(f"{k}={v}" for k, v in sorted(streaming["resets"].items())),
-        "last_loss": "" if s["last_loss"] is None else f"{s['last_loss']:.6g}",
-        "adaptation_status": s["last_status"],
+        "last_loss": "" if loss is None else f"{loss:.6g}",
+        "adaptation_status": status,
+        "last_frame_status": s["last_status"],  # the last published frame's (e.g. "batched x2", "restored ...")
         "adaptation_failures": streaming["failures"],
         "last_adaptation_failure": streaming["last_failure"],
         "resets": streaming["resets_total"],
     }
+
+
+def _blank_float(value: float | None) -> str:
+    return "" if value is None else f"{value:.3g}"
 
 
 def diagnostic_values(s: dict[str, Any], view: NodeView, *, seg: Any, weights: str, streaming: dict[str, Any],
@@ -246,3 +263,27 @@ def cuda_memory(device: Any) -> dict[str, str]:
         "cuda_allocated_mb": f"{torch.cuda.memory_allocated(device) / 2**20:.1f}",
         "cuda_max_allocated_mb": f"{torch.cuda.max_memory_allocated(device) / 2**20:.1f}",
     }
+
+
+def camera_status(pipe: Any, streams: Any, view: NodeView, node_fqn: str, *, cameras: bool) -> DiagnosticStatus:
+    """One camera's status (the pipeline's counters over the period, its adaptation state's counters).
+
+    ``pipe``: a CameraPipeline; ``streams``: the node's MultiStream; ``cameras``: the node was given
+    camera names (the status is then ``<node>: <camera>/segmentation`` and says which camera)."""
+    s = pipe.counters.take_period()
+    seg = streams.view(pipe.name)
+    streaming = streams.stream(pipe.name).stats()
+    now = time.monotonic()
+    mark, pipe.steps_mark = pipe.steps_mark, (now, streaming["steps"])
+    steps_per_s = (streaming["steps"] - mark[1]) / max(now - mark[0], 1e-9) if mark else streaming["steps_per_s"]
+    status = seg.status()
+    level, message = health(s, view, random_weights=seg.random_weights, last_failure=streaming["last_failure"])
+    values = {"camera": pipe.name} if cameras else {}
+    values.update(diagnostic_values(s, view, seg=seg, weights=status.weights, streaming=streaming,
+                                    steps_per_s=steps_per_s))
+    if cameras:
+        values["adaptation_shared"] = streams.shared
+        values["adaptation_weight_shift"] = f"{streams.weight_shift(pipe.name):.6g}"
+    array = diagnostic_array(status_name(node_fqn, pipe.name), level, message, values, hardware_id(seg.device),
+                             Header())
+    return array.status[0]

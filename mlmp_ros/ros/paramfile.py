@@ -1,7 +1,7 @@
 """The documented parameter files, generated from the settings' declarations:
-``config/segment.yaml`` (every parameter, the paper's protocol: tests, benchmark, demo) and the
-robot file the node starts from, ``mlmp_ros/config/robot.yaml`` (package data, so a pip install
-has it; ``mlmp-segment --print-params`` writes it out).
+``config/segment.yaml`` (every parameter, the paper's protocol: tests, benchmark, demo) and
+``mlmp_ros/config/robot.yaml``, the node's own defaults (the robot settings) written out (package
+data, so a pip install has it; the launch file's default ``params_file``).
 
 Every node parameter (core settings from mlmp_ros/core/config.py, the node's own from
 mlmp_ros/ros/settings.py) with its default and its help text as a comment.  Regenerate
@@ -28,25 +28,12 @@ import yaml
 from ..core import schema
 from ..core.config import Config
 from ..core.schema import Setting
-from ..robot import ROBOT_ADAPTATION
-from .settings import DEV_PARAMETERS, NodeSettings, node_default
+from .settings import DEV_PARAMETERS, NodeSettings, node_default, paper_file_value
 
 PATH = Path(__file__).resolve().parents[2] / "config" / "segment.yaml"
 # The robot parameter file, shipped inside the package (package data): mlmp-segment's default.
 ROBOT_PATH = Path(__file__).resolve().parents[1] / "config" / "robot.yaml"
 WIDTH = 100
-
-# Values this sample file sets on purpose, where they differ from the declared defaults:
-# the demo's class list (the sample stream's scenes) and a 224-pixel short side.
-FILE_VALUES: dict[str, Any] = {
-    "classes": ["person", "cat", "dog", "car", "motorcycle", "bicycle", "rocket", "cup, mug", "table", "chair",
-                "sky", "tree", "grass", "road", "building", "wall", "floor", "water"],
-    "resize": [224],
-}
-
-# The robot file's choices on top of FILE_VALUES: the README's "Recommended for robots" (Streaming,
-# measured on world streams), declared once in mlmp_ros/robot.py (the demo's adapted run uses them too).
-ROBOT_VALUES: dict[str, Any] = dict(ROBOT_ADAPTATION)
 
 HEADER = """\
 # mlmp_ros segmentation node: every parameter, with its default and what it means.
@@ -56,18 +43,15 @@ HEADER = """\
 # ones the Python API and the benchmark use (mlmp_ros.core.Config; list: mlmp-bench settings).
 # Settings marked [run time] can be changed while the node runs:
 #   ros2 param set /mlmp_segment adaptation.mode continual
-/**:
-  ros__parameters:
 """
 
 ROBOT_HEADER = """\
-# mlmp_ros segmentation node: the ROBOT configuration (mlmp-segment's default parameter file).
-# Continual adaptation on a second thread with the safeguards the README recommends for robots
-# (Streaming: "Recommended for robots"); config/segment.yaml keeps the paper's protocol.
+# mlmp_ros segmentation node: its DEFAULTS, the robot configuration (what mlmp-segment runs
+# with no parameter file; a parameter file overrides only what it names, -p overrides both).
+# Continual adaptation on a second thread with the safeguards recommended for robots
+# (mlmp_ros/robot.py); config/segment.yaml keeps the paper's protocol.
 # GENERATED from the settings' declarations: python -m mlmp_ros.ros.paramfile --write
-# Write it out to edit it: mlmp-segment --print-params > my_robot.yaml
-/**:
-  ros__parameters:
+# The effective values of a command line: mlmp-segment --print-params [--ros-args ...]
 """
 
 
@@ -82,11 +66,12 @@ def _comment(text: str, indent: str) -> list[str]:
     return [f"{indent}# {line}".replace("\0", " ") for line in textwrap.wrap(glued, WIDTH - len(indent) - 2)]
 
 
-def _entry(s: Setting, key: str, indent: str, chosen: dict[str, Any]) -> list[str]:
-    value = chosen.get(s.name, node_default(s))
+def _entry(s: Setting, key: str, indent: str, robot: bool) -> list[str]:
+    value, other = (node_default(s), paper_file_value(s)) if robot else (paper_file_value(s), node_default(s))
     lines = _comment(schema.describe(s), indent)
-    if s.name in chosen:
-        lines += _comment(f"(this file's choice; the default is {_scalar(node_default(s))})", indent)
+    if value != other:
+        note = "the robot setting; the paper's protocol: " if robot else "the paper's protocol; the node's default: "
+        lines += _comment(f"({note}{_scalar(other)})", indent)
     if isinstance(value, list) and len(value) > 4:
         lines.append(f"{indent}{key}:")
         lines += [f"{indent}  - {_scalar(v)}" for v in value]
@@ -97,9 +82,24 @@ def _entry(s: Setting, key: str, indent: str, chosen: dict[str, Any]) -> list[st
 
 def render(robot: bool = False) -> str:
     """The text of config/segment.yaml, or with ``robot`` of mlmp_ros/config/robot.yaml."""
-    chosen = {**FILE_VALUES, **ROBOT_VALUES} if robot else FILE_VALUES
     declared = [*schema.settings(Config), *(s for s in schema.settings(NodeSettings) if s.name not in DEV_PARAMETERS)]
-    lines = (ROBOT_HEADER if robot else HEADER).splitlines()
+    header = (ROBOT_HEADER if robot else HEADER).splitlines()
+    return nested_yaml(declared, lambda s, key, indent: _entry(s, key, indent, robot), header)
+
+
+def render_effective(values: dict[str, Any], sources: dict[str, str], header: list[str]) -> str:
+    """A parameter file of ``values`` (name -> value), each line saying where its value came from."""
+    declared = [s for s in [*schema.settings(Config), *schema.settings(NodeSettings)] if s.name in values]
+
+    def entry(s: Setting, key: str, indent: str) -> list[str]:
+        return [f"{indent}{key}: {_scalar(values[s.name])}  # {sources.get(s.name, 'default')}"]
+
+    return nested_yaml(declared, entry, header)
+
+
+def nested_yaml(declared: list[Setting], entry: Any, header: list[str]) -> str:
+    """``/**: ros__parameters:`` with every setting under its groups; ``entry(s, key, indent)`` gives its lines."""
+    lines = [*header, "/**:", "  ros__parameters:"]
     open_groups: list[str] = []
     base = "    "
     for s in declared:
@@ -113,7 +113,7 @@ def render(robot: bool = False) -> str:
                 lines.append("")
             lines.append(f"{base}{'  ' * len(open_groups)}{g}:")
             open_groups.append(g)
-        lines += _entry(s, key, base + "  " * len(open_groups), chosen)
+        lines += entry(s, key, base + "  " * len(open_groups))
     return "\n".join(lines) + "\n"
 
 

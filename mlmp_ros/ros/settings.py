@@ -14,6 +14,7 @@ from typing import Any
 from ..core import schema
 from ..core.config import Config, ConfigError
 from ..core.schema import Setting, setting
+from ..robot import ROBOT_ADAPTATION, SAMPLE_SETTINGS
 
 RELIABILITIES = ("auto", "reliable", "best_effort")
 CONFIDENCE_ENCODINGS = ("32FC1", "mono8")
@@ -128,9 +129,13 @@ NODE_GROUPS: tuple[str, ...] = (*dict.fromkeys(name.split(".")[0] for name in NO
 # ("auto" or "-1,-2,-3"; "auto", a prompt-file name or a YAML file).
 STRING_SETTINGS = ("layers", "templates")
 
-# Core settings whose node default differs from the core's (the core keeps the paper
-# protocol's fp32; a robot takes the fastest precision its hardware has).
-NODE_CORE_DEFAULTS: dict[str, Any] = {"precision": "auto"}
+# Core settings whose value in config/segment.yaml (the paper's protocol, for the benchmark, the
+# tests and the demo) differs from the core's: the core keeps the paper protocol's fp32, a node the
+# fastest precision its hardware has; the sample stream's classes and size.
+PAPER_FILE_DEFAULTS: dict[str, Any] = {"precision": "auto", **SAMPLE_SETTINGS}
+# The node's own defaults for the core settings: the robot settings (mlmp_ros/robot.py) on top.  A
+# parameter file overrides only what it names; -p overrides both.
+NODE_CORE_DEFAULTS: dict[str, Any] = {**PAPER_FILE_DEFAULTS, **ROBOT_ADAPTATION}
 
 
 def declared_settings() -> list[Setting]:
@@ -148,5 +153,10 @@ def ros_value(name: str, value: Any) -> Any:
 
 
 def node_default(s: Setting) -> Any:
-    """A parameter's default as the node declares it."""
+    """A parameter's default as the node declares it (the robot settings)."""
     return _plain(NODE_CORE_DEFAULTS.get(s.name, ros_value(s.name, s.default)))
+
+
+def paper_file_value(s: Setting) -> Any:
+    """A parameter's value in config/segment.yaml (the paper's protocol)."""
+    return _plain(PAPER_FILE_DEFAULTS.get(s.name, ros_value(s.name, s.default)))

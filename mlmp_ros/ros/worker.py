@@ -1,7 +1,13 @@
-"""The node's worker plumbing: the work queue between the executor and the worker thread,
-and the counters the worker and the callbacks keep for /diagnostics.
+"""The node's worker thread: the one thread that runs the model, for every camera.
 
-Nothing here calls ROS: the queue holds messages as they came, the counters plain numbers.
+It takes work from the :class:`~mlmp_ros.ros.inbox.Inbox`: run-time changes (applied to every
+camera's adaptation state, then ``label_info`` published on every camera before any label of
+the new class list), resets and calls first; then the cameras' newest frames, round robin,
+each checked, converted, segmented under its camera's adaptation state
+(:class:`~mlmp_ros.core.multistream.MultiStream`; same-size frames share one forward pass when
+nothing adapts), passed through the class-change gate and published on its camera's topics.
+``input.max_rate_hz`` holds it back between frames (frames replaced meanwhile count as
+``rate_cap``).  An exception in a frame is counted on its camera and never ends the worker.
 """
 
 from __future__ import annotations
@@ -9,256 +15,210 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
-if TYPE_CHECKING:
-    from sensor_msgs.msg import CompressedImage, Image
-
-STOP_TIMEOUT = 10.0  # seconds a stop waits for the worker (it stops between adaptation steps)
-
-
-@dataclass
-class Frame:
-    msg: Image | CompressedImage
-    received: float  # perf_counter when the callback got it
+from ..core.methods.base import AdaptationCancelled
+from ..core.multistream import MultiStream
+from ..core.segmenter import FrameLimitError
+from .conversions import BadFrame
+from .diagnostics import stamp_age
+from .gate import LABEL_SETTINGS, LabelGate
+from .inbox import Frame, Inbox, ResetRequest, Work
+from .pipeline import WARN_THROTTLE, CameraPipeline
 
 
-@dataclass
-class ResetRequest:
-    done: threading.Event = field(default_factory=threading.Event)
-    ok: bool = False
-    message: str = ""
+class Worker:
+    """See the module docs.  ``settings``: a callable giving the node's settings now."""
 
+    def __init__(self, streams: MultiStream, inbox: Inbox, pipelines: dict[str, CameraPipeline], gate: LabelGate,
+                 *, settings: Callable[[], Any], logger: Any, stopping: threading.Event) -> None:
+        self.streams = streams
+        self.inbox = inbox
+        self.pipelines = pipelines
+        self.gate = gate
+        self._settings = settings
+        self._logger = logger
+        self._stopping = stopping
+        self._idle_since = time.perf_counter()
+        self._last_start: float | None = None  # perf_counter when frames were last taken (input.max_rate_hz)
+        self.thread = threading.Thread(target=self._run, name="mlmp_segment_worker", daemon=True)
 
-@dataclass
-class Work:
-    frame: Frame | None = None
-    changes: dict[str, Any] = field(default_factory=dict)
-    resets: list[ResetRequest] = field(default_factory=list)
-    calls: list[Callable[[], None]] = field(default_factory=list)
+    def start(self) -> None:
+        self.thread.start()
 
+    def join(self, timeout: float) -> bool:
+        """Wait for the worker to end (after the inbox closed); False if it did not in time."""
+        if self.thread.is_alive():
+            self.thread.join(timeout=timeout)
+        return not self.thread.is_alive()
 
-class Inbox:
-    """What a worker takes between frames: calls, run-time changes and resets (the base of its queues).
+    # ------------------------------------------------------------------ loop
+    def _run(self) -> None:
+        while True:
+            if not self._hold_to_rate():
+                return
+            work = self.inbox.get(len(self.pipelines) if self.streams.batchable() else 1)
+            if work is None:
+                return
+            if work.frames:
+                self._last_start = time.perf_counter()
+            try:
+                self._handle(work)
+            except AdaptationCancelled:
+                return  # the node is stopping
+            except Exception as exc:  # noqa: BLE001 - a frame must never end the worker
+                if self._stopping.is_set():
+                    return  # e.g. publishing after the context was shut down: not an error
+                self._failed(work, exc)
+            finally:
+                self._give_back(work)
+            self._idle_since = time.perf_counter()
 
-    Resets are queued as items that :meth:`_request` maps to their :class:`ResetRequest`; a
-    reset asked for after :meth:`close` is answered at once.
-    """
+    def _give_back(self, work: Work) -> None:
+        """The worker is done with ``work``: a frame not accounted for yet (the node stopped while it was
+        in progress) is dropped as inactive."""
+        for name, frame in work.frames:
+            counters = self.pipelines[name].counters
+            if not frame.finished:
+                frame.finished = True
+                counters.drop("inactive")
+            counters.busy(None)
 
-    def __init__(self) -> None:
-        self._cond = threading.Condition()
-        self._changes: dict[str, Any] = {}
-        self._resets: list[Any] = []
-        self._calls: list[Callable[[], None]] = []
-        self._closed = False
+    def _failed(self, work: Work, exc: Exception) -> None:
+        for name, frame in work.frames:
+            if not frame.finished:
+                frame.finished = True
+                self.pipelines[name].counters.frame_error(f"{type(exc).__name__}: {exc}")
+        self._logger.error(f"processing failed ({type(exc).__name__}: {exc}); waiting for the next frame",
+                           throttle_duration_sec=WARN_THROTTLE)
 
-    @staticmethod
-    def _request(item: Any) -> ResetRequest:
-        return item
+    def _hold_to_rate(self) -> bool:
+        """input.max_rate_hz: wait until frames may be taken again (frames arriving meanwhile replace the
+        waiting ones: counted as rate_cap); False when the node stops meanwhile."""
+        rate = self._settings().max_rate_hz
+        if rate > 0 and self._last_start is not None:
+            wait = self._last_start + 1.0 / rate - time.perf_counter()
+            if wait > 0:
+                self.inbox.holding = True
+                try:
+                    if self._stopping.wait(wait):
+                        return False
+                finally:
+                    self.inbox.holding = False
+        return True
 
-    def put_call(self, call: Callable[[], None]) -> None:
-        """Run ``call`` on the worker, between frames."""
-        with self._cond:
-            self._calls.append(call)
-            self._cond.notify()
+    def _handle(self, work: Work) -> None:
+        if work.changes:
+            self._apply_changes(work.changes)
+        for request in work.resets:
+            self._reset(request)
+        for call in work.calls:
+            call()
+        if work.frames:
+            self._process(work.frames)
 
-    def put_changes(self, changes: dict[str, Any]) -> None:
-        with self._cond:
-            self._changes.update(changes)
-            self._cond.notify()
+    # ------------------------------------------------------- changes, resets
+    def _apply_changes(self, changes: dict[str, Any]) -> None:
+        self.streams.update(**changes)
+        self._logger.info("applied " + ", ".join(f"{k}={v}" for k, v in changes.items()))
+        if any(name in changes for name in LABEL_SETTINGS):
+            self.publish_label_info()  # before any label of the new meaning
+            self.gate.applied(changes)
 
-    def _put_reset(self, item: Any) -> ResetRequest:
-        request = self._request(item)
-        with self._cond:
-            if self._closed:
-                request.message = "the node is shutting down"
-                request.done.set()
-                return request
-            self._resets.append(item)
-            self._cond.notify()
-        return request
+    def publish_label_info(self) -> None:
+        for name, pipe in self.pipelines.items():
+            view = self.streams.view(name)
+            pipe.publish_label_info(view.class_names, view.status().synonyms)
 
-    def _has_pending(self) -> bool:
-        return bool(self._changes or self._resets or self._calls)
+    def _reset(self, request: ResetRequest) -> None:
+        try:
+            self.streams.reset(request.camera or None)
+            if len(self.pipelines) == 1 and not request.camera:
+                resets = self.streams.stream(next(iter(self.pipelines))).counters()["resets_total"]
+                request.answer(True, f"adapted parameters are back to the source weights (reset {resets})")
+                return
+            which = "every camera" if not request.camera else f"camera {request.camera}"
+            shared = " (adaptation is shared: every camera)" if self.streams.shared and request.camera else ""
+            request.answer(True, f"{which} back to the source weights{shared}")
+        except Exception as exc:  # noqa: BLE001 - reported to the caller
+            request.answer(False, f"reset failed: {type(exc).__name__}: {exc}")
 
-    def _take_pending(self) -> tuple[dict[str, Any], list[Any], list[Callable[[], None]]]:
-        """The waiting changes, resets and calls (caller holds the lock); the inbox is left empty of them."""
-        taken = (self._changes, self._resets, self._calls)
-        self._changes, self._resets, self._calls = {}, [], []
-        return taken
+    # ---------------------------------------------------------------- frames
+    def _process(self, frames: list[tuple[str, Frame]]) -> None:
+        """Check and convert every frame taken, segment them (one pass for same-size frames when
+        batchable), publish each through the gate."""
+        taken = time.perf_counter()
+        adaptation = self.streams.seg.config.adaptation  # a frame's time depends on it: the watchdog's regime
+        regime = f"{adaptation.schedule}/{adaptation.mode}/{adaptation.steps}"
+        ready = []
+        for name, frame in frames:
+            pipe = self.pipelines[name]
+            pipe.counters.busy(time.monotonic(), regime)
+            rgb = pipe.convert(frame.msg, self.streams.view(name))
+            if rgb is None:
+                frame.finished = True  # counted as bad
+            else:
+                ready.append((pipe, frame, rgb))
+        converted = time.perf_counter()
+        for group in self._groups(ready):
+            if self._stopping.is_set():
+                return
+            for (pipe, frame, rgb), run in zip(group, self._segment(group)):
+                self._finish(pipe, frame, rgb, run, (taken, converted))
 
-    def close(self) -> None:
-        with self._cond:
-            self._closed = True
-            for item in self._resets:
-                request = self._request(item)
-                request.message = "the node is shutting down"
-                request.done.set()
-            self._resets = []
-            self._cond.notify_all()
+    def _groups(self, ready: list) -> list[list]:
+        """Same-size frames together when they can share a forward pass, else one by one."""
+        if len(ready) < 2 or not self.streams.batchable():
+            return [[item] for item in ready]
+        groups: dict[tuple, list] = {}
+        for item in ready:
+            groups.setdefault(item[2].shape, []).append(item)
+        return list(groups.values())
 
+    def _segment(self, group: list) -> list[tuple]:
+        """(frame result, timings, (steps, last loss, status)) per frame of the group; a frame refused
+        by the core's own size guard gives None."""
+        if len(group) == 1:
+            pipe, frame, rgb = group[0]
+            try:
+                r = self.streams.segment(pipe.name, [rgb], output="input").result
+            except FrameLimitError as exc:  # the check before converting runs first; this is the core's guard
+                pipe.bad_frame(BadFrame(str(exc), limit="input.max_windows"))
+                frame.finished = True
+                return [None]
+            self._report_resets(pipe)
+            if r.status.startswith("restored"):
+                self._logger.warning(f"{pipe.label}adaptation failed on this frame ({r.status}); published the "
+                                     "prediction of the last good weights", throttle_duration_sec=WARN_THROTTLE)
+            return [(r.frames[0], r.timings, (len(r.losses), r.losses[-1] if r.losses else None, r.status))]
+        outs, timings = self.streams.segment_batch([rgb for _, _, rgb in group], output="input")
+        # Each frame waited for the whole pass: its model time is the pass's (model_ms, not a share of it).
+        return [(out, timings, (0, None, f"batched x{len(group)}")) for out in outs]
 
-class WorkQueue(Inbox):
-    """The worker's inbox: one slot for the newest frame, plus run-time changes and resets.
+    def _finish(self, pipe: CameraPipeline, frame: Frame, rgb: Any, run: tuple | None, marks: tuple) -> None:
+        if run is None or self._stopping.is_set():
+            return  # refused (counted), or stopping: the context may be gone
+        out, timings, adaptation = run
+        segmented = time.perf_counter()
+        frame.finished = True
+        if not self.gate.publish_if_current(lambda: pipe.publish(out, rgb, frame.msg.header)):
+            pipe.counters.drop("class_change")
+            return
+        published = time.perf_counter()
+        taken, converted = marks
+        ready = max(frame.received, self._idle_since)
+        # What the node adds to the segmenter: waking the worker, converting, publishing.
+        overhead = {"schedule": taken - ready, "convert": converted - taken, "publish": published - segmented,
+                    "total": max(0.0, published - ready - timings["total"])}
+        pipe.counters.frame_done(latency=published - frame.received, stamp_age=stamp_age(frame.msg.header),
+                                 took=published - taken, model=timings["total"], overhead=overhead,
+                                 adaptation=adaptation)
 
-    Changes and resets are handled before the waiting frame; several parameter changes
-    that arrive while the worker is busy merge into one update.
-    """
-
-    def __init__(self) -> None:
-        super().__init__()
-        self._frame: Frame | None = None
-
-    def put_frame(self, frame: Frame) -> bool:
-        """Store ``frame``; True when it replaced a frame the worker had not taken yet."""
-        with self._cond:
-            replaced = self._frame is not None
-            self._frame = frame
-            self._cond.notify()
-        return replaced
-
-    def take_frame(self) -> Frame | None:
-        """The waiting frame, if any (it is no longer waiting)."""
-        with self._cond:
-            frame, self._frame = self._frame, None
-        return frame
-
-    def put_reset(self) -> ResetRequest:
-        return self._put_reset(ResetRequest())
-
-    def get(self) -> Work | None:
-        """The next work (blocking); None once closed."""
-        with self._cond:
-            while not (self._closed or self._frame or self._has_pending()):
-                self._cond.wait()
-            if self._closed:
-                return None
-            if self._has_pending():
-                changes, resets, calls = self._take_pending()
-                return Work(changes=changes, resets=resets, calls=calls)
-            work = Work(frame=self._frame)
-            self._frame = None
-            return work
-
-
-class Stats:
-    """Counters for /diagnostics: totals since start and sums over the current period."""
-
-    def __init__(self) -> None:
-        self.lock = threading.Lock()
-        self.received = self.processed = self.dropped = 0
-        self.bad = self.errors = self.incompatible_qos = 0
-        self.last_bad = self.last_error = ""
-        self.last_bad_limit = ""  # the setting whose limit refused the last bad frame, if one did
-        self.last_qos_policy = ""  # the QoS policy of the last incompatible-QoS event
-        self.steps = 0
-        self.last_loss: float | None = None
-        self.last_status = ""
-        self.last_frame_at: float | None = None
-        self.started_at = time.monotonic()
-        self.last_input_at: float | None = None
-        self.busy_since: float | None = None  # monotonic: the worker took the frame it works on
-        self.expected: float | None = None  # seconds per frame under the current regime (see busy)
-        self.expected_by_regime: dict[str, float] = {}  # moving average of finished frames, per regime
-        self.regime = ""
-        self.lost = 0  # messages the DDS reader reported lost (message-lost events)
-        self.rate_skipped = 0  # frames replaced while input.max_rate_hz held the worker back
-        self.class_change_dropped = 0  # results not published: a class change returned while they were computed
-        self._new_period(time.monotonic())
-
-    def _new_period(self, now: float) -> None:
-        self.period_start = now
-        self.p_received = self.p_processed = self.p_bad = self.p_errors = 0
-        self.p_failures = self.p_incompatible = 0
-        self.p_latency: list[float] = []
-        self.p_stamp_age: list[float] = []
-        self.p_model: list[float] = []
-        self.p_overhead: list[float] = []
-
-    def frame_in(self, replaced: bool) -> None:
-        with self.lock:
-            self.received += 1
-            self.p_received += 1
-            self.last_input_at = time.monotonic()
-            if replaced:
-                self.dropped += 1
-
-    def dropped_waiting(self) -> None:
-        with self.lock:
-            self.dropped += 1
-
-    def replaced_while_waiting(self) -> None:
-        with self.lock:
-            self.dropped += 1
-            self.rate_skipped += 1
-
-    def dropped_by_class_change(self) -> None:
-        with self.lock:
-            self.class_change_dropped += 1
-
-    def messages_lost(self, count: int) -> None:
-        with self.lock:
-            self.lost += count
-
-    def busy(self, since: float | None, regime: str | None = None) -> None:
-        """The worker took a frame at ``since`` (None: it is idle again).
-
-        ``regime``: what decides a frame's time (schedule, mode, steps); the stall watchdog
-        compares the frame in progress with the frames of the same regime only, so a switch
-        (async to sync, off to continual) is not taken for a stall.
-        """
-        with self.lock:
-            self.busy_since = since
-            if regime is not None:
-                self.regime = regime
-                self.expected = self.expected_by_regime.get(regime)
-
-    def bad_frame(self, reason: str, limit: str = "") -> None:
-        with self.lock:
-            self.bad += 1
-            self.p_bad += 1
-            self.last_bad = reason
-            self.last_bad_limit = limit
-
-    def frame_error(self, reason: str) -> None:
-        with self.lock:
-            self.errors += 1
-            self.p_errors += 1
-            self.last_error = reason
-
-    def frame_done(self, *, latency: float, stamp_age: float | None, model: float, overhead: dict[str, float],
-                   steps: int, loss: float | None, status: str, took: float) -> None:
-        with self.lock:
-            self.processed += 1
-            self.p_processed += 1
-            self.p_latency.append(latency)
-            if stamp_age is not None:
-                self.p_stamp_age.append(stamp_age)
-            self.expected = took if self.expected is None else 0.8 * self.expected + 0.2 * took
-            self.expected_by_regime[self.regime] = self.expected
-            self.p_model.append(model)
-            self.p_overhead.append(overhead)
-            self.steps = steps
-            self.last_loss = loss
-            self.last_status = status
-            if status.startswith("restored"):
-                self.p_failures += 1
-            self.last_frame_at = time.monotonic()
-
-    def qos_incompatible(self, policy: str) -> None:
-        with self.lock:
-            self.incompatible_qos += 1
-            self.last_qos_policy = policy
-            self.p_incompatible += 1
-
-    def take_period(self) -> dict[str, Any]:
-        """A copy of everything, then a new period."""
-        with self.lock:
-            now = time.monotonic()
-            snap = dict(vars(self))
-            snap.pop("lock")
-            snap["elapsed"] = max(now - self.period_start, 1e-9)
-            snap["now"] = now
-            self._new_period(now)
-        return snap
+    def _report_resets(self, pipe: CameraPipeline) -> None:
+        """Log the continual resets (by reason) since the camera's last frame."""
+        reasons = self.streams.stream(pipe.name).counters()["resets"]
+        new = {k: v - pipe.resets_seen.get(k, 0) for k, v in reasons.items() if v != pipe.resets_seen.get(k, 0)}
+        pipe.resets_seen = reasons
+        if any(k != "manual" for k in new):
+            self._logger.warning(f"{pipe.label}adaptation reset to the source weights: " +
+                                 ", ".join(f"{k} x{v}" for k, v in new.items()))  # fmt: skip

@@ -102,9 +102,27 @@ class InProcessNode:
         return list(future.result().results)
 
 
+def paper_parameters() -> dict[str, Any]:
+    """config/segment.yaml (the paper's protocol) as flat parameter values, as a --params-file gives them
+    (empty lists left out: ROS cannot type them)."""
+    import yaml
+
+    def flat(tree: dict, prefix: str = "") -> dict[str, Any]:
+        out: dict[str, Any] = {}
+        for key, value in tree.items():
+            if isinstance(value, dict):
+                out.update(flat(value, f"{prefix}{key}."))
+            elif value != []:
+                out[f"{prefix}{key}"] = value
+        return out
+
+    return flat(yaml.safe_load(PARAMS_FILE.read_text())["/**"]["ros__parameters"])
+
+
 @contextlib.contextmanager
 def in_process_node(namespace: str, parameters: dict[str, Any] | None = None) -> Iterator[InProcessNode]:
-    """A started SegmentNode (tiny model, ``parameters`` on top) in this process: its own rclpy
+    """A started SegmentNode (the paper's settings as config/segment.yaml, the tiny model, ``parameters`` on
+    top) in this process: its own rclpy
     context on the test domain (loopback, test/conftest.py), a SingleThreadedExecutor spinning it
     and a client node on a background thread.  For checks of callbacks and services where a
     separate process adds nothing; start-up, signals and exit codes stay with the subprocess tests."""
@@ -121,7 +139,7 @@ def in_process_node(namespace: str, parameters: dict[str, Any] | None = None) ->
     context = rclpy.Context()
     rclpy.init(args=[], context=context, domain_id=int(os.environ["ROS_DOMAIN_ID"]),
                signal_handler_options=SignalHandlerOptions.NO)  # pytest keeps its own SIGINT handling
-    values = {**TINY, "classes": CLASSES, "adaptation.steps": 1, **(parameters or {})}
+    values = {**paper_parameters(), **TINY, "classes": CLASSES, "adaptation.steps": 1, **(parameters or {})}
     node = client = executor = thread = None
     try:
         node = SegmentNode(context=context, namespace=namespace,

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import threading
-
 import cv2
 import numpy as np
 import pytest
@@ -16,6 +14,7 @@ from mlmp_ros.core import Config, ConfigError
 from mlmp_ros.core.config import ros_parameters
 from mlmp_ros.core.schedule import STREAM_SETTINGS
 from mlmp_ros.core.segmenter import RUNTIME_SETTINGS
+from mlmp_ros.robot import ROBOT_ADAPTATION, SAMPLE_SETTINGS
 from mlmp_ros.ros import conversions as conv
 from mlmp_ros.ros.conversions import BadFrame, compressed_size, compressed_to_rgb, confidence_to_image, image_to_array
 from mlmp_ros.ros.live import (
@@ -25,7 +24,6 @@ from mlmp_ros.ros.live import (
     parameter_value,
     python_value,
 )
-from mlmp_ros.ros.node import Frame, WorkQueue
 from mlmp_ros.ros.params import (
     DEV_PARAMETERS,
     NODE_CORE_DEFAULTS,
@@ -222,7 +220,8 @@ def test_every_core_setting_is_a_parameter_with_a_description():
 def test_parameter_defaults_build_the_core_defaults():
     values = {s.name: s.default for s in parameter_specs()}
     assert core_config(values).flat() == Config().replace(**NODE_CORE_DEFAULTS).flat()
-    assert NODE_CORE_DEFAULTS == {"precision": "auto"}  # the node runs the hardware's best precision
+    # the node runs the hardware's best precision and the robot settings (mlmp_ros/robot.py)
+    assert NODE_CORE_DEFAULTS == {"precision": "auto", **SAMPLE_SETTINGS, **ROBOT_ADAPTATION}
     assert NodeSettings.from_values(values) == NodeSettings()
 
 
@@ -259,41 +258,6 @@ def test_node_settings_are_validated():
         NodeSettings.from_values({"input.reliability": "fast", "output.blend": 1.5, "diagnostics.period": 0.0})
     text = str(err.value)
     assert "input.reliability" in text and "output.blend" in text and "diagnostics.period" in text
-
-
-# ------------------------------------------------------------ worker inbox
-def test_the_newest_frame_replaces_the_waiting_one():
-    queue = WorkQueue()
-    frames = [Frame(Image(), float(i)) for i in range(3)]
-    assert [queue.put_frame(f) for f in frames] == [False, True, True]
-    assert queue.get().frame is frames[2]
-    assert queue.put_frame(frames[0]) is False
-
-
-def test_changes_merge_and_come_before_the_frame():
-    queue = WorkQueue()
-    queue.put_frame(Frame(Image(), 0.0))
-    queue.put_changes({"adaptation.steps": 2})
-    queue.put_changes({"adaptation.steps": 3, "adaptation.lr": 0.1})
-    request = queue.put_reset()
-    work = queue.get()
-    assert work.frame is None and work.changes == {"adaptation.steps": 3, "adaptation.lr": 0.1}
-    assert work.resets == [request]
-    assert queue.get().frame is not None
-
-
-def test_closing_wakes_the_worker_and_answers_waiting_resets():
-    queue = WorkQueue()
-    got = []
-    worker = threading.Thread(target=lambda: got.append(queue.get()))
-    worker.start()
-    request = queue.put_reset()
-    worker.join(5)
-    pending = queue.put_reset()
-    queue.close()
-    assert got and got[0].resets == [request]
-    assert pending.done.is_set() and not pending.ok and "shutting down" in pending.message
-    assert queue.get() is None
 
 
 def test_mono8_confidence_is_round_255_p():

@@ -170,14 +170,15 @@ def test_a_burst_of_reset_calls_is_answered_in_full():
     from std_srvs.srv import Trigger
 
     from mlmp_ros.ros.conversions import array_to_image
-    from mlmp_ros.ros.node import Frame
+    from mlmp_ros.ros.inbox import Frame
 
     burst = 30
     with in_process_node("mlmp_test_service_burst", {"dev.step_delay": 2 * DELAY}) as n:
         # a frame adapting for >= 2 DELAY: the first ~/reset waits for it, the others queue behind it
-        n.node._work.put_frame(Frame(array_to_image(make_image(48, 64), "rgb8"), time.perf_counter()))
+        counters = n.node.pipelines[""].counters
+        n.node.inbox.put_frame("", Frame(array_to_image(make_image(48, 64), "rgb8"), time.perf_counter()))
         deadline = time.monotonic() + TIMEOUT
-        while n.node.stats.busy_since is None:
+        while counters.busy_since is None:
             assert time.monotonic() < deadline, "the worker did not take the frame"
             time.sleep(0.01)
         client = n.client.create_client(Trigger, n.node.resolve_service_name("~/reset"))
@@ -189,4 +190,4 @@ def test_a_burst_of_reset_calls_is_answered_in_full():
         for i in range(burst):
             assert answered.acquire(timeout=TIMEOUT), f"{i} of {burst} calls answered"
         assert all(f.result().success for f in futures)
-        assert n.node.stats.processed == 1  # the frame finished; the resets came after it
+        assert counters.processed == 1  # the frame finished; the resets came after it

@@ -40,12 +40,13 @@ def test_reset_service_resets_on_the_worker(inproc):
 def test_enable_service_unsubscribes_and_subscribes_again(inproc):
     try:
         off = inproc.call(SetBool, "~/enable", SetBool.Request(data=False))
-        assert off.success and not inproc.node._enabled and inproc.node._subscription is None
+        pipe = inproc.node.pipelines[""]
+        assert off.success and not inproc.node.enabled and pipe.subscription is None
         again = inproc.call(SetBool, "~/enable", SetBool.Request(data=False))
-        assert again.success and not inproc.node._enabled  # idempotent
+        assert again.success and not inproc.node.enabled  # idempotent
     finally:
         on = inproc.call(SetBool, "~/enable", SetBool.Request(data=True))
-    assert on.success and inproc.node._enabled and inproc.node._subscription is not None
+    assert on.success and inproc.node.enabled and inproc.node.pipelines[""].subscription is not None
 
 
 def test_unknown_overrides_are_kept_as_data(inproc):

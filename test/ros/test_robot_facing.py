@@ -19,11 +19,12 @@ from rclpy.qos import QoSProfile, ReliabilityPolicy
 from sensor_msgs.msg import Image
 
 from mlmp_ros.core import Config
+from mlmp_ros.robot import ROBOT_ADAPTATION
 from mlmp_ros.ros.cli import robot_params_file
 from mlmp_ros.ros.conversions import label_info_type
 from mlmp_ros.ros.diagnostics import adaptation_summary
 from mlmp_ros.ros.live import LiveSession, NodeProcess, node_command
-from mlmp_ros.ros.paramfile import ROBOT_PATH, ROBOT_VALUES
+from mlmp_ros.ros.paramfile import ROBOT_PATH
 from mlmp_ros.ros.qos import label_info_qos
 
 from .ros_helpers import CLASSES, NODE_ENV, REPO, TINY, make_image
@@ -34,12 +35,47 @@ def _run(*args: str) -> subprocess.CompletedProcess:
                           env={**os.environ, **NODE_ENV})
 
 
-def test_print_params_writes_the_packaged_robot_file():
+def test_print_params_shows_the_defaults_are_the_robot_settings():
     done = _run("--print-params")
     assert done.returncode == 0, done.stderr
-    assert robot_params_file() == ROBOT_PATH and done.stdout == ROBOT_PATH.read_text()
-    flat = Config.from_mapping(yaml.safe_load(done.stdout)["/**"]["ros__parameters"]).flat()
-    assert {k: flat[k] for k in ROBOT_VALUES} == ROBOT_VALUES
+    assert robot_params_file() == ROBOT_PATH  # the defaults written out, for the launch file
+    printed = Config.from_mapping(yaml.safe_load(done.stdout)["/**"]["ros__parameters"]).flat()
+    assert printed == Config.from_yaml(ROBOT_PATH).flat()
+    assert {k: printed[k] for k in ROBOT_ADAPTATION} == ROBOT_ADAPTATION
+    assert "schedule: async  # default" in done.stdout
+
+
+def test_a_users_params_file_overrides_only_what_it_names_and_p_overrides_both(tmp_path):
+    mine = tmp_path / "mine.yaml"
+    mine.write_text("/**:\n  ros__parameters:\n    model: mlmp-tiny-test\n    weights: random\n    device: cpu\n"
+                    "    classes: [cat, sky]\n    adaptation:\n      steps: 4\n")
+    done = _run("--print-params", "--ros-args", "--params-file", str(mine), "-p", "adaptation.steps:=2")
+    assert done.returncode == 0, done.stderr
+    lines = {line.strip().split(":")[0]: line.strip() for line in done.stdout.splitlines() if "#" in line}
+    assert lines["model"] == f"model: mlmp-tiny-test  # parameter file {mine}"
+    assert lines["schedule"] == "schedule: async  # default"  # the robot settings, not the paper's sync
+    assert lines["mode"] == "mode: continual  # default"
+    assert lines["steps"] == "steps: 2  # -p"
+    # and that is what runs: the node started with the same file (and the documented `cameras:=[]`)
+    node = NodeProcess(mine, {"cameras": [], "adaptation.steps": 1}, namespace="/mlmp_test_user_file", env=NODE_ENV)
+    with LiveSession(node) as live:
+        values = live.get_parameters(["adaptation.schedule", "adaptation.mode", "adaptation.steps", "classes"])
+        assert values == {"adaptation.schedule": "async", "adaptation.mode": "continual", "adaptation.steps": 1,
+                          "classes": ["cat", "sky"]}
+        assert live.wait_for_output(live.publish(make_image(60, 80)), 120.0).height == 60
+
+
+@pytest.mark.parametrize(("args", "says"), [
+    (("--foo",), "unrecognized arguments: --foo"),
+    (("--ros-args", "--params-file", "/nonexistent.yaml"), "--params-file /nonexistent.yaml: no such file"),
+    (("--print-params", "--ros-args", "-p", "adaptation.steps:=-5"), "adaptation.steps"),
+])
+def test_bad_command_lines_are_refused_in_one_line_before_anything_starts(args, says):
+    done = _run(*args)
+    assert done.returncode == 2, done.stderr
+    lines = done.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("mlmp-segment: error:") and says in lines[0], done.stderr
+    assert "Traceback" not in done.stderr and "loading" not in done.stdout + done.stderr
 
 
 def test_help_names_what_a_pip_install_has():
@@ -98,17 +134,17 @@ class _Listener:
             assert self.event.wait_for(predicate, timeout), (sorted(self.got), [s.name for s in self.statuses])
 
 
-def test_readme_nav2_topics_are_the_nodes_and_it_starts_from_the_robot_file():
+def test_readme_nav2_topics_are_the_nodes_and_it_starts_from_the_robot_settings():
     topics = readme_nav2_topics()
     namespace = topics["segmentation_topic"].removesuffix("/segmentation/labels")
     assert namespace.startswith("/") and namespace != topics["segmentation_topic"]
-    # No --params-file: the node starts from the packaged robot file, -p on top of it.
+    # No --params-file: the node starts from its defaults (the robot settings), -p on top of them.
     node = NodeProcess(None, {**TINY, "classes": CLASSES, "adaptation.steps": 1,
                               "output.confidence_encoding": "mono8"}, namespace=namespace, env=NODE_ENV)
     with LiveSession(node) as live:
         values = live.get_parameters(["adaptation.schedule", "adaptation.mode", "adaptation.steps"])
-        assert values == {"adaptation.schedule": ROBOT_VALUES["adaptation.schedule"],
-                          "adaptation.mode": ROBOT_VALUES["adaptation.mode"], "adaptation.steps": 1}
+        assert values == {"adaptation.schedule": ROBOT_ADAPTATION["adaptation.schedule"],
+                          "adaptation.mode": ROBOT_ADAPTATION["adaptation.mode"], "adaptation.steps": 1}
         listener = _Listener(live, topics)
         listener.wait(lambda: "labels_topic" in listener.got)  # transient local: the class map arrives late too
         live.wait_until(lambda: live.ros.count_publishers(topics["segmentation_topic"]) > 0, 30.0, "labels")

@@ -11,9 +11,10 @@ from rclpy.parameter import Parameter
 
 from mlmp_ros.core import Segmenter
 from mlmp_ros.ros.conversions import array_to_image
-from mlmp_ros.ros.node import Frame, SegmentNode
+from mlmp_ros.ros.inbox import Frame
+from mlmp_ros.ros.node import SegmentNode
 
-from .ros_helpers import CLASSES, TINY, make_image
+from .ros_helpers import CLASSES, TINY, make_image, paper_parameters
 
 
 def wait_for(predicate, timeout: float = 60.0) -> None:
@@ -27,7 +28,8 @@ def wait_for(predicate, timeout: float = 60.0) -> None:
 def node():
     context = rclpy.Context()
     rclpy.init(args=[], context=context)
-    overrides = [Parameter(k, value=v) for k, v in {**TINY, "classes": CLASSES, "adaptation.steps": 1}.items()]
+    overrides = [Parameter(k, value=v) for k, v in {**paper_parameters(), **TINY, "classes": CLASSES,
+                                                          "adaptation.steps": 1}.items()]
     node = SegmentNode(context=context, parameter_overrides=overrides)
     try:
         yield node
@@ -51,10 +53,11 @@ def test_an_exception_in_a_frame_is_counted_and_the_next_frame_served(node):
     segmenter.segment = failing_once
     node.start(segmenter=segmenter)
     msg = array_to_image(make_image(64, 80), "rgb8")
-    node._work.put_frame(Frame(msg, time.perf_counter()))
-    wait_for(lambda: node.stats.errors == 1)
-    assert "simulated failure" in node.stats.last_error
-    node._work.put_frame(Frame(msg, time.perf_counter()))
-    wait_for(lambda: node.stats.processed == 1)
-    assert node._worker.is_alive() and len(calls) == 2
-    assert np.isfinite(node.stats.last_loss)
+    counters = node.pipelines[""].counters
+    node.inbox.put_frame("", Frame(msg, time.perf_counter()))
+    wait_for(lambda: counters.drops["error"] == 1)
+    assert "simulated failure" in counters.last_error
+    node.inbox.put_frame("", Frame(msg, time.perf_counter()))
+    wait_for(lambda: counters.processed == 1)
+    assert node.worker.thread.is_alive() and len(calls) == 2
+    assert np.isfinite(counters.last_loss)

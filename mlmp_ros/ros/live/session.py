@@ -3,25 +3,20 @@
 from __future__ import annotations
 
 import itertools
-import math
 import os
 import threading
 import time
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import cv2
 import numpy as np
 import rclpy
 from diagnostic_msgs.msg import DiagnosticArray
-from rcl_interfaces.msg import Parameter as ParameterMsg
-from rcl_interfaces.msg import SetParametersResult
-from rcl_interfaces.srv import GetParameters, SetParameters
 from rclpy.executors import SingleThreadedExecutor
 from rclpy.qos import QoSProfile
 from rclpy.serialization import deserialize_message
 from sensor_msgs.msg import CompressedImage, Image
-from std_srvs.srv import Trigger
 
 from ...constants import CONFIDENCE_TOPIC, LABELS_TOPIC, NODE_NAME
 from .. import rss_bytes
@@ -33,28 +28,18 @@ from ..conversions import (
 )
 from ..diagnostics import status_name
 from ..qos import label_info_qos, output_qos, reliability_policy
-from .parameters import parameter_value, python_value
+from .calls import NodeCalls, SessionTimeout
+from .player import Player
 from .process import NodeProcess
-from .records import Diagnostics, FrameRecord, Output, PlayResult
+from .records import Diagnostics, Output
 from .stamps import cdr_stamp, cdr_with_stamp, set_stamp, stamp_of
 
 _session_ids = itertools.count()
 
 
-class SessionTimeout(TimeoutError):
-    """Something the session waited for did not happen in time."""
 
 
-
-def _check_schedule(rate_hz: float | None, speed: float | None, paced: bool) -> None:
-    """Refuse (``ValueError``) anything but exactly one positive schedule of :meth:`LiveSession.play`."""
-    if sum(x is not None and x is not False for x in (rate_hz, speed, paced)) != 1:
-        raise ValueError("give exactly one of rate_hz, speed or paced")
-    if any(x is not None and not (math.isfinite(x) and x > 0) for x in (rate_hz, speed)):
-        raise ValueError(f"rate_hz and speed must be finite and positive, not {rate_hz if rate_hz is not None else speed}")
-
-
-class LiveSession:
+class LiveSession(Player, NodeCalls):
     """A camera and a listener for a running (or started) segmentation node.
 
     ``node``: a :class:`NodeProcess` to start (None: the node runs elsewhere; give its
@@ -354,109 +339,3 @@ class LiveSession:
         msg.header.frame_id = self.frame_id
         set_stamp(msg.header, stamp_ns)
         return msg
-
-    def play(
-        self,
-        frames: Iterable[tuple[int, Any]],
-        *,
-        rate_hz: float | None = None,
-        speed: float | None = None,
-        paced: bool = False,
-        timeout: float = 30.0,
-        restamp: bool = False,
-        drain: bool = True,
-    ) -> PlayResult:
-        """Publish ``(stamp_ns, frame)`` items and collect the outputs.
-
-        Exactly one schedule: ``rate_hz`` (fixed rate), ``speed`` (x N the recorded
-        rate, from the stamps) or ``paced`` (send the next frame when the previous
-        one's labels arrived, or after ``timeout`` seconds).  ``restamp`` stamps each
-        frame with the wall clock at sending (the node's latency then reads true).
-        With ``drain``, waits up to ``timeout`` for the last frame's labels.
-        """
-        _check_schedule(rate_hz, speed, paced)
-        records: list[FrameRecord] = []
-        started = time.monotonic()
-        next_at = started
-        previous_source: int | None = None
-        for index, (source_stamp, frame) in enumerate(frames):
-            if speed is not None and previous_source is not None:
-                next_at += max(0, int(source_stamp) - previous_source) * 1e-9 / speed
-            previous_source = int(source_stamp)
-            self._sleep_until(next_at)
-            now = time.monotonic()
-            if rate_hz is not None:
-                # Fixed rate without bursts: a late frame moves the schedule instead of catching up.
-                next_at = max(next_at, now - 1.0 / rate_hz) + 1.0 / rate_hz
-            stamp = self.publish(frame, source_stamp if isinstance(frame, np.ndarray) else None, restamp=restamp)
-            records.append(FrameRecord(index, stamp, int(source_stamp), self._published[stamp]))
-            if paced:
-                self._wait_for_output_quietly(stamp, timeout)
-            elif self.node is not None:
-                self.node.check()
-        if drain and records:
-            self._wait_for_output_quietly(records[-1].stamp_ns, timeout)
-        return self._play_result(records, started, time.monotonic())
-
-    def _wait_for_output_quietly(self, stamp_ns: int, timeout: float) -> None:
-        """Wait up to ``timeout`` for the labels of ``stamp_ns``; no error when they do not come."""
-        try:
-            self.wait_for_output(stamp_ns, timeout)
-        except SessionTimeout:
-            pass
-
-    def _play_result(self, records: list[FrameRecord], started: float, finished: float) -> PlayResult:
-        """The play's records with the outputs received, the node's memory samples and last diagnostics."""
-        with self._cond:
-            for rec in records:
-                rec.labels = self.outputs["labels"].get(rec.stamp_ns)
-                rec.confidence = self.outputs.get("confidence", {}).get(rec.stamp_ns)
-            rss = [(t - started, b) for t, b in self.rss if started <= t <= finished]
-            diag = self.diagnostics[-1] if self.diagnostics else None
-        return PlayResult(records, started, finished, rss, diag)
-
-    def _sleep_until(self, when: float) -> None:
-        while True:
-            left = when - time.monotonic()
-            if left <= 0:
-                return
-            if self.node is not None:
-                self.node.check()
-            time.sleep(min(left, 0.1))
-
-    # ---------------------------------------------------- node's services
-    def _call(self, srv_type: type, name: str, request: Any, timeout: float) -> Any:
-        client = self.ros.create_client(srv_type, name)
-        try:
-            deadline = time.monotonic() + timeout
-            while not client.wait_for_service(timeout_sec=0.2):
-                if self.node is not None:
-                    self.node.check()
-                if time.monotonic() > deadline:
-                    raise SessionTimeout(f"service {name} is not available")
-            future = client.call_async(request)
-            done = threading.Event()
-            future.add_done_callback(lambda _: done.set())
-            while not done.wait(0.2):
-                if self.node is not None:
-                    self.node.check()
-                if time.monotonic() > deadline:
-                    raise SessionTimeout(f"service {name} did not answer within {timeout:.0f} s")
-            return future.result()
-        finally:
-            self.ros.destroy_client(client)
-
-    def set_parameters(self, values: Mapping[str, Any], timeout: float = 30.0) -> list[SetParametersResult]:
-        """Set the node's parameters through its parameter service; one result per parameter."""
-        request = SetParameters.Request(parameters=[ParameterMsg(name=k, value=parameter_value(v)) for k, v in values.items()])
-        return list(self._call(SetParameters, f"{self.node_fqn}/set_parameters", request, timeout).results)
-
-    def get_parameters(self, names: Sequence[str], timeout: float = 30.0) -> dict[str, Any]:
-        """The node's current values of ``names`` (plain Python values)."""
-        request = GetParameters.Request(names=list(names))
-        response = self._call(GetParameters, f"{self.node_fqn}/get_parameters", request, timeout)
-        return {name: python_value(value) for name, value in zip(names, response.values)}
-
-    def reset(self, timeout: float = 120.0) -> Trigger.Response:
-        """Call the node's ``~/reset``: adapted weights back to the source weights."""
-        return self._call(Trigger, f"{self.node_fqn}/reset", Trigger.Request(), timeout)

@@ -1,0 +1,236 @@
+"""The node's promises, for one camera and for several, over loopback DDS (a real mlmp-segment
+process; the cameras are reliable publishers of depth 10, as a robot's driver would be):
+
+- every frame accounted for: sent = received + lost before the node, received = processed +
+  dropped, each drop under its reason, at unequal rates (30 Hz beside 2 Hz);
+- no label of an old class list once a class change returned (async continual MLMP, the class
+  list changing while every camera streams);
+- the overlay's palette follows the class list;
+- a burst of service calls is answered in full;
+- diagnostics under async say what the adaptation thread did.
+
+Every bound derives from the node's own settings (dev.step_delay), none from the machine's speed.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+
+import numpy as np
+import pytest
+from std_srvs.srv import SetBool, Trigger
+
+from mlmp_ros.ros.conversions import palette
+from mlmp_ros.ros.live import LiveSession, NodeProcess
+
+from .ros_helpers import CLASSES, NODE_ENV, PARAMS_FILE, TINY, make_image
+
+TIMEOUT = 120.0
+CAMERAS = [pytest.param([], id="one_camera"), pytest.param(["front", "rear"], id="two_cameras"),
+           pytest.param(["c0", "c1", "c2", "c3"], id="four_cameras")]
+SHORT = ["sky", "road"]  # a class list shorter than CLASSES: an id >= 2 is one of the old list's
+
+
+def _start(namespace: str, cameras: list[str], parameters: dict, **session) -> list[LiveSession]:
+    extra = {"cameras": cameras} if cameras else {}
+    node = NodeProcess(PARAMS_FILE, {**TINY, "classes": CLASSES, "diagnostics.period": 0.25, **extra, **parameters},
+                       namespace=namespace, env=NODE_ENV)
+    names = cameras or [""]
+    sessions = [LiveSession(node, camera=names[0], depth=10, **session)]
+    try:
+        sessions[0].start()
+        for name in names[1:]:
+            sessions.append(LiveSession(namespace=namespace, camera=name, depth=10, **session).start())
+    except BaseException:
+        _close(sessions)
+        raise
+    return sessions
+
+
+def _close(sessions: list[LiveSession]) -> None:
+    for live in reversed(sessions):
+        live.close()
+    if sessions and sessions[0].node is not None:
+        sessions[0].node.cleanup()
+
+
+def _stream(sessions: list[LiveSession], rates: list[float], seconds: float, image: np.ndarray,
+            stop: threading.Event | None = None) -> list[list[tuple[float, int]]]:
+    """Publish into every camera at its rate for ``seconds`` (or until ``stop``); per camera the
+    (monotonic time, stamp) of every frame sent."""
+    sent: list[list[tuple[float, int]]] = [[] for _ in sessions]
+    start = time.monotonic()
+    due = [start] * len(sessions)
+    while time.monotonic() - start < seconds and not (stop is not None and stop.is_set()):
+        i = min(range(len(sessions)), key=lambda k: due[k])
+        time.sleep(max(0.0, due[i] - time.monotonic()))
+        sent[i].append((time.monotonic(), sessions[i].publish(image)))
+        due[i] += 1.0 / rates[i]
+    return sent
+
+
+def _values(live: LiveSession, predicate, timeout: float = TIMEOUT) -> dict[str, int]:
+    d = live.wait_for_diagnostics(predicate, timeout)
+    return {k: int(v) for k, v in d.values.items() if k.startswith(("frames_", "bad_frames", "frame_errors"))
+            and v.lstrip("-").isdigit()}
+
+
+@pytest.mark.timeout(600)
+@pytest.mark.parametrize("cameras", CAMERAS)
+def test_every_frame_is_accounted_for_at_unequal_rates(cameras):
+    """30 Hz cameras beside 2 Hz ones into a worker that needs >= 50 ms a frame: the fast cameras'
+    frames are replaced (and counted), the slow ones are all served, nothing vanishes."""
+    params = {"adaptation.steps": 1, "dev.step_delay": 0.05}  # sync, episodic: >= 50 ms a frame
+    sessions = _start(f"/mlmp_test_accounting_{len(cameras)}", cameras, params)
+    rates = [30.0 if i % 2 == 0 else 2.0 for i in range(len(sessions))]
+    try:
+        sent = _stream(sessions, rates, 4.0, make_image(60, 80))
+        for live, frames, rate in zip(sessions, sent, rates):
+            n = len(frames)
+
+            def settled(d, n=n):
+                v = d.values
+                return int(v["frames_received"]) + int(v["frames_lost_in_dds"]) == n and v["frames_waiting"] == "0"
+
+            v = _values(live, settled)
+            assert v["frames_received"] == v["frames_processed"] + v["frames_dropped"], (live.camera, v)
+            reasons = ("frames_dropped_replaced", "frames_skipped_by_rate_cap", "frames_dropped_by_class_change",
+                       "frames_dropped_disabled", "frames_dropped_inactive", "bad_frames", "frame_errors")
+            assert v["frames_dropped"] == sum(v[k] for k in reasons), (live.camera, v)
+            assert v["frames_processed"] == len(live.outputs["labels"]), (live.camera, v)
+            if rate < 10 and len(sessions) > 1:  # the slow camera is never starved by the fast ones
+                assert v["frames_processed"] == n, (live.camera, v)
+        fast = _values(sessions[0], lambda d: True)
+        assert fast["frames_dropped_replaced"] > 0  # the node's newest-frame logic did the replacing, counted
+        assert sessions[0].wait_for_diagnostics(lambda d: True).values["frames_lost_counted_by"] == "sequence numbers"
+    finally:
+        _close(sessions)
+
+
+@pytest.mark.timeout(600)
+@pytest.mark.parametrize("cameras", CAMERAS[:2])
+def test_no_label_of_an_old_class_list_after_a_change_returns(cameras):
+    """Async continual MLMP, every camera streaming at 10 Hz while the class list changes: a frame
+    sent after a change to the short list returned is never labelled with an id of the long one
+    (until the change back to the long list is asked for)."""
+    params = {"adaptation.schedule": "async", "adaptation.mode": "continual", "adaptation.steps": 2,
+              "dev.step_delay": 0.02}
+    sessions = _start(f"/mlmp_test_class_gate_{len(cameras)}", cameras, params)
+    stop = threading.Event()
+    streams: list = []
+    streamer = threading.Thread(target=lambda: streams.append(
+        _stream(sessions, [10.0] * len(sessions), 600.0, make_image(60, 80), stop)), daemon=True)
+    returned: list[tuple[float, float]] = []  # (short list in effect from, until)
+    try:
+        streamer.start()
+        for _ in range(8):
+            time.sleep(0.4)
+            assert all(r.successful for r in sessions[0].set_parameters({"classes": SHORT}))
+            start = time.monotonic()
+            time.sleep(0.6)
+            end = time.monotonic()  # the next change starts after this
+            assert all(r.successful for r in sessions[0].set_parameters({"classes": CLASSES}))
+            returned.append((start, end))
+        time.sleep(1.0)
+        stop.set()
+        streamer.join(30.0)
+        checked = 0
+        for live, sent in zip(sessions, streams[0]):
+            for when, stamp in sent:
+                out = live.output(stamp)
+                # sent after the change to SHORT returned, labelled before the change back was asked for
+                if out is not None and any(a <= when and out.received < b for a, b in returned):
+                    checked += 1
+                    assert out.array.max() < len(SHORT), (live.camera, stamp)
+        assert checked > 0  # frames of the short list were labelled and checked
+    finally:
+        stop.set()
+        _close(sessions)
+
+
+@pytest.mark.timeout(300)
+@pytest.mark.parametrize("cameras", CAMERAS[:2])
+def test_the_overlay_palette_follows_the_class_list(cameras):
+    params = {"adaptation.mode": "off", "output.colored": True, "output.blend": 0.0, "classes": SHORT}
+    sessions = _start(f"/mlmp_test_palette_{len(cameras)}", cameras, params, record=("labels", "colored"))
+    try:
+        assert all(r.successful for r in sessions[0].set_parameters({"classes": CLASSES}))
+        for live in sessions:
+            live.wait_for_label_info(lambda m: len(m) == len(CLASSES), TIMEOUT)
+            stamp = live.publish(make_image(60, 80, seed=3))
+            labels, coloured = live.wait_for_output(stamp, TIMEOUT), live.wait_for_output(stamp, TIMEOUT, "colored")
+            assert labels.array.max() < len(CLASSES)
+            np.testing.assert_array_equal(coloured.array, palette(len(CLASSES))[labels.array], err_msg=live.camera)
+    finally:
+        _close(sessions)
+
+
+@pytest.mark.timeout(300)
+@pytest.mark.parametrize("cameras", CAMERAS[:2])
+def test_a_burst_of_service_calls_is_answered_in_full(cameras):
+    sessions = _start(f"/mlmp_test_burst_{len(cameras)}", cameras, {"adaptation.steps": 1, "dev.step_delay": 0.2})
+    live = sessions[0]
+    names = ["reset", "enable"] + [f"{c}/reset" for c in cameras]
+    try:
+        live.publish(make_image(60, 80))  # a frame in flight: the first reset waits for it, the rest queue
+        for name in names:
+            srv, request = (SetBool, SetBool.Request(data=True)) if name == "enable" else (Trigger, Trigger.Request())
+            client = live.ros.create_client(srv, f"{live.node_fqn}/{name}")
+            assert client.wait_for_service(timeout_sec=30.0)
+            answered = threading.Semaphore(0)
+            futures = [client.call_async(request) for _ in range(30)]
+            for future in futures:
+                future.add_done_callback(lambda _, sem=answered: sem.release())
+            for i in range(30):
+                assert answered.acquire(timeout=TIMEOUT), f"{name}: {i} of 30 calls answered"
+            assert all(f.result().success for f in futures), name
+    finally:
+        _close(sessions)
+
+
+@pytest.mark.timeout(300)
+@pytest.mark.parametrize("cameras", CAMERAS[:2])
+def test_diagnostics_under_async_say_what_the_adaptation_thread_did(cameras):
+    params = {"adaptation.schedule": "async", "adaptation.mode": "continual", "adaptation.steps": 2}
+    sessions = _start(f"/mlmp_test_async_diag_{len(cameras)}", cameras, params)
+    try:
+        for live in sessions:
+            for i in range(4):
+                live.wait_for_output(live.publish(make_image(60, 80, seed=i)), TIMEOUT)
+        for live in sessions:
+            d = live.wait_for_diagnostics(lambda d: int(d.values["adaptation_steps_total"]) > 0, TIMEOUT)
+            v = d.values
+            assert v["adaptation_status"] not in ("", "skipped"), v
+            assert v["adaptation_steps"] == "2" and float(v["last_loss"]) >= 0, v
+            assert float(v["adaptation_steps_per_frame"]) > 0, v
+    finally:
+        _close(sessions)
+
+
+@pytest.mark.timeout(300)
+@pytest.mark.parametrize("cameras", CAMERAS[:2])
+def test_bad_frames_and_the_rate_cap_count_on_their_own_camera(cameras):
+    """A frame beyond the limits is refused and counted on the camera that sent it (the next one is
+    served); frames replaced while input.max_rate_hz holds the worker back count as rate_cap."""
+    sessions = _start(f"/mlmp_test_limits_{len(cameras)}", cameras, {"adaptation.steps": 1,
+                                                                     "input.max_rate_hz": 1.0})
+    first, last = sessions[0], sessions[-1]
+    try:
+        first.publish(make_image(1, 4000))  # 7999 sliding windows after resize [224]: refused
+        d = first.wait_for_diagnostics(lambda d: d.values["bad_frames"] == "1", TIMEOUT)
+        assert d.values["last_bad_frame_limit"] == "input.max_windows"
+        assert first.wait_for_output(first.publish(make_image(60, 80)), TIMEOUT).height == 60
+        if len(sessions) > 1:
+            assert last.wait_for_diagnostics(timeout=TIMEOUT).values["bad_frames"] == "0"
+        # one frame a second: of a quick burst into the last camera, the waiting ones are replaced
+        stamps = [last.publish(make_image(60, 80, seed=i)) for i in range(5)]
+        last.wait_for_output(stamps[-1], TIMEOUT)
+        d = last.wait_for_diagnostics(lambda d: d.values["frames_waiting"] == "0"
+                                      and int(d.values["frames_received"]) >= 5, TIMEOUT)
+        v = {k: int(d.values[k]) for k in ("frames_received", "frames_processed", "frames_skipped_by_rate_cap",
+                                           "frames_dropped_replaced", "frames_dropped")}
+        assert v["frames_skipped_by_rate_cap"] >= 1, v
+        assert v["frames_received"] == v["frames_processed"] + v["frames_dropped"], v
+    finally:
+        _close(sessions)
