@@ -315,7 +315,8 @@ def test_the_parameter_tables_are_generated_from_the_declarations(site):
     runtime = {name for name, row in rows.items() if re.search(r"<td>yes</td>", row)}
     assert runtime == {p for p in RUNTIME_PARAMETERS if not p.startswith("dev.")}
     by_name = {s.name: s for s in declared}
-    assert "robot: <code>async</code>" in rows["adaptation.schedule"]
+    assert "<td><code>async</code></td>" in rows["adaptation.schedule"]  # the node's default: the robot settings
+    assert "paper: <code>sync</code>" in rows["adaptation.schedule"]
     for name in ("adaptation.steps", "input.max_windows", "precision"):
         assert f"<code>{yaml.safe_dump(node_default(by_name[name])).split()[0]}</code>" in rows[name]
 

@@ -45,13 +45,32 @@ def test_the_readme_links_into_every_part_of_the_docs():
     assert parts - linked == {"docs/index.md"}
 
 
-def test_the_topics_and_services_the_readme_lists_are_the_nodes():
+def readme_topics() -> set[str]:
+    """The topic and service names of the README's table "What it publishes"."""
     text = README.read_text()
     table = text[text.index("## What it publishes") :].split("\n## ")[0]
     names = re.findall(r"^\| `([^`]+)`(?: or `([^`]+)`|, `([^`]+)`)?", table, re.M)
-    listed = {n for row in names for n in row if n}
-    assert {"segmentation/labels", "/diagnostics", "~/reset", "~/enable", "image/compressed"} <= listed
-    sources = [*(REPO / "mlmp_ros" / "ros").glob("*.py"), REPO / "mlmp_ros" / "constants.py"]
-    source = "\n".join(p.read_text() for p in sources)
-    missing = [n for n in listed if f'"{n}"' not in source and f'/{n}"' not in source]
-    assert not missing, missing
+    return {n for row in names for n in row if n}
+
+
+def node_entities(node) -> set[str]:
+    """What a started node has: its topics (subscribed and published) and services, by full name."""
+    topics = {p.topic_name for p in node.publishers} | {s.topic_name for s in node.subscriptions}
+    return topics | {s.srv_name for s in node.services}
+
+
+def test_the_topics_and_services_the_readme_lists_are_the_nodes():
+    """A real node (in this process, the tiny model) has every name the README lists."""
+    from test.ros.ros_helpers import in_process_node
+
+    listed = readme_topics()
+    assert {"segmentation/labels", "/diagnostics", "~/reset", "~/enable", "image", "image/compressed"} <= listed
+    found: set[str] = set()
+    for compressed in (False, True):
+        with in_process_node("readme", {"input.compressed": compressed}) as running:
+            node = running.node
+            full = {name: node.resolve_service_name(name) if name.startswith("~") else node.resolve_topic_name(name)
+                    for name in listed}  # fmt: skip
+            # rclpy keeps a service's name as given (``~/reset``), a topic's resolved.
+            found |= {name for name, resolved in full.items() if {name, resolved} & node_entities(node)}
+    assert found == listed, sorted(listed - found)

@@ -30,7 +30,6 @@ PACKAGE = Path(mlmp_ros.__file__).resolve().parent
 MARKER = re.compile(r"<!-- parameters: ([a-z_]+) -->")
 CARD = PACKAGE / "world" / "MODEL_CARD.md"
 CARD_PAGE = "world/model-card.md"
-ROBOT_FILE = PACKAGE / "config" / "robot.yaml"
 PAPER_FILE = PACKAGE.parent / "config" / "segment.yaml"
 
 # The tables of the parameters page, in the page's order: a group name -> what belongs to it.
@@ -87,19 +86,16 @@ def _meaning(s: Any) -> str:
     return text
 
 
-def _files_column(name: str, default: Any, robot: dict[str, Any], paper: dict[str, Any]) -> str:
-    notes = []
-    for label, values in (("robot", robot), ("paper", paper)):
-        if name in values and values[name] != default:
-            notes.append(f"{label}: {_code(values[name])}")
-    return "<br>".join(notes)
+def _paper_column(name: str, default: Any, paper: dict[str, Any]) -> str:
+    """``config/segment.yaml``'s value where it is not the node's default."""
+    return f"paper: {_code(paper[name])}" if name in paper and paper[name] != default else ""
 
 
 def parameter_rows() -> dict[str, list[str]]:
     """Every declared node parameter as a Markdown table row, by group (GROUPS)."""
     from mlmp_ros.ros.settings import declared_settings, node_default
 
-    robot, paper = file_values(ROBOT_FILE), file_values(PAPER_FILE)
+    paper = file_values(PAPER_FILE)
     rows: dict[str, list[str]] = {g: [] for g in GROUPS}
     for s in declared_settings():
         group = group_of(s.name)
@@ -107,13 +103,13 @@ def parameter_rows() -> dict[str, list[str]]:
             continue
         default = node_default(s)
         runtime = "yes" if s.meta.runtime else ""
-        files = _files_column(s.name, default, robot, paper)
+        files = _paper_column(s.name, default, paper)
         rows[group].append(f"| `{s.name}` | {_code(default)} | {files} | {runtime} | {_meaning(s)} |")
     return rows
 
 
 HEAD = (
-    "| parameter | declared default | the shipped files, where they differ | run time | what it does |\n"
+    "| parameter | default (the robot settings) | the paper's file, where it differs | run time | what it does |\n"
     "|---|---|---|---|---|\n"
 )
 
