@@ -1,7 +1,9 @@
 # Two entry points for a fresh machine (see README):
 #   make demo   install everything into .venv, run the node on the bundled sample stream
-#   make test   install if needed, run the test suite on ROS 2 Kilted (Python 3.11), then the
-#               node and core tests on ROS 2 Jazzy (Python 3.12, a second venv: .venv-jazzy)
+#   make test   install if needed, run the test suite on ROS 2 Kilted (Python 3.11), build the
+#               documentation site strictly, then the node and core tests on ROS 2 Jazzy
+#               (Python 3.12, a second venv: .venv-jazzy)
+#   make docs   build the documentation site into site/; make docs-serve serves it on 127.0.0.1
 PYTHON ?= python3.11
 VENV ?= .venv
 BIN := $(VENV)/bin
@@ -22,13 +24,13 @@ VENV_JAZZY ?= .venv-jazzy
 JAZZY_STAMP := $(VENV_JAZZY)/.mlmp-installed
 JAZZY_TESTS ?= test/ros test/core
 
-.PHONY: install install-jazzy demo test test-kilted test-jazzy test-avx2-only lint clean
+.PHONY: install install-jazzy demo test test-kilted test-jazzy test-avx2-only docs docs-check docs-serve lint clean
 
 # The stamp depends on setup.py: a changed dependency list (a new extra) reinstalls.
 $(STAMP): setup.py setup.cfg package.xml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -e '.[ros,bench,test,cluster]'
+	$(BIN)/python -m pip install --quiet -e '.[ros,bench,test,cluster,docs]'
 	touch $(STAMP)
 
 install: $(STAMP)
@@ -45,7 +47,7 @@ install-jazzy: $(JAZZY_STAMP)
 demo: $(STAMP)
 	$(BIN)/mlmp-demo $(DEMO_ARGS)
 
-test: test-kilted test-jazzy
+test: test-kilted docs-check test-jazzy
 
 test-kilted: $(STAMP)
 	@echo "make test-kilted: test order seed $(TEST_SEED) (same order again: make test-kilted TEST_SEED=$(TEST_SEED))"
@@ -53,6 +55,21 @@ test-kilted: $(STAMP)
 
 test-jazzy: $(JAZZY_STAMP)
 	$(VENV_JAZZY)/bin/python -m pytest -q -p no:cacheprovider $(PYTEST_ARGS) $(JAZZY_TESTS)
+
+# The documentation site (mkdocs.yml, sources in docs/). --strict: a broken link or anchor, a page
+# missing from the navigation or a reference to a missing symbol fails the build. The parameter
+# tables are generated from the settings' declarations while it builds (docs/tools/hooks.py).
+DOCS_PORT ?= 8000
+MKDOCS := NO_MKDOCS_2_WARNING=1 $(BIN)/python -m mkdocs
+
+docs: $(STAMP)
+	$(MKDOCS) build --strict --site-dir site
+
+docs-check: $(STAMP)
+	$(MKDOCS) build --strict --site-dir $(CURDIR)/build/docs-check
+
+docs-serve: $(STAMP)
+	$(MKDOCS) serve --strict --dev-addr 127.0.0.1:$(DOCS_PORT)
 
 # The Kilted pass as on an AVX2-only CPU (not part of `make test`): torch's AVX2 kernels
 # (ATEN_CPU_CAPABILITY) and no native bf16 reported (test/tools/avx2_only/sitecustomize.py),
@@ -64,4 +81,4 @@ lint: $(STAMP)
 	$(BIN)/python -m pip install --quiet ruff && $(BIN)/ruff check mlmp_ros test benchmarks launch
 
 clean:
-	rm -rf $(VENV) $(VENV_JAZZY) build *.egg-info demo_out
+	rm -rf $(VENV) $(VENV_JAZZY) build *.egg-info demo_out site

@@ -69,6 +69,8 @@ setup(
         ],
         "bench": ["imagecorruptions-imaug>=1.1.5", "matplotlib", "tqdm", "scipy>=1.11"],
         "test": ["pytest", "pytest-timeout", "pytest-random-order", "torchmetrics", "mcap", "mcap-ros2-support", "colcon-common-extensions"],
+        # The documentation site (make docs; make test builds it with --strict).
+        "docs": ["mkdocs>=1.6", "mkdocs-material>=9.5", "mkdocstrings[python]>=0.26"],
         # mlmp-bench suite --executor ray: every trial a Ray task (install on the driver and every node).
         "cluster": ["ray==2.60.0"],
     },

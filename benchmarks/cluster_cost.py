@@ -25,7 +25,7 @@ from pathlib import Path
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE.parent))
 
-# Validation split sizes (the data sets' documented splits, as in the README's benchmark section; ACDC val per condition; GTA-V: see note).
+# Validation split sizes (the data sets' documented splits, as in docs/benchmark/index.md; ACDC val per condition; GTA-V: see note).
 FRAMES = {
     "voc20": 1449, "voc21": 1449, "context59": 5105, "context60": 5105, "coco_object": 5000, "coco_stuff": 5000,
     "cityscapes": 500, "acdc_fog": 100, "acdc_night": 106, "acdc_rain": 100, "acdc_snow": 100, "gta5": 6382,

@@ -6,7 +6,7 @@ frame delivery over loopback; prints JSON.
 ``--seconds`` into (a) one node with ``cameras: [cam0, ...]`` (one camera: the plain
 single-camera node), (b) one single-camera node per camera, all at once on this machine, with torch's default threads
 (one per core in every node) and (c) with the cores shared out (``OMP_NUM_THREADS`` = cores / N per
-node: several PyTorch processes with a thread per core each oversubscribe the CPU, README).
+node: several PyTorch processes with a thread per core each oversubscribe the CPU, docs/node/cameras.md).
 Reported per case: the nodes' peak RSS (summed over the separate nodes), aggregate processed
 frames/s, and per camera the frames published and processed and the latency (publish ->
 labels received) p50 / p95, and the CPU time the nodes used while the cameras played (in cores:

@@ -2,8 +2,8 @@
 
 Used by :mod:`mlmp_ros.demo` when no real CLIP weights can be had (or ``--world``).  The
 same world stream is played at the camera rate into two segmentation nodes at once: one
-that never adapts and one with the adapted configuration the README recommends for robots
-(:data:`mlmp_ros.robot.ROBOT_ADAPTATION`).  Each frame's labels are scored against the
+that never adapts and one with the adapted configuration recommended for robots
+(:data:`mlmp_ros.robot.ROBOT_ADAPTATION`; docs/configuration.md).  Each frame's labels are scored against the
 stream's ground truth as they arrive; every overlay shows camera | NoAdapt | adapted |
 ground truth with each run's mIoU on that frame and over its run so far at that frame.
 """

@@ -1,8 +1,8 @@
-"""The adaptation settings recommended for robots, from the measurements in the README.
+"""The adaptation settings recommended for robots, from the measurements in the documentation
+(docs/configuration.md, docs/streaming.md).
 
 One place for them: they are the node's defaults (``mlmp-segment`` with no parameter file runs
-them), the demo's adapted run uses them, and so does the README's "Recommended for robots"
-configuration.  The benchmark keeps the paper's settings
+them), the demo's adapted run uses them (docs/configuration.md).  The benchmark keeps the paper's settings
 (:class:`~mlmp_ros.core.Config`'s defaults).  Dotted names, as ``Config.replace`` takes.
 """
 
@@ -19,7 +19,7 @@ SAMPLE_SETTINGS: dict[str, Any] = {
 }
 
 ROBOT_ADAPTATION: dict[str, Any] = {
-    # README, Streaming -> "Measured: world streams at 10 Hz": the best guarded configuration at
+    # docs/streaming.md, "Measured: world streams at 10 Hz": the best guarded configuration at
     # camera rate on the chained world streams, and stable over the recurring long stream.
     "adaptation.method": "mlmp",
     "adaptation.schedule": "async",

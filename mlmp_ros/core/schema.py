@@ -12,7 +12,7 @@ those facts, and nowhere else, come:
   (``mlmp_ros.ros.params``), the CLI's settings list and the documented parameter file
   ``config/segment.yaml`` (``mlmp_ros.ros.paramfile``).
 
-Adding a setting is adding one field (see README, Development).
+Adding a setting is adding one field (see docs/development/extending.md).
 """
 
 from __future__ import annotations

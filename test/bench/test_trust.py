@@ -199,7 +199,7 @@ def test_suite_files_resolve_from_any_folder(tmp_path: Path, spelling: str) -> N
 def test_documents_pointed_to_are_in_the_repository() -> None:
     repo = Path(__file__).resolve().parents[2]
     texts = [repo / "README.md", *repo.glob("config/**/*.yaml"), *repo.glob("mlmp_ros/**/*.py"),
-             *repo.glob("benchmarks/*.py"), *repo.glob("docs/*.md")]  # fmt: skip
+             *repo.glob("benchmarks/*.py"), *repo.glob("docs/**/*.md")]  # fmt: skip
     missing = []
     for path in texts:
         text = path.read_text(encoding="utf-8")

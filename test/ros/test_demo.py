@@ -13,7 +13,7 @@ from mlmp_ros import demo
 from mlmp_ros.bench.data.messages import msg_to_image, stamp_ns, typestore
 from mlmp_ros.sample_stream import sample_frames
 
-WORLD_FLOOR = 18.0  # the clean first frame of this 3-frame stream: measured (NoAdapt / adapted) in the README
+WORLD_FLOOR = 18.0  # the clean first frame of this 3-frame stream: measured (NoAdapt / adapted) on a demo run
 
 
 def test_the_demo_segments_every_frame_of_the_bundled_stream_and_writes_its_outputs(tmp_path, monkeypatch, capsys):

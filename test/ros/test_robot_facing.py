@@ -1,5 +1,5 @@
 """What a robot integrator meets first: the parameter file found from the installed package,
-``--print-params``, the help text, the README's Nav2 example (its topic names, subscribed to),
+``--print-params``, the help text, the documentation's Nav2 example (its topic names, subscribed to),
 and /diagnostics statuses that tell two namespaced nodes apart."""
 
 from __future__ import annotations
@@ -94,8 +94,9 @@ def test_the_log_summary_does_not_claim_steps_it_does_not_run():
 
 
 def readme_nav2_topics() -> dict[str, str]:
-    """The semantic_segmentation_layer block of the README, parsed: its three topics of the node."""
-    text = (REPO / "README.md").read_text()
+    """The semantic_segmentation_layer block of the documentation (Nav2 and other consumers),
+    parsed: its three topics of the node."""
+    text = (REPO / "docs" / "consumers.md").read_text()
     blocks = re.findall(r"```yaml\n(.*?)```", text, re.S)
     (block,) = [b for b in blocks if "semantic_segmentation_layer:" in b]
     source = yaml.safe_load(block)["semantic_segmentation_layer"]["camera"]
@@ -103,7 +104,7 @@ def readme_nav2_topics() -> dict[str, str]:
 
 
 class _Listener:
-    """Subscriptions on the README's names (as the layer subscribes), plus /diagnostics."""
+    """Subscriptions on the documentation's names (as the layer subscribes), plus /diagnostics."""
 
     def __init__(self, live: LiveSession, topics: dict[str, str]):
         self.got: dict[str, object] = {}

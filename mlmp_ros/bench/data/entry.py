@@ -1,7 +1,7 @@
 """What a data set registers: its names, its reader, whether it needs a root, and its make-bags options.
 
 A data set is one :class:`DataSet` entry plus its reader (see :mod:`.registry` for the list and
-README "Development" for adding one).  A reader returns an object with the interface of
+docs/development/extending.md for adding one).  A reader returns an object with the interface of
 :class:`~mlmp_ros.bench.data.datasets.SegmentationDataset`: ``name``, ``base_name``,
 ``condition``, ``split``, ``class_key``, ``class_names``, ``num_classes``, ``ignore_index``,
 ``protocol_resize``, ``window``, ``stride``, ``ids``, ``len()`` and samples by index (``index``,

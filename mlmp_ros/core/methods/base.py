@@ -91,7 +91,7 @@ class Precision:
 def resolve_compile(setting: str, device: torch.device) -> bool:
     """``compile: auto`` -> on for CUDA, off on the CPU.
 
-    Measured on ViT-B/16 (README, Performance): on the CPU the matrix products are the
+    Measured on ViT-B/16 (docs/performance.md): on the CPU the matrix products are the
     same oneDNN kernels compiled or not, the fusable element-wise work is a small share,
     and inductor needs minutes of C++ compilation per shape, so it does not pay there.
     """
