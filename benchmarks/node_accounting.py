@@ -125,7 +125,8 @@ def lifecycle_case(n: int, cycles: int, images: list) -> dict[str, Any]:
     samples: list[dict[str, Any]] = []
     stop, sessions, streamer = threading.Event(), [], None
     try:
-        time.sleep(2.0)
+        assert manager.state() == "unconfigured"  # the node is up (its lifecycle services answer)
+        time.sleep(1.0)
         unconfigured = {"rss_mb": rss_bytes(node.pid) / 2**20, "threads": _threads(node.pid)}
         for cycle in range(cycles):
             assert manager.transition("configure") and manager.transition("activate"), node.log_tail()
@@ -157,6 +158,39 @@ def lifecycle_case(n: int, cycles: int, images: list) -> dict[str, Any]:
             "threads_after_cleanup": sorted({c["threads"] for c in clean})}
 
 
+PROBE = """
+import gc, json, sys
+from mlmp_ros.ros import rss_bytes
+mb = lambda: rss_bytes() / 2**20
+out = {}
+import mlmp_ros.ros.lifecycle  # what mlmp-segment imports before the first configure
+out["node_imported"] = mb()
+import open_clip, torch  # what the first configure imports besides the model
+from mlmp_ros.core import Segmenter
+out["model_code_imported"] = mb()
+from mlmp_ros.ros.node import release_heap
+from mlmp_ros.world import render_scene
+from mlmp_ros.world.model import world_config
+seg = Segmenter(world_config(device="cpu", precision="auto"))
+seg.segment([render_scene(1, 480, 640).image])
+out["model_loaded_one_frame"] = mb()
+del seg
+gc.collect(); release_heap()
+out["model_freed"] = mb()
+print(json.dumps(out))
+"""
+
+
+def memory_probe() -> dict[str, float]:
+    """Where the node's memory goes, in a fresh process: RSS (MB) after the node's imports, after the
+    model code's imports, with the world model loaded and one frame segmented, and after freeing it as
+    cleanup does (the imported code stays in a Python process)."""
+    import subprocess
+
+    done = subprocess.run([sys.executable, "-c", PROBE], capture_output=True, text=True, timeout=600, check=True)
+    return json.loads(done.stdout.strip().splitlines()[-1])
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--seconds", type=float, default=12.0, help="seconds each accounting case streams (default 12)")
@@ -180,6 +214,7 @@ def main(argv: list[str] | None = None) -> int:
         out["accounting"] = [accounting_case(n, rates, images, args.seconds)
                              for n in (2, 4) for rates in ([10.0] * n, [30.0 if i % 2 == 0 else 2.0 for i in range(n)])]
     if "lifecycle" not in args.skip:
+        out["memory_probe"] = memory_probe()
         out["lifecycle"] = [lifecycle_case(n, args.cycles, images) for n in args.lifecycle_cameras]
     out["wall_s"] = time.time() - started
     out["loadavg_at_end"] = list(os.getloadavg())
