@@ -9,13 +9,13 @@ A prediction is *claimed* while it runs and while a frame waits for it:
 - ``with priority.predicting(): ...`` -- :meth:`StreamSegmenter.segment` does this under ``async``
   for the duration of each prediction (the caller does nothing);
 - ``priority.frame_arrived(source)`` / ``priority.frame_left(source)`` -- called by whoever queues
-  frames (the node's image callback): ``frame_arrived(camera)`` when a frame of ``camera`` is put in
-  its queue, ``frame_left(camera)`` when the node is done with that camera's waiting frame: after
-  ``segment()`` returned for it, or when it was dropped without prediction (replaced while busy,
-  rate cap, class change, disabled, bad frame, error).  One flag per source: the node keeps only the
-  newest frame of a camera, so a second ``frame_arrived`` before ``frame_left`` is the same as one
-  (a replaced frame needs no call).  A flag older than ``stale_s`` (2 s) is dropped, so a missing
-  ``frame_left`` cannot stop adaptation for good.
+  frames (the node): ``frame_arrived(camera)`` once for every frame of ``camera`` put in the queue
+  (the image callback), ``frame_left(camera)`` once for every such frame when the node is done with
+  it: after ``segment()`` returned for it (or raised), or when it left the queue without prediction
+  (replaced by a newer frame, rate cap, class change, disabled, bad frame).  Counted per source, so
+  a frame that arrives while the previous one is being predicted keeps adaptation paused after that
+  one leaves.  A source whose last ``frame_arrived`` is older than ``stale_s`` (2 s) is cleared, so
+  a missing ``frame_left`` cannot stop adaptation for good.
 
 While anything is claimed, adaptation threads wait at their next safe point:
 
@@ -67,7 +67,7 @@ class Priority:
         self.clock = clock
         self._cond = threading.Condition()
         self._predicting = 0
-        self._waiting: dict[Hashable, float] = {}
+        self._waiting: dict[Hashable, list] = {}  # source -> [frames waiting, time of the last arrival]
         self._owner: Any = None
         self._queue: deque[Any] = deque()
         self.predictions = 0  # predictions claimed so far
@@ -88,14 +88,21 @@ class Priority:
                 self._cond.notify_all()
 
     def frame_arrived(self, source: Hashable = "") -> None:
-        """A frame of ``source`` waits for prediction: adaptation pauses until :meth:`frame_left`."""
+        """A frame of ``source`` waits for prediction: adaptation pauses until it leaves (:meth:`frame_left`)."""
         with self._cond:
-            self._waiting[source] = self.clock()
+            entry = self._waiting.setdefault(source, [0, 0.0])
+            entry[0] += 1
+            entry[1] = self.clock()
 
     def frame_left(self, source: Hashable = "") -> None:
-        """The waiting frame of ``source`` was predicted or dropped."""
+        """A frame of ``source`` that arrived was predicted or dropped."""
         with self._cond:
-            if self._waiting.pop(source, None) is not None:
+            entry = self._waiting.get(source)
+            if entry is None:
+                return
+            entry[0] -= 1
+            if entry[0] <= 0:
+                del self._waiting[source]
                 self._cond.notify_all()
 
     def claimed(self) -> bool:
@@ -110,7 +117,7 @@ class Priority:
             return True
         if self._waiting:
             now = self.clock()
-            for source in [k for k, t in self._waiting.items() if now - t > self.stale_s]:
+            for source in [k for k, (_, t) in self._waiting.items() if now - t > self.stale_s]:
                 del self._waiting[source]
         return bool(self._waiting)
 

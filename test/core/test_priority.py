@@ -46,14 +46,16 @@ def _two_threads():
 
 
 # ------------------------------------------------------------------ Priority alone
-def test_a_waiting_frame_holds_adaptation_until_it_leaves_and_stale_flags_expire():
+def test_a_waiting_frame_holds_adaptation_until_it_leaves_and_stale_sources_expire():
     now = [0.0]
     priority = Priority(stale_s=2.0, clock=lambda: now[0])
     assert not priority.claimed()
     priority.frame_arrived("front")
-    priority.frame_arrived("front")  # one flag per camera
-    assert priority.claimed()
+    priority.frame_arrived("front")  # arrived while the first one was being predicted
     priority.frame_left("front")
+    assert priority.claimed()  # the second still waits
+    priority.frame_left("front")
+    priority.frame_left("front")  # one too many: no effect
     assert not priority.claimed()
     priority.frame_arrived("rear")
     now[0] = 2.5  # the node never said it left: dropped after stale_s
