@@ -34,8 +34,8 @@ from typing import Any
 import numpy as np
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-import adapt_beside  # noqa: E402
-from latency import machine  # noqa: E402
+import adapt_beside
+from latency import machine
 
 RESULT = Path(__file__).parent / "results" / "labels_on_time.json"
 CONFIGS = ("noadapt", "robot")
