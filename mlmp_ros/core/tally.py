@@ -40,12 +40,6 @@ class JobRecord:
         with self.lock:
             self._marks.append(steps_total)
 
-    def start_count(self, steps_total: int) -> None:
-        """Count steps per frame from here (the first mark)."""
-        with self.lock:
-            self._marks.clear()
-            self._marks.append(steps_total)
-
     def steps_per_frame(self) -> float:
         with self.lock:
             frames = len(self._marks) - 1

@@ -242,5 +242,6 @@ def test_stats_say_what_adaptation_got_under_async():
         assert stats["adapt_last_loss"] == pytest.approx(published.losses[-1])
         assert stats["steps_per_frame"] == 1.5  # 3 steps over 2 predicted frames
         assert stats["lag_frames"] == 1 and stats["adapt_wait_s"] == 0.0
+        assert stream._prediction_stream.stream is None and stream._adapter.stream is None  # CUDA streams: none on the CPU
     finally:
         stream.close()
