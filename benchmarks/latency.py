@@ -16,6 +16,9 @@ Random weights (speed does not depend on weight values); no network needed.
     python benchmarks/latency.py                        # CPU: ViT-B/16; CUDA: ViT-B/16 + ViT-L/14
     python benchmarks/latency.py --reference ~/MLMP     # also time the reference code
     python benchmarks/latency.py --configs fp32 bf16 bf16+compile --out result.json
+    python benchmarks/latency.py beside --rate 10      # both sides of async: prediction latency with and
+                                                       # without an adapter beside it (benchmarks/adapt_beside.py;
+                                                       # CUDA when present: high-priority prediction stream)
 
 On a GPU the default run (two models, noadapt / tent / mlmp, fp32 / bf16 / fp16 eager
 and bf16 compiled) is sized to finish in under 5 minutes (``--budget-s``: what is left
@@ -183,6 +186,12 @@ def reference_frame(method: str, ref, x) -> None:
 
 # ------------------------------------------------------------------------ main
 def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    if argv[:1] == ["beside"]:
+        sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+        from adapt_beside import main as beside
+
+        return beside(argv[1:])
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--models", nargs="+", default=None, help="default: ViT-B-16-quickgelu on the CPU; also ViT-L-14-quickgelu on CUDA")
     p.add_argument("--weights", default="random")

@@ -10,7 +10,13 @@ buffer are shared.  ``share=True`` runs every stream through one state (one
 Frames of several streams go through one forward pass (:meth:`MultiStream.segment_batch`)
 when nothing adapts (mode off, 0 steps or a method that does not adapt) and every stream's
 weights are the same (shared, or none adapted yet): the prediction is then the same as one
-frame at a time.  Imports no ROS.
+frame at a time.
+
+Under ``async`` every state's adaptation thread shares one
+:class:`~mlmp_ros.core.priority.Priority` (:attr:`MultiStream.priority`): a prediction of any
+camera pauses all of them, and one of them steps at a time, in turn.  The node calls
+``priority.frame_arrived(camera)`` / ``priority.frame_left(camera)`` around its queue.
+Imports no ROS.
 """
 
 from __future__ import annotations
@@ -24,6 +30,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from .priority import Priority
 from .schedule import StreamResult, StreamSegmenter
 from .segmenter import FrameResult, Segmenter
 
@@ -58,16 +65,18 @@ class MultiStream:
         self.seg = seg
         self.names = tuple(names)
         self.shared = share
+        self.priority = Priority()  # one for every state's adaptation thread (they share the model)
         source = [t.clone() for t in seg.method._source["params"]]
         self._load_values(seg, source)  # every state starts at the source
         if share:
-            one = StreamState(seg, StreamSegmenter(seg, threaded=threaded), [t.clone() for t in source])
+            one = StreamState(seg, StreamSegmenter(seg, threaded=threaded, priority=self.priority),
+                              [t.clone() for t in source])
             self.states = dict.fromkeys(self.names, one)
         else:
             self.states = {}
             for name in self.names:
                 view = segmenter_view(seg)
-                self.states[name] = StreamState(view, StreamSegmenter(view, threaded=threaded),
+                self.states[name] = StreamState(view, StreamSegmenter(view, threaded=threaded, priority=self.priority),
                                                 [t.clone() for t in source])
         self._owner: StreamState | None = None
 

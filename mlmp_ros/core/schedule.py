@@ -5,7 +5,7 @@ apply, see core/safeguards.py), then predicted: :meth:`Segmenter.segment` unchan
 
 ``async``: a frame is predicted at once with the newest adapted weights (one forward
 pass) and its result returned; the frame is also handed to an adaptation thread that
-works on the newest frame it has been given (older ones are dropped).  The adaptation
+works on the newest frame it has been given (older ones are dropped; core/adapter.py).  The adaptation
 thread has its own copy of the adapted parameters (the frozen weights are shared, not
 copied); when it finishes a frame it publishes a copy of them, and the prediction side
 installs the newest published copy *between* two predictions, on its own thread, so a
@@ -21,52 +21,42 @@ What the modes mean under ``async``:
   frame to frame (with the safeguards and ``reset_every``); predictions follow it.
 - ``off``: nothing adapts; predictions use the weights installed last.
 
-Threads: on the CPU, PyTorch's intra-op thread count is process-wide (every thread
-that runs an operator gets a team of that size), so two threads running at once would
-each use all cores and fight over them.  While ``async`` runs, the count is set to half
-of what it was (at least 1), so prediction and adaptation each get half of the cores;
-it is put back when the schedule goes back to ``sync`` or the stream is closed.  On
-CUDA the adaptation thread runs on its own CUDA stream and synchronises it before it
-publishes.
+Prediction first (core/priority.py): each ``async`` prediction claims the stream's
+:class:`~mlmp_ros.core.priority.Priority` (``StreamSegmenter.priority``, shared by every
+stream of a :class:`~mlmp_ros.core.multistream.MultiStream`); the adaptation thread waits at
+its next safe point while a prediction runs or a frame waits (``frame_arrived`` /
+``frame_left``), and one adaptation thread steps at a time.  Threads: the process-wide
+:data:`~mlmp_ros.core.priority.THREADS` policy, applied when the first async stream starts
+and undone when the last one stops.  On CUDA predictions run on a high-priority CUDA stream
+and the adaptation thread on a normal one, which it synchronises before it publishes.
 """
 
 from __future__ import annotations
 
-import copy
 import logging
 import threading
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import numpy as np
 import torch
 
+from .adapter import Adapter as _Adapter
+from .adapter import Published
 from .config import Config, ConfigError
 from .methods import Method
-from .methods.base import AdaptationCancelled
+from .priority import THREADS, PredictionStream, Priority
 from .safeguards import AdaptationControl
 from .schema import STREAM, runtime_names
 from .segmenter import RUNTIME_SETTINGS, BatchResult, Segmenter
+from .tally import JobRecord, Tally
 
 LOG = logging.getLogger("mlmp_ros.schedule")
 
 # Settings a StreamSegmenter changes at run time (besides the Segmenter's): declared in
 # core/config.py with ``runtime=STREAM`` (schedule, every, budget_ms, plateau, reset_every, safeguards).
 STREAM_SETTINGS = runtime_names(Config, STREAM)
-
-
-@dataclass
-class Published:
-    """Adapted parameters published by the adaptation side."""
-
-    version: int
-    frame: int  # index of the frame they were adapted on
-    params: list[torch.Tensor]
-    generation: int  # the control's reset generation when they were made
-    status: str = "ok"
-    losses: list[float] = field(default_factory=list)
-    seconds: float = 0.0
 
 
 @dataclass
@@ -77,112 +67,6 @@ class StreamResult:
     lag: int | None  # frame - adapted_on
     version: int  # published weights version used (0: the weights at the start)
     schedule: str
-
-
-class _Adapter:
-    """The adaptation side of ``async``: its own method on a copy of the adapted parameters."""
-
-    def __init__(self, seg: Segmenter, control: AdaptationControl, *, threaded: bool = True):
-        self.seg = seg
-        pred = seg.method
-        adapted = {id(p) for _, p in pred.named_params}
-        # share every frozen tensor with the prediction model; copy only what adapts
-        memo = {id(p): p for p in seg.loaded.model.parameters() if id(p) not in adapted}
-        memo.update({id(b): b for b in seg.loaded.model.buffers()})
-        model = copy.deepcopy(seg.loaded.model, memo)
-        from .dense import DenseCLIP
-
-        cfg = seg.config
-        encoder = DenseCLIP(model, cfg.attention, cfg.features, cfg.gaussian_std).to(seg.device)
-        self.method: Method = seg.method_cls(encoder, seg.text, cfg, seg.layers, seg.precision)
-        self.method._source = {"params": [t.clone() for t in pred._source["params"]], "optim": {}}
-        with torch.no_grad():  # carry on from the weights the predictor has now
-            for (_, p), (_, q) in zip(self.method.named_params, pred.named_params):
-                p.copy_(q)
-        self.method.mode, self.method.steps = pred.mode, pred.steps
-        self._outer_hook = getattr(pred, "step_hook", None)  # e.g. a node stopping, tests' step delay
-        self.method.step_hook = self._before_step
-        self.method.control = control
-        self.control = control
-        self.version = 0
-        self.lock = threading.Condition()
-        self._frame: tuple[int, list[np.ndarray]] | None = None
-        self._ready: Published | None = None
-        self._stop = False
-        self.error: BaseException | None = None
-        self.jobs = 0
-        self.stream = torch.cuda.Stream(seg.device) if seg.device.type == "cuda" else None
-        self.thread = None
-        if threaded:
-            self.thread = threading.Thread(target=self._loop, name="mlmp-adapt", daemon=True)
-            self.thread.start()
-
-    def _before_step(self) -> None:
-        """Stop between steps when the thread is asked to (settings change, schedule switch, close)."""
-        if self._stop:
-            raise AdaptationCancelled("the adaptation thread is stopping")
-        if self._outer_hook is not None:
-            self._outer_hook()
-        if self._stop:
-            raise AdaptationCancelled("the adaptation thread is stopping")
-
-    # ----------------------------------------------------------- threaded
-    def submit(self, index: int, images: list[np.ndarray]) -> None:
-        with self.lock:
-            self._frame = (index, images)  # the newest frame only
-            self.lock.notify()
-
-    def _loop(self) -> None:
-        while True:
-            with self.lock:
-                while self._frame is None and not self._stop:
-                    self.lock.wait()
-                if self._stop:
-                    return
-                index, images = self._frame
-                self._frame = None
-            try:
-                published = self.job(index, images)
-            except AdaptationCancelled:
-                return  # stopping (the weights of the cancelled job were put back)
-            except BaseException as exc:  # noqa: BLE001 - reported by the stream
-                LOG.error("adaptation thread failed: %s", exc)
-                self.error = exc
-                return
-            if published is not None:
-                with self.lock:
-                    self._ready = published
-
-    def take(self) -> Published | None:
-        with self.lock:
-            ready, self._ready = self._ready, None
-            return ready
-
-    def stop(self) -> None:
-        with self.lock:
-            self._stop = True
-            self.lock.notify()
-        if self.thread is not None:
-            self.thread.join()
-
-    # ------------------------------------------------------------- one job
-    def job(self, index: int, images: list[np.ndarray]) -> Published | None:
-        """Adapt on one frame; the published parameters, or None when nothing adapted."""
-        t0 = time.perf_counter()
-        ctx = torch.cuda.stream(self.stream) if self.stream is not None else _null()
-        with ctx:
-            x, _ = self.seg.prepare(images)
-            batch = self.method.prepare(x)
-            status, losses = self.method.adapt_frame(batch)
-            if status == "skipped":
-                return None
-            params = [p.detach().clone() for _, p in self.method.named_params]
-        if self.stream is not None:
-            self.stream.synchronize()
-        self.jobs += 1
-        self.version += 1
-        seconds = time.perf_counter() - t0
-        return Published(self.version, index, params, self.control.generation, status, losses, seconds)
 
 
 class _Observer:
@@ -198,59 +82,20 @@ class _Observer:
         pass
 
 
-class _Tally:
-    """Resets by reason and adaptation failures of the method that adapts, kept across schedule
-    switches: ``sync`` counts on the prediction side's method, ``async`` on the adaptation
-    thread's, and a switch hands the totals so far on to the other one (nothing goes back to 0)."""
-
-    def __init__(self, method: Method):
-        self.lock = threading.Lock()  # the node's diagnostics read while the worker switches
-        self.reasons: dict[str, int] = {}
-        self.failures = 0
-        self.last_failure = ""
-        self._watch(method)
-
-    def _watch(self, method: Method) -> None:
-        self.method = method
-        self._reasons_mark = dict(method.reset_reasons)
-        self._failures_mark = method.failures
-
-    def totals(self) -> tuple[dict[str, int], int, str]:
-        """(resets by reason, failures, last failure) since the stream started."""
-        with self.lock:
-            return self._totals()
-
-    def _totals(self) -> tuple[dict[str, int], int, str]:
-        method = self.method
-        reasons = dict(self.reasons)
-        for reason, count in dict(method.reset_reasons).items():  # a copy: the adaptation thread adds to it
-            new = count - self._reasons_mark.get(reason, 0)
-            if new:
-                reasons[reason] = reasons.get(reason, 0) + new
-        new_failures = method.failures - self._failures_mark
-        last = method.last_failure if new_failures else self.last_failure
-        return reasons, self.failures + new_failures, last
-
-    def switch(self, method: Method) -> None:
-        """From now on ``method`` adapts: keep the totals so far, count what it adds to them."""
-        with self.lock:
-            self.reasons, self.failures, self.last_failure = self._totals()
-            self._watch(method)
-
-
-class _null:
-    def __enter__(self):
-        return self
-
-    def __exit__(self, *exc):
-        return False
-
-
 class StreamSegmenter:
-    """A :class:`Segmenter` fed one frame at a time under ``adaptation.schedule``."""
+    """A :class:`Segmenter` fed one frame at a time under ``adaptation.schedule``.
 
-    def __init__(self, segmenter: Segmenter, *, threaded: bool = True):
+    ``priority``: the :class:`~mlmp_ros.core.priority.Priority` shared with other streams on the
+    same model (a new one by default); ``self.priority`` is the one in use (the node's image
+    callback calls its ``frame_arrived`` / ``frame_left``).
+    """
+
+    def __init__(self, segmenter: Segmenter, *, threaded: bool = True, priority: Priority | None = None):
         self.seg = segmenter
+        self.priority = priority if priority is not None else Priority()
+        self.record = JobRecord()
+        self._wait_s = 0.0  # seconds stopped adaptation threads waited for predictions
+        self._prediction_stream = PredictionStream(segmenter.device)
         self.threaded = threaded
         self.control = AdaptationControl(segmenter.config.adaptation)
         segmenter.method.control = self.control
@@ -260,9 +105,9 @@ class StreamSegmenter:
         self.generation = 0
         self.lags: list[int] = []
         self._adapter: _Adapter | None = None
-        self._threads_before: int | None = None
+        self._threads_on = False  # this stream counts as a user of THREADS
         self._started = time.monotonic()
-        self._tally = _Tally(segmenter.method)
+        self._tally = Tally(segmenter.method)
         if self.schedule == "async":
             self._start_async()
 
@@ -281,10 +126,10 @@ class StreamSegmenter:
 
     # -------------------------------------------------------------- control
     def _start_async(self) -> None:
-        if self.seg.device.type == "cpu" and self._threads_before is None:
-            self._threads_before = torch.get_num_threads()
-            torch.set_num_threads(max(1, self._threads_before // 2))
-        self._adapter = _Adapter(self.seg, self.control, threaded=self.threaded)
+        if self.seg.device.type == "cpu" and not self._threads_on:
+            THREADS.start()
+            self._threads_on = True
+        self._adapter = _Adapter(self.seg, self.control, self.priority, self.record, threaded=self.threaded)
         self._tally.switch(self._adapter.method)
         self.seg.method.mode = "off"  # the prediction side only predicts
         self.seg.method.control = _Observer(self)
@@ -294,6 +139,9 @@ class StreamSegmenter:
         if adapter is None:
             return
         adapter.stop()
+        for hook in adapter.hooks:
+            hook.remove()
+        self._wait_s += adapter.wait_s
         self._tally.switch(self.seg.method)
         ready = adapter.take()
         if ready is not None:
@@ -303,9 +151,9 @@ class StreamSegmenter:
                 p.copy_(q)
         self.seg.method.mode = self.seg.config.adaptation.mode
         self.seg.method.control = self.control
-        if self._threads_before is not None:
-            torch.set_num_threads(self._threads_before)
-            self._threads_before = None
+        if self._threads_on:
+            THREADS.stop()
+            self._threads_on = False
 
     def update(self, **changes) -> None:
         """Run-time changes: the Segmenter's (classes, mode, steps, lr) and :data:`STREAM_SETTINGS`."""
@@ -391,6 +239,7 @@ class StreamSegmenter:
         self.frames += 1
         if self._adapter is None:
             result = self.seg.segment(images, **kwargs)
+            self.record.job(result.status, result.losses)
             if result.status != "skipped":
                 self.adapted_on = index
                 self.version += 1
@@ -398,11 +247,14 @@ class StreamSegmenter:
         adapter = self._adapter
         if adapter.error is not None:
             raise RuntimeError(f"the adaptation thread failed: {adapter.error}") from adapter.error
-        if adapter.thread is not None:
-            ready = adapter.take()
-            if ready is not None:
-                self.install(ready)
-        result = self.seg.segment(images, **kwargs)
+        with self.priority.predicting(), self._prediction_stream:  # adaptation waits at its next safe point
+            if self._threads_on:
+                THREADS.on_prediction()
+            if adapter.thread is not None:
+                ready = adapter.take()
+                if ready is not None:
+                    self.install(ready)
+            result = self.seg.segment(images, **kwargs)
         if adapter.thread is not None:
             adapter.submit(index, list(images))
         return self._result(result, index)
@@ -423,6 +275,7 @@ class StreamSegmenter:
         if lag is not None:
             self.lags.append(lag)
             del self.lags[:-100]
+        self.record.predicted(self.control.steps_total)
         return StreamResult(result, index, self.adapted_on, lag, self.version, self.schedule)
 
     # ------------------------------------------------------------ reporting
@@ -431,8 +284,14 @@ class StreamSegmenter:
         reasons, failures, last = self._tally.totals()
         return {"resets": reasons, "resets_total": sum(reasons.values()), "failures": failures, "last_failure": last}
 
+    def adapt_wait_s(self) -> float:
+        """Seconds the adaptation side has waited for predictions since the stream started."""
+        adapter = self._adapter
+        return self._wait_s + (adapter.wait_s if adapter is not None else 0.0)
+
     def stats(self) -> dict:
-        """Schedule, adaptation steps per second, lag, resets by reason, budget stops."""
+        """Schedule, what adaptation got (last job, steps per frame and per second, time spent waiting
+        for predictions), the adapted weights' age in frames (``lag_frames``), resets, budget stops."""
         c = self.control.stats()
         elapsed = max(1e-9, time.monotonic() - self._started)
         lags = sorted(self.lags)
@@ -444,6 +303,8 @@ class StreamSegmenter:
             "steps": c["steps"],
             "steps_per_s": c["steps"] / elapsed,
             "step_ms": c["step_ms"],
+            **self.record.values(),  # adapt_last_status / _loss / _steps, steps_per_frame (last 100 frames)
+            "adapt_wait_s": self.adapt_wait_s(),
             "lag_frames": self.lags[-1] if self.lags else None,  # the last frame's
             "lag_frames_median": lags[len(lags) // 2] if lags else None,  # of the last 100 frames
             "lag_frames_max": lags[-1] if lags else None,
@@ -451,4 +312,5 @@ class StreamSegmenter:
             "stops": c["stops"],
             "version": self.version,
             "torch_threads": torch.get_num_threads(),
+            "adapt_threads": THREADS.adapt_threads if self._threads_on else None,
         }

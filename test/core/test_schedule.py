@@ -10,6 +10,7 @@ import pytest
 import torch
 
 from mlmp_ros.core import ConfigError, Segmenter
+from mlmp_ros.core.priority import THREADS
 from mlmp_ros.core.safeguards import AdaptationControl
 from mlmp_ros.core.schedule import StreamSegmenter
 
@@ -232,7 +233,9 @@ def test_schedule_switch_at_run_time():
     stream = StreamSegmenter(seg)
     stream.segment(frames(1)[0])
     stream.update(adaptation__schedule="async")
-    assert stream.schedule == "async" and torch.get_num_threads() == 1  # cores split between the two sides
+    # the process's thread policy (core/priority.py): prediction keeps its threads, adaptation gets half
+    assert stream.schedule == "async" and torch.get_num_threads() == THREADS.predict_threads == 2
+    assert stream.stats()["adapt_threads"] == THREADS.adapt_threads == 1
     assert threading.active_count() >= 2
     for img in frames(4):
         stream.segment(img)
