@@ -95,6 +95,7 @@ class NodeInterface:
                 pipe.unsubscribe()
                 if node.inbox is not None and node.inbox.take_frame(pipe.name) is not None:
                     pipe.counters.drop("disabled")
+                    node.streams.priority.frame_left(pipe.name)
             topics = ", ".join(p.input_topic for p in node.pipelines.values())
             if wanted:
                 response.message = f"enabled: listening on {topics}"

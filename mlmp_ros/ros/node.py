@@ -172,7 +172,7 @@ class SegmentNode(Node):
         self.streams = in_passing_thread(MultiStream, seg, names, share=share)
         self.inbox = Inbox(names)
         for pipe in self.pipelines.values():
-            pipe.open(self.inbox, len(seg.class_names))
+            pipe.open(self.inbox, len(seg.class_names), self.streams.priority)
         self.interface.open()
         self.worker = Worker(self.streams, self.inbox, self.pipelines, self.gate, settings=lambda: self.settings,
                              logger=self.get_logger(), stopping=self.stopping)
@@ -199,6 +199,8 @@ class SegmentNode(Node):
             for name, waiting in self.inbox.close().items():
                 if waiting:
                     self.pipelines[name].counters.drop("inactive")
+                    if self.streams is not None:
+                        self.streams.priority.frame_left(name)
         if self.worker is not None and not self.worker.join(timeout):
             return False
         if self.streams is not None:

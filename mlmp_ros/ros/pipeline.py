@@ -73,6 +73,7 @@ class CameraPipeline:
         self.reliability: ReliabilityPolicy | None = None
         self.outputs: Outputs | None = None
         self.inbox: Inbox | None = None
+        self.priority: Any = None  # core/priority.py: a waiting frame holds adaptation back (async)
         self.colours = None
         self.resets_seen: dict[str, int] = {}
         self.steps_mark: tuple[float, int] | None = None
@@ -95,10 +96,11 @@ class CameraPipeline:
             return remapped
         return node.resolve_topic_name(image).rstrip("/") + "/compressed"
 
-    def open(self, inbox: Inbox, classes: int) -> None:
-        """Publishers (the node tracks them as this activation's entities) and the inbox frames go to."""
+    def open(self, inbox: Inbox, classes: int, priority: Any) -> None:
+        """Publishers (the node tracks them as this activation's entities), the inbox frames go to and
+        the adaptation priority they claim while they wait."""
         node, qos, p = self.node, output_qos(), self.prefix
-        self.inbox = inbox
+        self.inbox, self.priority = inbox, priority
         self.colours = palette(classes)
         self.outputs = Outputs(
             labels=node.create_publisher(Image, f"{p}{LABELS_TOPIC}", qos),
@@ -109,7 +111,7 @@ class CameraPipeline:
 
     def close(self) -> None:
         """Forget this activation's entities (the node destroys them)."""
-        self.subscription = self.outputs = self.inbox = None
+        self.subscription = self.outputs = self.inbox = self.priority = None
 
     # ----------------------------------------------------------------- input
     def wanted_reliability(self) -> ReliabilityPolicy:
@@ -154,13 +156,18 @@ class CameraPipeline:
         gap = self.gaps.gap(info)
         if gap:
             self.counters.messages_lost(gap)
-        inbox = self.inbox
+        inbox, priority = self.inbox, self.priority
         if inbox is None or not self.node.enabled:  # taken just before the node stopped listening
             self.counters.frame_in(None)
             self.counters.drop("disabled" if inbox is not None else "inactive")
             return
+        if priority is not None:
+            priority.frame_arrived(self.name)  # adaptation steps back while a frame waits
         # The reason the frame it replaced is gone ("inactive": the inbox closed, this frame is dropped).
-        self.counters.frame_in(inbox.put_frame(self.name, Frame(msg, received)))
+        replaced = inbox.put_frame(self.name, Frame(msg, received))
+        self.counters.frame_in(replaced)
+        if replaced and priority is not None:
+            priority.frame_left(self.name)  # one frame fewer waits: the replaced one (or this one, refused)
 
     def _on_message_lost(self, event: Any) -> None:
         count = int(getattr(event, "total_count_change", 0) or 0)

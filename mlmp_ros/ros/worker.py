@@ -76,13 +76,14 @@ class Worker:
 
     def _give_back(self, work: Work) -> None:
         """The worker is done with ``work``: a frame not accounted for yet (the node stopped while it was
-        in progress) is dropped as inactive."""
+        in progress) is dropped as inactive; every frame stops holding adaptation back."""
         for name, frame in work.frames:
             counters = self.pipelines[name].counters
             if not frame.finished:
                 frame.finished = True
                 counters.drop("inactive")
             counters.busy(None)
+            self.streams.priority.frame_left(name)
 
     def _failed(self, work: Work, exc: Exception) -> None:
         for name, frame in work.frames:

@@ -23,6 +23,7 @@ from std_srvs.srv import SetBool, Trigger
 
 from mlmp_ros.ros.conversions import palette
 from mlmp_ros.ros.live import LiveSession, NodeProcess
+from mlmp_ros.ros.qos import service_qos
 
 from .ros_helpers import CLASSES, NODE_ENV, PARAMS_FILE, TINY, make_image
 
@@ -176,7 +177,8 @@ def test_a_burst_of_service_calls_is_answered_in_full(cameras):
         live.publish(make_image(60, 80))  # a frame in flight: the first reset waits for it, the rest queue
         for name in names:
             srv, request = (SetBool, SetBool.Request(data=True)) if name == "enable" else (Trigger, Trigger.Request())
-            client = live.ros.create_client(srv, f"{live.node_fqn}/{name}")
+            # the client's own response queue deep enough for the burst: only the node's queue is tested
+            client = live.ros.create_client(srv, f"{live.node_fqn}/{name}", qos_profile=service_qos())
             assert client.wait_for_service(timeout_sec=30.0)
             answered = threading.Semaphore(0)
             futures = [client.call_async(request) for _ in range(30)]
