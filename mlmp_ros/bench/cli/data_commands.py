@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import Any
 
 from ...core.config import Config
+from ...core.schema import settings as schema_settings
 from ...core.schema import settings_table
 from ..checks import UsageError, positive_int
 from ..data import registry
@@ -88,5 +89,9 @@ def add_settings(sub: Any) -> None:
 
 
 def cmd_settings(args: argparse.Namespace) -> int:
-    print(settings_table(Config))
+    from ...ros.settings import STRING_SETTINGS, ros_value  # imports no ROS package
+
+    # Settings whose empty default means "the method's own" print it as the parameter file does: auto.
+    shown = {s.name: ros_value(s.name, s.default) for s in schema_settings(Config) if s.name in STRING_SETTINGS}
+    print(settings_table(Config, shown))
     return 0
