@@ -6,7 +6,6 @@ from __future__ import annotations
 import shutil
 from pathlib import Path
 
-
 # What a run writes into its output folder; a new run removes the last run's before it starts.
 RUN_OUTPUTS = ("outputs", "outputs_*", "overlay_*.png", "node.log", "node_*.log", "summary.json")
 

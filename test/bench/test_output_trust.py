@@ -19,8 +19,11 @@ def test_settings_prints_auto_where_the_parameter_file_says_auto(capsys) -> None
     assert main(["settings"]) == 0
     rows = {line.split()[0]: line.split()[1] for line in capsys.readouterr().out.splitlines() if line.strip()}
     assert rows["layers"] == "auto" and rows["templates"] == "auto"
+    from mlmp_ros.bench.cli.data_commands import AUTO_WHEN_EMPTY
     from mlmp_ros.resources import config_path
+    from mlmp_ros.ros.settings import STRING_SETTINGS
 
+    assert set(AUTO_WHEN_EMPTY) == set(STRING_SETTINGS)
     text = config_path("segment.yaml").read_text()
     assert re.search(r"^\s*layers: auto$", text, re.M) and re.search(r"^\s*templates: auto$", text, re.M)
 

@@ -13,6 +13,10 @@ from ..checks import UsageError, positive_int
 from ..data import registry
 from .arguments import add_bag_options, parse_corruptions
 
+# Core settings whose empty default means "the method's own choice": the node's parameter file and
+# their help call it 'auto' (mlmp_ros/ros/settings.py STRING_SETTINGS; a test keeps the two equal).
+AUTO_WHEN_EMPTY = ("layers", "templates")
+
 
 def add_make_bags(sub: Any) -> None:
     p = sub.add_parser(
@@ -89,9 +93,6 @@ def add_settings(sub: Any) -> None:
 
 
 def cmd_settings(args: argparse.Namespace) -> int:
-    from ...ros.settings import STRING_SETTINGS, ros_value  # imports no ROS package
-
-    # Settings whose empty default means "the method's own" print it as the parameter file does: auto.
-    shown = {s.name: ros_value(s.name, s.default) for s in schema_settings(Config) if s.name in STRING_SETTINGS}
+    shown = {s.name: "auto" for s in schema_settings(Config) if s.name in AUTO_WHEN_EMPTY and not s.default}
     print(settings_table(Config, shown))
     return 0

@@ -24,7 +24,8 @@ number (``method``, ``backbone``, ``weights``, ``attention``, ``precision``, ``m
 Finished trials add the runner's results (``frames`` scored, ``batches``, ``metrics``
 with per-class ``IoU`` and ``out_of_range_pixels``, ``metrics_state``, ``timing``,
 ``loss_per_step``, ``layer_weights``, ``adaptation_status``, ``notes``,
-``trainable_parameters``, ``class_names``), ``examples`` (an .npz path relative to the
+``trainable_parameters``, ``unit_areas`` (each frame's per-class intersection and union, for the
+report's bootstrap intervals), ``class_names``), ``examples`` (an .npz path relative to the
 store's folder), ``random_weights``, ``device``, ``started``/``finished``/``wall_s``,
 ``versions`` and ``host``.  Relative paths in a suite file are relative to the working
 directory; a suite file that does not exist there is looked up among the installed
