@@ -97,6 +97,9 @@ def check_node_parameters(params_file: Path, params: dict[str, Any], args: argpa
         usage_error(f"--params: no parameter file {params_file}")
     try:
         config = Config.from_yaml(params_file)
+    except ConfigError as exc:
+        usage_error(f"--params {params_file} is not a node parameter file: {exc}")
+    try:
         core = {k: v for k, v in params.items() if k.split(".")[0] not in NODE_GROUPS and k not in STRING_SETTINGS}
         config.replace(**core)
         NodeSettings.from_values({k: v for k, v in params.items() if k.split(".")[0] in NODE_GROUPS})
