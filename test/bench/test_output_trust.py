@@ -78,3 +78,24 @@ def test_demo_description_says_which_stream_it_plays() -> None:
 
     text = build_parser().description
     assert "world stream" in text and "sample stream" in text and "world model" in text
+
+
+def test_the_stream_plot_has_a_legend_on_every_panel(tmp_path: Path, monkeypatch) -> None:
+    import matplotlib.pyplot as plt
+
+    from mlmp_ros.bench.camera.rate_replay import plot_report
+
+    kept = []
+    monkeypatch.setattr(plt, "close", kept.append)  # keep the figure to look at it
+    report = {
+        "method": "mlmp", "schedule": "sync", "mode": "continual", "rate_hz": 10.0, "miou_camera": 0.5,
+        "timeline": [{"frame": i, "pixel_acc": 0.5, "segment": "a" if i < 3 else "b"} for i in range(6)],
+        "segments": [{"segment": s, "miou_camera": 0.5, "miou_processed": 0.4} for s in "ab"],
+        "processed": [{"frame": i, "loss": 1.0 / (i + 1), "resets": int(i >= 4)} for i in range(6)],
+    }  # fmt: skip
+    plot_report(report, tmp_path / "stream.png")
+    (fig,) = kept
+    for ax in fig.axes:
+        assert ax.get_legend() is not None and ax.get_legend().get_texts(), ax.get_ylabel()
+    texts = [t.get_text() for ax in fig.axes for t in ax.get_legend().get_texts()]
+    assert "next segment" in texts and "reset to the source weights" in texts
