@@ -1,4 +1,5 @@
-"""mlmp-demo: the segmentation node on the bundled sample stream, over real DDS on loopback.
+"""mlmp-demo: the segmentation node on a camera stream (the bundled sample stream with real
+weights, else a generated world stream), over real DDS on loopback.
 
 Starts ``mlmp-segment`` with ``config/segment.yaml`` as a separate process, plays the
 bundled camera stream into it at the recorded 10 Hz (a camera does not wait), records
@@ -8,6 +9,9 @@ what comes back and writes:
   ``segmentation/confidence`` as received;
 * ``<out>/overlay_NN.png`` — each processed frame beside its segmentation, with a legend;
 * ``<out>/summary.json`` and a one-screen summary: rates, latency, drops, memory.
+
+A new run in the same ``<out>`` replaces the last run's outputs there (:func:`prepare_out`).
+The command line and its checks are in :mod:`mlmp_ros.demo_args`.
 
 Real weights make the overlays meaningful: an open_clip pretrained tag that can be
 fetched (the default ``openai`` is downloaded once and cached), or a local file given
@@ -32,7 +36,8 @@ from typing import Any
 import cv2
 import numpy as np
 
-from .catalog import METHOD_NAMES
+from .bench.checks import counted
+from .demo_args import check_node_parameters, node_parameters, parse_args, usage_error
 from .demo_common import node_diagnostics, prepare_out
 from .resources import config_path
 from .ros import stay_on_loopback
@@ -46,62 +51,25 @@ RANDOM_BANNER = (
 )
 
 
-def parse_args(argv: list[str] | None) -> argparse.Namespace:
-    p = argparse.ArgumentParser(prog="mlmp-demo", description=__doc__.splitlines()[0])
-    p.add_argument("--params", type=Path, default=None, help="node parameter file (default: config/segment.yaml)")
-    p.add_argument("--weights", default=None, help="pretrained tag or local weights file (default: the params file's)")
-    p.add_argument("--model", default=None, help="open_clip model name (default: the params file's)")
-    p.add_argument("--device", default=None, help="auto | cpu | cuda")
-    p.add_argument("--method", default=None, help=f"{' | '.join(METHOD_NAMES)} (default: the params file's; with the "
-                   "world model, the adapted run's, by default the robot configuration's)")  # fmt: skip
-    p.add_argument("--steps", type=int, default=None, help="adaptation steps per frame")
-    p.add_argument("--offline", action="store_true", help="never download weights")
-    p.add_argument("--set", action="append", default=[], metavar="NAME=VALUE", help="any other node parameter")
-    p.add_argument("--out", type=Path, default=Path("demo_out"), help="output folder (default: ./demo_out)")
-    p.add_argument("--rate", type=float, default=10.0, help="camera rate in Hz (default: 10, as recorded)")
-    p.add_argument("--loops", type=int, default=1, help="times to play the 8-frame stream")
-    p.add_argument("--paced", action="store_true", help="send each frame only after the previous result (no drops)")
-    p.add_argument("--timeout", type=float, default=600.0, help="seconds to wait for the last result")
-    w = p.add_argument_group("world stream (used when no real weights can be had)")
-    w.add_argument("--world", action="store_true", help="run the world model on a world stream even if real weights exist")
-    w.add_argument("--frames", type=int, default=30, help="frames of the world stream (default 30)")
-    w.add_argument("--shift", default="fog", help="shift that sets in over the stream: none, fog, night, rain, blur, dirt")
-    w.add_argument("--seed", type=int, default=None, help="world stream seed (default: a held-out stream)")
-    return p.parse_args(argv)
-
-
-def node_parameters(args: argparse.Namespace) -> dict[str, Any]:
-    params: dict[str, Any] = {}
-    for key, value in (("model", args.model), ("device", args.device), ("adaptation.method", args.method), ("adaptation.steps", args.steps)):
-        if value is not None:
-            params[key] = value
-    if args.offline:
-        params["offline"] = True
-    from .bench.cli import UsageError, parse_sets
-
-    try:
-        params.update(parse_sets(args.set))
-    except UsageError as exc:
-        raise SystemExit(f"mlmp-demo: {exc}") from None
-    return params
-
-
 def choose_weights(args: argparse.Namespace, params_file: Path) -> tuple[str, str]:
     """(weights to give the node, why random) — real weights when they can be had."""
     from .core import Config
-    from .core.backbone import WeightsError, check_model_name, weights_file
+    from .core.backbone import ModelNameError, WeightsError, check_model_name, weights_file
 
     cfg = Config.from_yaml(params_file)
     model = args.model or cfg.model
     weights = args.weights or cfg.weights
     if weights == "random":
         return "random", "random weights were asked for"
-    check_model_name(model)
+    try:
+        check_model_name(model)
+    except ModelNameError as exc:
+        usage_error(f"--model: {exc}")
     try:
         path = weights_file(model, weights, cache_dir=cfg.cache_dir or None, offline=args.offline or cfg.offline)
     except WeightsError as exc:
         if args.weights:  # the user named these weights: a failure is an error, not a fallback
-            raise SystemExit(f"mlmp-demo: {exc}") from None
+            usage_error(f"--weights: {exc}")
         return "random", str(exc).split(" Details:")[0]
     return (str(path) if Path(weights).expanduser().exists() else weights), ""
 
@@ -142,7 +110,7 @@ def _choose_run(args: argparse.Namespace, params_file: Path) -> tuple[Any, str, 
     world = WorldStreamRun(args.frames, args.shift, args.seed)
     print(f"mlmp-demo: no real CLIP weights ({why_random})." if why_random else "mlmp-demo: --world given.", flush=True)
     print(f"mlmp-demo: running the bundled world model (mlmp-world) on a generated world stream: "
-          f"{len(world.frames)} frames 640x480, '{args.shift}' setting in, into two nodes at once: NoAdapt and "
+          f"{counted(len(world.frames), 'frame')} 640x480, '{args.shift}' setting in, into two nodes at once: NoAdapt and "
           "the adapted configuration recommended for robots (--method, --steps and --set change the adapted one). "
           "The ground truth is known, so each frame's mIoU is printed as its labels arrive.", flush=True)  # fmt: skip
     return world, "world", "", node_parameters(args)
@@ -184,6 +152,9 @@ def _write_overlays(result, inputs: dict, args: argparse.Namespace, names: dict[
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     params_file = args.params or config_path("segment.yaml")
+    if args.out.exists() and not args.out.is_dir():
+        usage_error(f"--out: {args.out} is a file, not a folder")
+    check_node_parameters(params_file, node_parameters(args), args)  # every argument, before anything starts
     stay_on_loopback()
     print(f"mlmp-demo: node parameters from {params_file}", flush=True)
     world, weights, why_random, params = _choose_run(args, params_file)
@@ -202,7 +173,7 @@ def main(argv: list[str] | None = None) -> int:
     t0 = time.monotonic()
     with LiveSession(node, keep_serialized=True) as live:
         ready = time.monotonic() - t0
-        print(f"mlmp-demo: node ready after {ready:.1f} s; playing {len(stream)} frames", flush=True)
+        print(f"mlmp-demo: node ready after {ready:.1f} s; playing {counted(len(stream), 'frame')}", flush=True)
         result = _play(live, stream, args)
         names = live.class_map
         diag = node_diagnostics(live, result)
@@ -249,7 +220,7 @@ def print_summary(s: dict[str, Any]) -> None:
     if d:
         print(f"model time        {d.get('model_ms', '-')} ms per frame; node overhead {d.get('overhead_ms', '-')} ms")
         print(f"node memory       {d.get('rss_mb', '-')} MB RSS")
-    print(f"outputs           {s['outputs_bag']} ({s['output_messages']} messages), {len(s['overlays'])} overlays in {Path(s['outputs_bag']).parent}")
+    print(f"outputs           {s['outputs_bag']} ({counted(s['output_messages'], 'message')}), {counted(len(s['overlays']), 'overlay')} in {Path(s['outputs_bag']).parent}")
     if s["frames_dropped"]:
         print("note              the node was slower than the camera; use --paced to process every frame")
     print(line)

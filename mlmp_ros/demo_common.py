@@ -6,14 +6,24 @@ from __future__ import annotations
 import shutil
 from pathlib import Path
 
+# What a run writes into its output folder; a new run removes the last run's before it starts.
+RUN_OUTPUTS = ("outputs", "outputs_*", "overlay_*.png", "node.log", "node_*.log", "summary.json")
+
 
 def prepare_out(out: Path) -> None:
-    """Create the output folder, clearing a previous run's bag and overlays."""
-    if (out / "outputs").exists():
-        shutil.rmtree(out / "outputs")
+    """Create the output folder, removing what a previous run wrote there (its outputs bags, overlays,
+    node logs and summary): a new run replaces the last one.  Other files in the folder are left alone."""
+    if out.exists() and not out.is_dir():
+        from .demo_args import usage_error
+
+        usage_error(f"--out: {out} is a file, not a folder")
     out.mkdir(parents=True, exist_ok=True)
-    for old in out.glob("overlay_*.png"):
-        old.unlink()
+    for pattern in RUN_OUTPUTS:
+        for old in out.glob(pattern):
+            if old.is_dir() and not old.is_symlink():
+                shutil.rmtree(old)
+            else:
+                old.unlink()
 
 
 def node_diagnostics(live, result):

@@ -22,6 +22,7 @@ from typing import Any
 import cv2
 import numpy as np
 
+from .bench.checks import counted
 from .demo_common import node_diagnostics, prepare_out
 
 WORLD_PERIOD_NS = 100_000_000  # the stream's stamps: 10 Hz
@@ -282,7 +283,7 @@ def run(args: argparse.Namespace, params_file: Path, world: WorldStreamRun, user
     sessions = _start_sessions(params_file, runs, out)
     ready = time.monotonic() - t0
     try:
-        print(f"mlmp-demo: nodes ready after {ready:.1f} s; playing {len(stream)} frames into each", flush=True)
+        print(f"mlmp-demo: nodes ready after {ready:.1f} s; playing {counted(len(stream), 'frame')} into each", flush=True)
         played = _play_all(sessions, scores, stream, args)
     finally:
         for s in sessions.values():
@@ -318,24 +319,37 @@ def _ms(value: Any) -> str:
     return "-" if value is None else f"{value:.0f} ms"
 
 
-def print_world_summary(s: dict[str, Any]) -> None:
-    line = "=" * 88
-    w = s["world"]
-    print(line)
-    print(f"mlmp-demo summary: world model (mlmp-world) on world stream seed {w['stream_seed']}, "
-          f"{w['frames']} frames, '{w['shift']}' setting in")  # fmt: skip
-    print(line)
-    print(f"{'run':34s} {'mIoU':>6s} {'first':>6s} {'last':>6s} {'processed':>10s} {'dropped':>8s} {'latency p50/p95':>18s}")
+SUMMARY_COLUMNS = ("run", "mIoU", "first", "last", "processed", "dropped", "latency p50/p95")
+
+
+def summary_rows(s: dict[str, Any]) -> list[str]:
+    """The summary table, header first: every column as wide as its widest entry, numbers right-aligned."""
+    table = [SUMMARY_COLUMNS]
     for r in s["runs"].values():
         pf = r["per_frame"]
         first = f"{pf[0]['miou']:.1f}" if pf else "-"
         last = f"{pf[-1]['miou']:.1f}" if pf else "-"
         lat = f"{_ms(r['latency_median_ms'])} / {_ms(r['latency_p95_ms'])}"
-        print(f"{r['title']:34s} {r['run_miou']:6.1f} {first:>6s} {last:>6s} "
-              f"{r['frames_processed']:>4d}/{r['frames_published']:<5d} {r['frames_dropped']:8d} {lat:>18s}")  # fmt: skip
+        table.append((r["title"], f"{r['run_miou']:.1f}", first, last, f"{r['frames_processed']}/{r['frames_published']}",
+                      str(r["frames_dropped"]), lat))  # fmt: skip
+    widths = [max(len(row[i]) for row in table) for i in range(len(SUMMARY_COLUMNS))]
+    return ["  ".join(cell.ljust(w) if i == 0 else cell.rjust(w) for i, (cell, w) in enumerate(zip(row, widths)))
+            for row in table]  # fmt: skip
+
+
+def print_world_summary(s: dict[str, Any]) -> None:
+    line = "=" * 88
+    w = s["world"]
+    print(line)
+    print(f"mlmp-demo summary: world model (mlmp-world) on world stream seed {w['stream_seed']}, "
+          f"{counted(w['frames'], 'frame')}, '{w['shift']}' setting in")  # fmt: skip
+    print(line)
+    for row in summary_rows(s):
+        print(row)
     d = next(iter(s["runs"].values()))["node_diagnostics"]
     if d:
         print(f"model / device    {d.get('model', '?')} on {d.get('device', '?')}; node memory {d.get('rss_mb', '-')} MB RSS each")
     print("mIoU: over each run's processed frames, against the ground truth; a dropped frame is not scored")
-    print(f"outputs           {len(s['overlays'])} overlays (camera | runs | ground truth) and one outputs bag per run")
+    print(f"outputs           {counted(len(s['overlays']), 'overlay')} (camera | runs | ground truth) and one outputs "
+          "bag per run")  # fmt: skip
     print(line)

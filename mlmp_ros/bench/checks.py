@@ -18,6 +18,19 @@ class UsageError(ValueError):
     """A command-line value is invalid."""
 
 
+class OneLineParser(argparse.ArgumentParser):
+    """An argument parser whose errors are one line (the argument and what it allows, then where the
+    help is), exit status 2, instead of the usage block and the error; sub-commands inherit it."""
+
+    def error(self, message: str):  # type: ignore[override]
+        self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
+
+
+def counted(n: int, noun: str, plural: str | None = None) -> str:
+    """'1 trial', '3 trials' ('0 trials')."""
+    return f"{n} {noun if n == 1 else (plural or noun + 's')}"
+
+
 def _is_number(value: Any) -> bool:
     return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
 

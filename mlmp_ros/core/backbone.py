@@ -31,6 +31,10 @@ _NON_TENSOR_KEYS = ("input_resolution", "context_length", "vocab_size")
 _WEIGHT_SUFFIXES = (".pt", ".pth", ".bin", ".safetensors", ".ckpt")
 
 
+# How to run without downloaded weights: the bundled world model (ROS parameters, then the --set form).
+WORLD_HINT = "model:=mlmp-world weights:=world (mlmp-bench: --set model=mlmp-world --set weights=world)"
+
+
 class WeightsError(RuntimeError):
     """Weights cannot be found, read, or do not fit the model; the message says what to do."""
 
@@ -208,7 +212,8 @@ def _pretrained_file(name: str, tag: str, *, cache_dir: str | None, offline: boo
     raise WeightsError(
         f"pretrained weights '{tag}' for {name} are not available: {mode} (cache: {where}). "
         "Download them once where there is internet (the same cache_dir), or give a local file "
-        "(open_clip checkpoint, .safetensors, or an OpenAI-format state dict). Details: " + " | ".join(errors)
+        "(open_clip checkpoint, .safetensors, or an OpenAI-format state dict); to run without them, use the "
+        f"bundled world model: {WORLD_HINT}. Details: " + " | ".join(errors)
     )
 
 

@@ -332,9 +332,13 @@ def describe(s: Setting) -> str:
     return text
 
 
-def settings_table(cls: type) -> str:
-    """A plain-text list of every setting, its default and description (``mlmp-bench settings``)."""
-    rows = [(s.name, _show(s.default), describe(s)) for s in settings(cls)]
+def settings_table(cls: type, shown: Mapping[str, Any] | None = None) -> str:
+    """A plain-text list of every setting, its default and description (``mlmp-bench settings``).
+
+    ``shown``: setting name -> the default to print instead of the declared value (e.g. 'auto' where an
+    empty list means the method's own choice, as the parameter file writes it)."""
+    shown = shown or {}
+    rows = [(s.name, _show(shown.get(s.name, s.default)), describe(s)) for s in settings(cls)]
     width = max(len(n) for n, _, _ in rows)
     dwidth = min(max(len(d) for _, d, _ in rows), 24)
     return "\n".join(f"{n:<{width}}  {d:<{dwidth}}  {h}" for n, d, h in rows)

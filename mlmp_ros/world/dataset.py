@@ -90,6 +90,11 @@ class WorldDataset:
         return f"WorldDataset(name={self.name!r}, count={self.count}, size={self.width}x{self.height}, seed={self.seed})"
 
     @property
+    def generation(self) -> dict:
+        """Every parameter the frames are generated from (recorded in a bag's description and compared)."""
+        return {"count": self.count, "size": f"{self.width}x{self.height}", "seed": self.seed, "shift": self.shift}
+
+    @property
     def ids(self) -> list[str]:
         if self._stream is None:
             return [f"scene_{self.seed + i}" for i in range(self.count)]

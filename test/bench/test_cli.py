@@ -120,7 +120,7 @@ def test_make_bags_run_report_round_trip(capsys, tmp_path: Path) -> None:
     single = ["run", str(bags / "voc20/fog"), "-m", "tent", *argv[5:], "-b", "1", "--no-shuffle", "--mode", "continual"]
     assert main(single) == 0
     out = capsys.readouterr().out
-    assert "1 trials run, 0 already in" in out  # a new setting, kept beside the first
+    assert "1 trial run, 0 already in" in out  # a new setting, kept beside the first
     assert "voc20/fog tent (mlmp-tiny-test, batch 1, continual): mIoU" in out and "batch 2" not in out
 
     assert main(["report", str(results)]) == 0
@@ -156,11 +156,11 @@ def test_internal_errors_show_their_traceback_user_errors_one_line(error, monkey
     def fails(args):
         raise error
 
-    monkeypatch.setattr(data_commands, "settings_table", lambda cls: fails(None))
+    monkeypatch.setattr(data_commands, "settings_table", lambda cls, *shown: fails(None))
     with pytest.raises(type(error), match="an internal"):  # not "mlmp-bench: error: ..." and status 2
         main(["settings"])
 
-    def user_error(cls):
+    def user_error(cls, *shown):
         raise UsageError("a value the user gave")
 
     monkeypatch.setattr(data_commands, "settings_table", user_error)

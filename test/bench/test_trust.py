@@ -135,7 +135,7 @@ def test_suite_exits_non_zero_and_prints_each_reason(voc: Path, tmp_path: Path, 
     out = capsys.readouterr().out
     line = next(line for line in out.splitlines() if line.startswith("not run: context59/original noadapt"))
     assert "missing" in line  # the reason itself, naming the folder
-    assert "1 trials run" in out
+    assert "1 trial run" in out
     # the same suite without the failing scenario succeeds; a skip is listed, not a failure
     path = suite_yaml(tmp_path, voc, scenarios=[{"dataset": "voc20", "methods": ["noadapt", "tent"]}])
     assert main(["suite", str(path), "--no-progress"]) == 0

@@ -325,9 +325,10 @@ def plot_report(report: dict[str, Any], path: str | Path) -> Path:
     ax = axes[0]
     ax.plot(x, acc, lw=0.8, label="pixel accuracy of the labels on the topic")
     bounds = [i for i in range(1, len(tl)) if tl[i]["segment"] != tl[i - 1]["segment"]]
-    for b in bounds:
-        ax.axvline(b, color="grey", lw=0.5)
+    for i, b in enumerate(bounds):
+        ax.axvline(b, color="grey", lw=0.5, label="next segment" if i == 0 else None)
     ax.set_ylabel("pixel accuracy")
+    ax.legend(fontsize=7)
     ax.set_title(f"{report['method']} {report['schedule']} {report['mode']} at {report['rate_hz']} Hz: "
                  f"mIoU at camera rate {report['miou_camera']:.3f}")  # fmt: skip
     segs = report["segments"]
@@ -337,12 +338,14 @@ def plot_report(report: dict[str, Any], path: str | Path) -> Path:
     axes[1].set_ylabel("mIoU per segment")
     axes[1].legend(fontsize=7)
     pf = report["processed"]
-    axes[2].plot([r["frame"] for r in pf], [np.nan if r["loss"] is None else r["loss"] for r in pf], lw=0.8)
+    axes[2].plot([r["frame"] for r in pf], [np.nan if r["loss"] is None else r["loss"] for r in pf], lw=0.8,
+                 label="adaptation loss of each processed frame")  # fmt: skip
     resets = [pf[i]["frame"] for i in range(1, len(pf)) if pf[i]["resets"] > pf[i - 1]["resets"]]
-    for r in resets:
-        axes[2].axvline(r, color="red", lw=0.6)
+    for i, r in enumerate(resets):
+        axes[2].axvline(r, color="red", lw=0.6, label="reset to the source weights" if i == 0 else None)
     axes[2].set_xlabel("camera frame")
-    axes[2].set_ylabel("loss (red: resets)")
+    axes[2].set_ylabel("loss")
+    axes[2].legend(fontsize=7)
     fig.savefig(path, dpi=90)
     plt.close(fig)
     return path

@@ -65,11 +65,24 @@ def add_core_arguments(p: argparse.ArgumentParser, *, methods: str, schedule: bo
         add_declared(p, ["--schedule"], Config, "adaptation.schedule", default=False)
 
 
+# Core settings every bag command takes from the bag: a --set of one would be silently overridden.
+FROM_BAG = ("classes", "resize", "window", "stride")
+
+
 def config_from_args(args: argparse.Namespace, *, one_method: bool = False) -> Config:
     """The core config of ``--config`` (a YAML file), then ``--set``, ``--mode``, ``--schedule``
-    (commands that have it) and, for commands that run one method (``one_method``), ``--method``."""
-    config = Config.from_yaml(args.config) if args.config else Config()
+    (commands that have it) and, for commands that run one method (``one_method``), ``--method``.
+
+    ``--set`` of a setting the bag decides (:data:`FROM_BAG`) is refused, and so is an unknown method."""
     changes = parse_sets(args.set)
+    from_bag = [k for k in changes if k.replace("__", ".") in FROM_BAG]
+    if from_bag:
+        raise UsageError(f"--set {', '.join(from_bag)}: not a setting of this command: the classes and the window "
+                         "protocol (resize, window, stride) come from each bag (write the bag with others instead)")
+    methods = check_methods(args.method)
+    if one_method and len(methods) > 1:
+        raise UsageError(f"--method: this command runs one method, got {len(methods)} ({args.method})")
+    config = Config.from_yaml(args.config) if args.config else Config()
     if args.mode:
         changes["adaptation.mode"] = args.mode
     if getattr(args, "schedule", None):
@@ -77,6 +90,15 @@ def config_from_args(args: argparse.Namespace, *, one_method: bool = False) -> C
     if one_method and args.method:
         changes["adaptation.method"] = args.method
     return config.replace(**changes) if changes else config
+
+
+def check_methods(text: str | None) -> list[str]:
+    """The methods of ``--method`` (comma separated); an unknown one is refused naming the known ones."""
+    methods = [m.strip() for m in (text or "").split(",") if m.strip()]
+    bad = [m for m in methods if m not in METHOD_NAMES]
+    if bad or (text is not None and not methods):
+        raise UsageError(f"--method: unknown method {', '.join(bad) or repr(text)}; choose from {', '.join(METHOD_NAMES)}")
+    return methods
 
 
 def parse_sets(items: Sequence[str] | None) -> dict[str, Any]:
@@ -102,7 +124,7 @@ def add_run_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--trials", type=positive_int, help=f"number of trials, seeds 0..N-1 (default {trials})")
     p.add_argument("--seeds", help=f"trial seeds, comma separated (default {default_seeds})")
     p.add_argument("--no-shuffle", action="store_true", help="keep bag order in every trial (continual mode, "
-                   "single-sample replay)")  # fmt: skip
+                   "single-sample replay; default: shuffled per trial seed)")  # fmt: skip
     add_declared(p, ["--limit"], RunOptions, "limit", default=False, type=positive_int)
     add_declared(p, ["--examples"], RunOptions, "examples", type=non_negative_int)
 

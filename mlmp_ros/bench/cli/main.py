@@ -20,7 +20,7 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 from ...core.config import ConfigError
-from ..checks import UsageError
+from ..checks import OneLineParser, UsageError
 from ..data.bags import BagError
 from ..data.entry import DatasetError
 from ..offline.options import RunError
@@ -51,10 +51,10 @@ def user_errors() -> tuple[type[BaseException], ...]:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = OneLineParser(
         prog=PROG, description="Offline benchmark of test-time adaptation for open-vocabulary segmentation."
     )
-    parser.add_argument("--debug", action="store_true", help="show tracebacks of errors")
+    parser.add_argument("--debug", action="store_true", help="show the traceback of user errors too (default: one line; also MLMP_BENCH_DEBUG=1)")
     sub = parser.add_subparsers(dest="command", metavar="command", required=True)
     for add in SUBCOMMANDS:
         add(sub)

@@ -6,7 +6,7 @@ import argparse
 from pathlib import Path
 from typing import Any
 
-from ..checks import positive_int
+from ..checks import counted, positive_int
 from ..offline.options import RunOptions
 from ..report.files import make_report
 from ..report.tables import build_tables
@@ -42,7 +42,7 @@ def add_run(sub: Any) -> None:
     p.add_argument("--out", "-o", default="bench_results", help="results folder (default: bench_results)")
     p.add_argument("--resume", action=argparse.BooleanOptionalAction, default=True,
                    help="skip trials already in the store (default: on)")  # fmt: skip
-    p.add_argument("--no-progress", action="store_true")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar (default: shown)")
     p.set_defaults(handler=cmd_run)
 
 
@@ -56,7 +56,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     counts, store = run_bags(args.bags, config, methods, options, args.out, resume=args.resume,
                              progress=not args.no_progress)  # fmt: skip
     failed = _print_summary([r for r in store.read() if r.key in counts.keys])
-    print(f"{counts.run} trials run, {counts.reused} already in {store.path}, {counts.not_run} not run")
+    print(f"{counted(counts.run, 'trial')} run, {counts.reused} already in {store.path}, {counts.not_run} not run")
     print(f"tables and plots: {PROG} report {store.folder}")
     return 1 if failed else 0
 
@@ -69,7 +69,7 @@ def _print_summary(records: list[TrialRecord]) -> bool:
             name = f"{dataset}/{corruption} {column} ({table.backbone}, batch {table.batch_size}, {table.mode})"
             stats = cell.mean_std()
             if stats:
-                print(f"{name}: mIoU {stats[0]:.2f} ± {stats[1]:.2f} over {len(cell.records)} trials")
+                print(f"{name}: mIoU {stats[0]:.2f} ± {stats[1]:.2f} over {counted(len(cell.records), 'trial')}")
             if cell.reason:
                 failed = True
                 print(f"{name}: not run: {cell.reason}")
@@ -85,7 +85,7 @@ def add_suite(sub: Any) -> None:
         "<out>/results.jsonl as it finishes; a killed run resumes where it stopped.",
     )
     p.add_argument("suite", help="suite YAML, or the name of an installed one (paper87, mini, world)")
-    p.add_argument("--list", action="store_true", help="print the scenarios and their count; loads no model")
+    p.add_argument("--list", action="store_true", help="print the scenarios and their count; loads no model (default: run them)")
     p.add_argument("--resume", action=argparse.BooleanOptionalAction, default=True,
                    help="skip trials already in the store (default: on)")  # fmt: skip
     p.add_argument("--out", help="results folder (overrides the suite's 'out')")
@@ -94,7 +94,7 @@ def add_suite(sub: Any) -> None:
                    "(overrides the suite's 'roots')")  # fmt: skip
     p.add_argument("--limit", type=positive_int, help="only the first N images of each split (a quick check)")
     p.add_argument("--set", action="append", metavar="KEY=VALUE", help="core setting for every method, repeatable")
-    p.add_argument("--no-progress", action="store_true")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar (default: shown)")
     add_cluster_arguments(p)
     p.set_defaults(handler=cmd_suite)
 
@@ -119,7 +119,7 @@ def cmd_suite(args: argparse.Namespace) -> int:
 
         counts = run_suite(suite, resume=args.resume, progress=not args.no_progress)
     failed = _print_not_run(suite.out / "results.jsonl", counts.keys)
-    print(f"{counts.run} trials run, {counts.reused} already in the store, {counts.not_run} not run")
+    print(f"{counted(counts.run, 'trial')} run, {counts.reused} already in the store, {counts.not_run} not run")
     if summary is not None:
         print(summary.text())
     print(f"results: {suite.out / 'results.jsonl'}; tables and plots: {PROG} report {suite.out}")
@@ -147,7 +147,7 @@ def _print_not_run(store_path: Path, keys: set[str]) -> bool:
             failed = failed or not skipped
             what = "skipped" if skipped else "not run"
             trials = texts.count(reason)
-            print(f"{what}: {dataset}/{corruption} {method} ({trials} trial{'s' if trials != 1 else ''}): {reason}")
+            print(f"{what}: {dataset}/{corruption} {method} ({counted(trials, 'trial')}): {reason}")
     return failed
 
 
@@ -161,7 +161,7 @@ def add_report(sub: Any) -> None:
     )
     p.add_argument("store", help="results folder or its results.jsonl")
     p.add_argument("--out", "-o", help="report folder (default: <results folder>/report)")
-    p.add_argument("--print", action="store_true", help="also print the Markdown")
+    p.add_argument("--print", action="store_true", help="also print the Markdown (default: only write it)")
     p.set_defaults(handler=cmd_report)
 
 

@@ -289,7 +289,7 @@ class BagFile:
 
 def _resolve_bag_dir(path: Path) -> Path:
     if not path.exists():
-        raise BagError(f"bag {path} does not exist; create it with make-bags (mlmp_ros.bench.data.make_bags.make_bag)")
+        raise BagError(f"bag {path} does not exist; write it with 'mlmp-bench make-bags' (or give the folder of a bag it wrote)")
     if path.is_file():
         if (path.parent / "metadata.yaml").is_file():
             return path.parent

@@ -69,8 +69,15 @@ def dataset_info(
         "split_size": len(dataset),
         "frame_count": count,
         "image_ids": dataset.ids[:count],
+        "generation": generation_of(dataset),
         "created_by": f"mlmp_ros {__version__}",
     }
+
+
+def generation_of(dataset: Any) -> dict[str, Any] | None:
+    """The parameters a generated data set's frames come from (count, size, seed, shift); None for data on disk."""
+    generation = getattr(dataset, "generation", None)
+    return dict(generation) if generation is not None else None
 
 
 def _check_bag_options(corruption: str, severity: int, channel_order: str, storage: str, limit: int | None) -> None:
@@ -185,11 +192,14 @@ def check_bag_matches(
     presize: bool | None = None,
     storage: str | None = None,
     limit: int | object | None = _UNSET,
+    generation: dict[str, Any] | None = None,
+    advice: str = "remove it (it is rebuilt from the data set) or choose another bags folder",
 ) -> None:
-    """Refuse to reuse a bag written for another data set, corruption setting, size, storage or frame count.
+    """Refuse to reuse a bag written for another data set, corruption setting, size, storage, frame count or
+    generation (a generated data set's count, frame size, seed and stream shift).
 
-    ``presize``, ``storage`` and ``limit`` are compared when given (``limit=None`` asks
-    for the whole split).  A bag written before these were recorded is refused too, as is
+    ``presize``, ``storage``, ``limit`` and ``generation`` are compared when given (``limit=None``
+    asks for the whole split).  A bag written before these were recorded is refused too, as is
     one whose corruptions were drawn otherwise than the reference draws them.
     """
     info = open_bag(path).info
@@ -203,16 +213,24 @@ def check_bag_matches(
     if limit is not _UNSET:
         split = info.get("split_size")
         wanted["limit"] = None if limit is not None and isinstance(split, int) and limit >= split else limit
-    wrong = [
-        f"{k} {info[k]!r} (wanted {v!r})" if k in info else f"no recorded {k} (wanted {v!r})"
-        for k, v in wanted.items()
-        if k not in info or info[k] != v
-    ]
+    wrong = _differences(info, wanted)
+    if generation is not None:
+        recorded = info.get("generation")
+        if not isinstance(recorded, dict):
+            wrong.append(f"no recorded generation parameters (wanted {', '.join(f'{k} {v!r}' for k, v in generation.items())})")
+        else:
+            wrong += _differences(recorded, generation)
     if wrong:
-        raise BagError(
-            f"bag {path} does not match what is asked: {', '.join(wrong)}; remove it (it is rebuilt from the data "
-            "set) or choose another bags folder"
-        )
+        raise BagError(f"bag {path} does not match what is asked: {', '.join(wrong)}; {advice}")
+
+
+def _differences(recorded: dict[str, Any], wanted: dict[str, Any]) -> list[str]:
+    """'name recorded (wanted value)' for every wanted value the recorded description lacks or differs in."""
+    return [
+        f"{k} {recorded[k]!r} (wanted {v!r})" if k in recorded else f"no recorded {k} (wanted {v!r})"
+        for k, v in wanted.items()
+        if k not in recorded or recorded[k] != v
+    ]
 
 
 def keep_or_make_bag(
@@ -227,14 +245,30 @@ def keep_or_make_bag(
     presize: bool,
     limit: int | None,
     progress: bool,
+    generation: dict[str, Any] | None = None,
+    force: bool = False,
+    advice: str | None = None,
 ) -> bool:
-    """The bag at ``out_path``: kept when there (it must match these settings, :func:`check_bag_matches`),
-    else written from ``open_dataset()`` (called only then); True when written."""
+    """The bag at ``out_path``: kept when there (it must match these settings and, for a generated data
+    set, its ``generation`` parameters: :func:`check_bag_matches`), else written from ``open_dataset()``
+    (called only then); True when written.  ``force`` rewrites an existing bag whatever it holds."""
     out = Path(out_path)
-    if out.exists():
-        check_bag_matches(out, dataset_name, corruption, severity, channel_order,
-                          presize=presize, storage=storage, limit=limit)  # fmt: skip
+    if out.exists() and not force:
+        check_bag_matches(out, dataset_name, corruption, severity, channel_order, presize=presize, storage=storage,
+                          limit=limit, generation=generation,
+                          **({"advice": advice} if advice else {}))  # fmt: skip
         return False
-    make_bag(open_dataset(), corruption, out, storage=storage, severity=severity, channel_order=channel_order,
-             presize=presize, limit=limit, progress=progress)  # fmt: skip
+    options = {"storage": storage, "severity": severity, "channel_order": channel_order, "presize": presize,
+               "limit": limit, "progress": progress}  # fmt: skip
+    if not out.exists():
+        make_bag(open_dataset(), corruption, out, **options)
+        return True
+    fresh = Path(tempfile.mkdtemp(prefix=f".{out.name}.new-", dir=out.parent))
+    try:  # the new bag is complete before the old one goes
+        make_bag(open_dataset(), corruption, fresh / out.name, **options)
+        old = fresh / ".old"
+        out.rename(old)
+        (fresh / out.name).rename(out)
+    finally:
+        shutil.rmtree(fresh, ignore_errors=True)
     return True

@@ -11,6 +11,7 @@ from typing import Any
 import numpy as np
 
 from ..scoring.metrics import SegmentationMetrics
+from ..scoring.unit_areas import encode_unit_areas
 from .frames import BenchFrames
 
 
@@ -65,6 +66,9 @@ class TrialTally:
 
     def __init__(self, frames: BenchFrames, keep: int) -> None:
         self.metrics = SegmentationMetrics(frames.num_classes, frames.ignore_index, frames.info.get("class_names"))
+        # Each frame's per-class intersection and union, in bag order: the units of the report's intervals.
+        self.unit_intersection = np.zeros((len(frames), frames.num_classes), dtype=np.int64)
+        self.unit_union = np.zeros((len(frames), frames.num_classes), dtype=np.int64)
         self.losses = StepMeans()
         self.weights = LayerWeightStats()
         self.statuses: Counter[str] = Counter()
@@ -78,7 +82,10 @@ class TrialTally:
         """Score one batch's frames (timing the scoring) and take in the segmenter's report on it."""
         t0 = time.perf_counter()
         for i, frame in zip(idx, result.frames):
-            self.metrics.update(frame.labels, frames.labels[i])
+            one = SegmentationMetrics(self.metrics.num_classes, self.metrics.ignore_index)
+            one.update(frame.labels, frames.labels[i])
+            self.metrics.merge(one)
+            self.unit_intersection[i], self.unit_union[i] = one.intersection, one.union
             if i < self.keep:
                 self.kept[f"prediction_{i}"] = frame.labels
         self.score_s += time.perf_counter() - t0
@@ -88,6 +95,10 @@ class TrialTally:
         self.weights.add(result.layer_weights)
         self.statuses[result.status] += 1
         self.batches += 1
+
+    def unit_areas(self) -> dict[str, Any]:
+        """Per-frame per-class intersection and union (pixels, bag order), for bootstrap intervals over frames."""
+        return encode_unit_areas(self.unit_intersection, self.unit_union)
 
     def keep_inputs(self, frames: BenchFrames) -> None:
         """The kept examples' images and ground truth beside their predictions."""

@@ -45,6 +45,7 @@ class TrialResult:
     adaptation_status: dict[str, int]
     notes: dict[str, Any]
     trainable_parameters: int
+    unit_areas: dict[str, list] | None = None  # per-frame per-class intersection and union (bag order)
     examples: dict[str, np.ndarray] = field(default_factory=dict)
 
     def record_fields(self) -> dict[str, Any]:
@@ -119,5 +120,6 @@ def run_trial(
         adaptation_status=dict(tally.statuses),
         notes=dict(segmenter.method.describe()),
         trainable_parameters=int(segmenter.method.parameter_count()),
+        unit_areas=tally.unit_areas(),
         examples=tally.kept,
     )

@@ -19,7 +19,7 @@ import csv
 import dataclasses
 import json
 import os
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
@@ -29,6 +29,7 @@ from ..suite.store import ResultStore
 from .markdown import table_markdown
 from .plots import plot_examples, plot_layer_weights, plot_losses, plot_miou
 from .tables import ReportError, Table, build_tables, load_records, restored
+from .uncertainty import CellInterval, interval_markdown, table_intervals
 
 CSV_FIELDS = (
     "key", "status", "reason", "dataset", "base_dataset", "condition", "corruption", "method", "backbone",
@@ -37,6 +38,7 @@ CSV_FIELDS = (
     "window", "stride", "config_hash", "frames", "out_of_range_pixels", "mIoU", "mAcc", "mDice", "aAcc", "model_s_per_frame", "segmenter_s_per_frame",
     "harness_s_per_frame", "model_fraction", "restored_adaptations", "loss_first_step", "loss_last_step",
     "IoU_per_class", "class_names", "random_weights", "device", "started", "finished", "wall_s", "examples",
+    *CellInterval.CSV_FIELDS,
 )  # fmt: skip
 
 
@@ -52,8 +54,10 @@ class ReportFiles:
 _RECORD_FIELDS = frozenset(f.name for f in dataclasses.fields(TrialRecord))
 
 
-def write_csv(records: Sequence[TrialRecord], path: Path) -> None:
-    """Every record's metrics, one row per record (per-class IoU as JSON)."""
+def write_csv(records: Sequence[TrialRecord], path: Path, cells: Mapping[int, CellInterval] | None = None) -> None:
+    """Every record's metrics, one row per record (per-class IoU as JSON); ``cells``: the interval of the
+    cell each record belongs to, by ``id(record)`` (the same figures on every trial of a cell)."""
+    cells = cells or {}
     with open(path, "w", newline="", encoding="utf-8") as fh:
         writer = csv.DictWriter(fh, fieldnames=CSV_FIELDS)
         writer.writeheader()
@@ -79,6 +83,8 @@ def write_csv(records: Sequence[TrialRecord], path: Path) -> None:
                 IoU_per_class=json.dumps(metrics.get("IoU")) if metrics else None,
                 class_names=json.dumps(r.class_names) if r.class_names else None,
             )
+            if id(r) in cells:
+                row.update(cells[id(r)].csv_fields())
             writer.writerow(row)
 
 
@@ -95,6 +101,9 @@ def make_report(source: str | os.PathLike[str], out: str | os.PathLike[str]) -> 
         raise ReportError(f"cannot create the report folder {plots_dir}: {err}") from err
     tables = build_tables(records)
     done = [r for r in records if r.done]
+    intervals = {id(table): table_intervals(table) for table in tables}
+    by_record = {id(r): interval for table in tables for key, interval in intervals[id(table)].items()
+                 for r in table.cells[key].records}  # fmt: skip
 
     lines = [
         "# mlmp-bench report",
@@ -108,13 +117,16 @@ def make_report(source: str | os.PathLike[str], out: str | os.PathLike[str]) -> 
             "Cells: mIoU (%) mean ± std over trials (std with ddof=0); `(n=k)` marks cells with fewer trials than "
             "the table's seeds; `· paper x (Δ d)` is the published number and our difference, shown only where the "
             "protocol is exactly the paper's (backbone, weights, attention, batch, mode, every method setting, "
-            "precision, severity 5, BGR, the reference's corruption draws, the whole split)."
+            "precision, severity 5, BGR, the reference's corruption draws, the whole split). Under each table: "
+            "every cell's pooled mIoU with its 95% bootstrap confidence interval over scenes (frames, for streams), "
+            "and each method's paired difference from NoAdapt; a difference is called a gain or a loss only where "
+            "its interval excludes zero."
         ),
         "",
     ]
     plots: list[Path] = []
     for table in tables:
-        lines += table_markdown(table)
+        lines += table_markdown(table, interval_markdown(table, intervals[id(table)]))
         figures = _figures(table, store_path.parent, plots_dir, plots)
         if figures:
             lines += ["", *(f"![{name}](plots/{name})" for name in figures)]
@@ -123,7 +135,7 @@ def make_report(source: str | os.PathLike[str], out: str | os.PathLike[str]) -> 
     markdown = out / "report.md"
     markdown.write_text(text, encoding="utf-8")
     csv_path = out / "results.csv"
-    write_csv(records, csv_path)
+    write_csv(records, csv_path, by_record)
     return ReportFiles(markdown, csv_path, plots, text)
 
 

@@ -41,8 +41,9 @@ class _Footnotes:
         return [f"- [{n}] not run: {reason}" for reason, n in self.reasons.items()]
 
 
-def table_markdown(table: Table) -> list[str]:
-    """The paper-shaped table of one data set and setting, with its notes."""
+def table_markdown(table: Table, uncertainty: Sequence[str] = ()) -> list[str]:
+    """The paper-shaped table of one data set and setting, with its notes; ``uncertainty``: lines shown right
+    after the table (its intervals, :mod:`.uncertainty`)."""
     lines = [f"### {table.title}", ""]
     done = table.done()
     if any(r.random_weights for r in done):
@@ -61,6 +62,7 @@ def table_markdown(table: Table) -> list[str]:
     lines += _grid(table, notes)
     lines.append("")
     lines += notes.lines()
+    lines += list(uncertainty)
     lines += _label_notes(table)
     lines += _method_notes(table)
     lines += _timing_table(table)

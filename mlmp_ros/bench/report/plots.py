@@ -19,8 +19,9 @@ def _figure(width: float, height: float) -> Any:
     return fig
 
 
-def _save(fig: Any, path: Path, plots: list[Path]) -> None:
-    fig.tight_layout()
+def _save(fig: Any, path: Path, plots: list[Path], bottom: float = 0.0) -> None:
+    """Lay out (leaving ``bottom`` of the height free, for a figure legend), write, list."""
+    fig.tight_layout(rect=(0.0, bottom, 1.0, 1.0))
     fig.savefig(path)
     plots.append(path)
 
@@ -133,10 +134,10 @@ def plot_examples(table: Table, folder: Path, path: Path, plots: list[Path]) -> 
         return False
     first = next(iter(found.values()))
     count = len([k for k in first if k.startswith("image_")])
-    n_classes = max(len(r.class_names or []) for r in table.done()) or 256
-    colours = label_colours(n_classes)
+    names = max((r.class_names or [] for r in table.done()), key=len)
+    colours = label_colours(len(names) or 256)
     cols = 2 + len(found)
-    fig = _figure(2.2 * cols, 2.2 * count + 0.4)
+    fig = _figure(2.2 * cols, 2.2 * count + 1.0)
     for row in range(count):
         image = first[f"image_{row}"].astype(np.float64) / 255.0
         panels = [("image", image), ("ground truth", _colour(first[f"labels_{row}"], colours))]
@@ -150,5 +151,19 @@ def plot_examples(table: Table, folder: Path, path: Path, plots: list[Path]) -> 
             if row == 0:
                 ax.set_title(name, fontsize=8)
     fig.suptitle(f"{DATASET_LABELS.get(table.family, table.family)} {label} — first frames of the split", fontsize=9)
-    _save(fig, path, plots)
+    _class_legend(fig, [first[f"labels_{r}"] for r in range(count)]
+                  + [a[f"prediction_{r}"] for a in found.values() for r in range(count)], names, colours)  # fmt: skip
+    _save(fig, path, plots, bottom=0.6 / (2.2 * count + 1.0))
     return True
+
+
+def _class_legend(fig: Any, maps: list[np.ndarray], names: list[str], colours: np.ndarray) -> None:
+    """A legend below the panels: the colour of every class that appears in a ground truth or prediction."""
+    from matplotlib.patches import Patch
+
+    present = sorted({int(v) for m in maps for v in np.unique(m) if int(v) < len(colours) - 1})
+    if not present:
+        return
+    handles = [Patch(color=colours[c], label=names[c].split(",")[0] if c < len(names) else f"class {c}") for c in present]
+    fig.legend(handles=handles, loc="lower center", ncol=min(len(handles), 8), fontsize=7, frameon=False,
+               title="classes", title_fontsize=7)  # fmt: skip

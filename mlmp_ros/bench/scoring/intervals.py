@@ -54,15 +54,25 @@ class Interval:
 
 
 def bootstrap(statistic: Callable[[np.ndarray], float], n: int, *, level: float = LEVEL,
-              resamples: int = RESAMPLES, seed: int = SEED, method: str = "BCa") -> Interval:
-    """``statistic(indices)`` over ``n`` units, with its bootstrap interval (resampling the units)."""
+              resamples: int = RESAMPLES, seed: int = SEED, method: str = "BCa",
+              vectorized: bool = False, batch: int | None = None) -> Interval:
+    """``statistic(indices)`` over ``n`` units, with its bootstrap interval (resampling the units).
+
+    ``vectorized``: ``statistic`` takes index arrays of shape ``(..., n)`` and returns ``(...)``, one
+    value per resample (far faster); ``batch`` resamples are handed to it at a time."""
     from scipy import stats  # late: scipy is a bench dependency, and slow to import
 
     value = float(statistic(np.arange(n)))
     if n < 2:
         return Interval(value, math.nan, math.nan, n, level)
-    result = stats.bootstrap((np.arange(n),), lambda idx: statistic(np.asarray(idx, dtype=int)),
-                             vectorized=False, paired=False, confidence_level=level,
+    if vectorized:
+        def call(idx, axis=-1):
+            return statistic(np.asarray(idx, dtype=int))
+    else:
+        def call(idx):
+            return statistic(np.asarray(idx, dtype=int))
+    result = stats.bootstrap((np.arange(n),), call, vectorized=vectorized, batch=batch if vectorized else None,
+                             paired=False, confidence_level=level,
                              n_resamples=resamples, method=method, random_state=np.random.default_rng(seed))
     low, high = float(result.confidence_interval.low), float(result.confidence_interval.high)
     if math.isnan(low) or math.isnan(high):  # every resample gave the same value (BCa is undefined then)
@@ -94,11 +104,33 @@ def pooled_miou(intersection: np.ndarray, union: np.ndarray) -> float:
     return float((inter[valid] / uni[valid]).mean() * 100) if valid.any() else math.nan
 
 
+def pooled_miou_many(intersection: np.ndarray, union: np.ndarray, idx: np.ndarray) -> np.ndarray:
+    """:func:`pooled_miou` of many resamples at once: ``idx`` ``(..., units)`` -> ``(...)``.
+
+    Each resample's areas are its units' counts times their areas (a matrix product)."""
+    n = intersection.shape[0]
+    rows = idx.reshape(-1, idx.shape[-1])
+    flat = (rows + n * np.arange(len(rows))[:, None]).ravel()
+    counts = np.bincount(flat, minlength=len(rows) * n).reshape(len(rows), n).astype(np.float64)
+    shape = (*idx.shape[:-1], intersection.shape[1])
+    inter, uni = (counts @ intersection).reshape(shape), (counts @ union).reshape(shape)
+    valid = uni > 0
+    with np.errstate(invalid="ignore", divide="ignore"):
+        ratios = np.where(valid, inter / np.where(valid, uni, 1.0), 0.0)
+        return ratios.sum(-1) / valid.sum(-1) * 100
+
+
+def _batch(inter: np.ndarray) -> int:
+    """Resamples per vectorized call: about 32 MB of unit counts."""
+    return max(1, 4_000_000 // max(1, inter.shape[0]))
+
+
 def pooled_miou_interval(intersection: np.ndarray, union: np.ndarray, **kwargs) -> Interval:
     """Pooled mIoU over units ``[units, classes]`` with its interval (units resampled)."""
     inter, uni = np.asarray(intersection, np.float64), np.asarray(union, np.float64)
     _check_areas(inter, uni)
-    return bootstrap(lambda idx: pooled_miou(inter[idx], uni[idx]), len(inter), **kwargs)
+    kwargs.setdefault("batch", _batch(inter))
+    return bootstrap(lambda idx: pooled_miou_many(inter, uni, idx), len(inter), vectorized=True, **kwargs)
 
 
 def paired_pooled_difference(a: tuple[np.ndarray, np.ndarray], b: tuple[np.ndarray, np.ndarray],
@@ -111,7 +143,12 @@ def paired_pooled_difference(a: tuple[np.ndarray, np.ndarray], b: tuple[np.ndarr
     _check_areas(bi, bu)
     if ai.shape != bi.shape:
         raise ValueError(f"paired areas must have the same shape, got {ai.shape} and {bi.shape}")
-    return bootstrap(lambda idx: pooled_miou(ai[idx], au[idx]) - pooled_miou(bi[idx], bu[idx]), len(ai), **kwargs)
+    kwargs.setdefault("batch", _batch(ai))
+
+    def difference(idx: np.ndarray) -> np.ndarray:
+        return pooled_miou_many(ai, au, idx) - pooled_miou_many(bi, bu, idx)
+
+    return bootstrap(difference, len(ai), vectorized=True, **kwargs)
 
 
 def _check_areas(inter: np.ndarray, uni: np.ndarray) -> None:

@@ -9,7 +9,9 @@
   the pip library (frost from 6 textures), so ``corruption_draws`` is ``None`` — "not
   the reference's draws" — and reports show such rows apart.
 * ``mlmp-bench-result/2`` — adds those fields and the effective ``config`` to every
-  record, finished or not.
+  record, finished or not.  Later version-2 records add ``unit_areas``: each frame's per-class
+  intersection and union (pixels, in bag order), from which reports draw bootstrap intervals over
+  scenes (frames, for streams); records without them read as ``None`` ("interval unavailable").
 
 Fields the dataclass does not know are kept in ``extra`` and written back unchanged.
 """
@@ -91,6 +93,7 @@ class TrialRecord:
     adaptation_status: dict[str, int] | None = None
     notes: dict[str, Any] | None = None
     trainable_parameters: int | None = None
+    unit_areas: dict[str, Any] | None = None  # per-frame per-class intersection and union, bag order (None: older)
     class_names: list[str] | None = None
     examples: str | None = None
     random_weights: bool | None = None

@@ -24,7 +24,8 @@ number (``method``, ``backbone``, ``weights``, ``attention``, ``precision``, ``m
 Finished trials add the runner's results (``frames`` scored, ``batches``, ``metrics``
 with per-class ``IoU`` and ``out_of_range_pixels``, ``metrics_state``, ``timing``,
 ``loss_per_step``, ``layer_weights``, ``adaptation_status``, ``notes``,
-``trainable_parameters``, ``class_names``), ``examples`` (an .npz path relative to the
+``trainable_parameters``, ``unit_areas`` (each frame's per-class intersection and union, for the
+report's bootstrap intervals), ``class_names``), ``examples`` (an .npz path relative to the
 store's folder), ``random_weights``, ``device``, ``started``/``finished``/``wall_s``,
 ``versions`` and ``host``.  Relative paths in a suite file are relative to the working
 directory; a suite file that does not exist there is looked up among the installed
@@ -45,7 +46,7 @@ from ...core.config import Config
 from ..data.bags import open_bag
 from ..data.datasets import SegmentationDataset
 from ..data.entry import DatasetError
-from ..data.make_bags import keep_or_make_bag
+from ..data.make_bags import generation_of, keep_or_make_bag
 from ..data.registry import find, open_dataset
 from ..offline.options import RunOptions
 from .executors import TrialExecutor
@@ -71,9 +72,13 @@ def ensure_bag(suite: Suite, scenario: Scenario, *, progress: bool = False) -> P
         return open_dataset(scenario.dataset, root)
 
     path = suite.bag_path(scenario)
-    keep_or_make_bag(path, scenario.dataset, data_set, scenario.corruption, storage=suite.storage,
-                     severity=suite.severity, channel_order=suite.channel_order, presize=suite.presize,
-                     limit=suite.limit, progress=progress)  # fmt: skip
+    generated = None if find(scenario.dataset)[0].needs_root else data_set()  # cheap: frames are made on demand
+    keep_or_make_bag(path, scenario.dataset, (lambda: generated) if generated is not None else data_set,
+                     scenario.corruption, storage=suite.storage, severity=suite.severity,
+                     channel_order=suite.channel_order, presize=suite.presize, limit=suite.limit, progress=progress,
+                     generation=generation_of(generated) if generated is not None else None,
+                     advice="remove it (the suite writes it again) or choose another bags folder "
+                     "(a suite writes a generated data set with its defaults)")  # fmt: skip
     return path
 
 
