@@ -55,7 +55,8 @@ second thread, with safeguards; mlmp_ros/config/robot.yaml writes them out); a
 --params-file overrides only what it names; -p overrides both. config/segment.yaml in
 the repository holds the paper's benchmark settings instead.
 Without real CLIP weights: -p model:=mlmp-world -p weights:=world (the bundled world model).
-`ros2 param describe /mlmp_segment <name>` describes a parameter of a running node.
+`ros2 param describe /mlmp_segment <name>` describes a parameter of a running node (ros2cli:
+a system ROS 2 install; on the pip route see docs/node/parameters.md, without ros2cli).
 """
 
 PRINT_PARAMS = "--print-params"

@@ -1,7 +1,7 @@
 """The node's /diagnostics status: health (level and message) and the key-values, from one
 period's counters (:meth:`~mlmp_ros.ros.worker.Stats.take_period`) and the segmenter's state.
 
-Every key is documented in the README (Diagnostics); tests read the values, not the log.
+Every key is documented in docs/node/diagnostics.md; tests read the values, not the log.
 """
 
 from __future__ import annotations
