@@ -46,15 +46,25 @@ def _areas(records, scenes, conditions, method) -> list[tuple[np.ndarray, np.nda
 
 
 def mean_over_conditions(areas: list[tuple[np.ndarray, np.ndarray]], base=None):
-    """Mean over conditions of the pooled mIoU (minus ``base``'s, paired), scenes resampled."""
+    """Mean over conditions of the pooled mIoU (minus ``base``'s, paired), scenes resampled.
+
+    Each condition's pooled mIoU is :func:`pooled_miou`'s (classes with no union left out),
+    computed for all conditions at once."""
+    stacked = [np.stack([a[k] for a in areas]) for k in (0, 1)]  # (conditions, scenes, classes)
+    paired = [np.stack([a[k] for a in base]) for k in (0, 1)] if base is not None else None
 
     def stat(idx: np.ndarray) -> float:
-        vals = [pooled_miou(i[idx], u[idx]) for i, u in areas]
-        if base is not None:
-            vals = [v - pooled_miou(i[idx], u[idx]) for v, (i, u) in zip(vals, base)]
-        return float(np.mean(vals))
+        value = _mean_pooled(stacked, idx)
+        return value - _mean_pooled(paired, idx) if paired is not None else value
 
     return bootstrap(stat, len(areas[0][0]), **OPTIONS)
+
+
+def _mean_pooled(areas: list[np.ndarray], idx: np.ndarray) -> float:
+    inter, union = areas[0][:, idx].sum(1), areas[1][:, idx].sum(1)  # (conditions, classes)
+    valid = union > 0
+    iou = np.where(valid, inter / np.where(valid, union, 1), 0.0)
+    return float(np.mean(iou.sum(1) / np.maximum(valid.sum(1), 1)) * 100)
 
 
 def _row(iv, signed: bool = False) -> dict[str, Any]:

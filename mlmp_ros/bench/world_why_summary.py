@@ -5,7 +5,8 @@ own mIoU after MLMP's steps minus NoAdapt's; cells are split into those where ML
 (> +1 point), loses (< -1) and the rest.  For each diagnostic recorded by
 :mod:`mlmp_ros.bench.world_why` this gives its mean in the losing and the gaining cells,
 the difference with a 95% interval (scenes resampled, all of a scene's cells together),
-and its Spearman correlation with the cell's difference (interval likewise).  Per
+and its Spearman correlation with the cell's difference and with what the steps alone
+did (MLMP after minus MLMP at 0 steps; intervals likewise).  Per
 condition it gives the mean diagnostics next to the condition's pooled difference, and for
 the losing and gaining cells the class transitions the steps made.
 """
@@ -36,6 +37,7 @@ FEATURES = {
     "moved_right_after": "of the changed pixels, the fraction right after the steps",
     "noadapt_miou": "NoAdapt's mIoU of the cell",
     "fusion_delta": "MLMP at 0 steps minus NoAdapt (mIoU of the cell)",
+    "steps_delta": "MLMP after its steps minus MLMP at 0 steps (mIoU of the cell)",
 }
 
 
@@ -168,6 +170,7 @@ def why(records, scenes: Sequence[int], conditions: Sequence[str]) -> dict[str, 
             "mean_gaining": round(float(mg), 4),
             "losing_minus_gaining": _iv(diff),
             "spearman_with_delta": _iv(correlation(rows, scenes, f)),
+            "spearman_with_steps_delta": _iv(correlation(rows, scenes, f, "steps_delta")),
         }
     return {
         "cells": len(rows),

@@ -90,6 +90,9 @@ def test_summary_intervals_come_from_the_records(measured, monkeypatch):
     assert row["vs_noadapt"]["value"] == round(diff.value, 3) and row["vs_noadapt"]["verdict"] == diff.verdict()
     zero = out["table"]["mlmp@0"]["per_condition"]["gaussian_noise"]["miou"]["value"]
     assert zero == round(pooled_miou(*areas("mlmp", "inter0", "union0")), 3)
+    assert out["table"]["mlmp"]["mean"]["value"] == row["miou"]["value"]  # one condition: its mean is itself
+    steps = out["mlmp_steps_vs_0_steps"]["mean"]["value"]
+    assert steps == round(pooled_miou(*areas("mlmp")) - pooled_miou(*areas("mlmp", "inter0", "union0")), 3)
     # a record changed -> the summary changes with it
     changed = [dict(r, inter=[0] * len(CLASSES)) if r["method"] == "mlmp" else r for r in records]
     again = summarise(changed, ["gaussian_noise"], ["noadapt", "mlmp"])
@@ -113,3 +116,19 @@ def test_the_command_refuses_bad_arguments_in_one_line(tmp_path):
         none.returncode == 2
         and none.stderr.strip() == "error: 0 complete scene(s) in the records: intervals need at least 2"
     )
+
+
+def test_the_mean_over_conditions_is_the_mean_of_each_conditions_pooled_miou():
+    from mlmp_ros.bench.world_summary import mean_over_conditions
+
+    rng = np.random.default_rng(0)
+    areas = []
+    for c in range(3):
+        inter = rng.integers(0, 50, (6, 4)).astype(float)
+        union = inter + rng.integers(0, 50, (6, 4))
+        if c == 1:
+            inter[:, 2] = union[:, 2] = 0  # a class nobody predicts nor labels: left out, as pooled_miou does
+        areas.append((inter, union))
+    iv = mean_over_conditions(areas)
+    assert iv.value == pytest.approx(np.mean([pooled_miou(i, u) for i, u in areas]))
+    assert iv.low < iv.value < iv.high and iv.n == 6
