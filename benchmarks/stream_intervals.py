@@ -8,7 +8,7 @@ consecutive frames (``--block``, default 10 = one second at 10 Hz) as units, sin
 neighbouring frames of a stream are alike and an interval over single frames is too
 narrow for that.  Uses mlmp_ros.bench.scoring.intervals (scipy.stats.bootstrap).
 
-    python benchmarks/stream_intervals.py benchmarks/results/stream_world_frames.json \
+    python benchmarks/stream_intervals.py benchmarks/results/stream_world_frames.json --equal-segments \
         --out benchmarks/results/stream_world_intervals.json
 """
 
@@ -29,7 +29,7 @@ def blocks(areas: np.ndarray, size: int) -> np.ndarray:
     return np.stack([areas[i : i + size].sum(0) for i in range(0, len(areas), size)])
 
 
-def intervals(runs: dict, block: int, base: str = "noadapt") -> dict:
+def intervals(runs: dict, block: int, base: str = "noadapt", segments: bool = False) -> dict:
     have = {k: v for k, v in runs.items() if "frame_areas" in v}
     if base not in have:
         raise ValueError(f"no '{base}' run with frame_areas (run stream_bench.py with --frame-areas)")
@@ -46,7 +46,26 @@ def intervals(runs: dict, block: int, base: str = "noadapt") -> dict:
             if name != base:
                 d = paired_pooled_difference((ii, uu), (bi, bu))
                 entry[unit]["vs_noadapt"] = {**d.as_dict(), "text": d.text(2, signed=True), "verdict": d.verdict()}
+        if segments:
+            entry["segments"] = _segments(runs[name], (i, u), area[base], block, name != base)
         out[name] = entry
+    return out
+
+
+def _segments(run: dict, areas, base_areas, block: int, paired: bool) -> dict:
+    """Per segment of the chain (equal consecutive parts, one per entry of the run's ``segments``)."""
+    names = [s["segment"] for s in run["segments"]]
+    n = len(areas[0]) // len(names)
+    out = {}
+    for k, name in enumerate(names):
+        part = slice(k * n, (k + 1) * n)
+        ii, uu = blocks(areas[0][part], block), blocks(areas[1][part], block)
+        iv = pooled_miou_interval(ii, uu)
+        out[name] = {"frames": [k * n, (k + 1) * n - 1], "miou": iv.as_dict(), "text": iv.text(2)}
+        if paired:
+            bi, bu = blocks(base_areas[0][part], block), blocks(base_areas[1][part], block)
+            d = paired_pooled_difference((ii, uu), (bi, bu))
+            out[name]["vs_noadapt"] = {**d.as_dict(), "text": d.text(2, signed=True), "verdict": d.verdict()}
     return out
 
 
@@ -54,6 +73,9 @@ def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("result", help="a stream_bench.py --frame-areas JSON")
     ap.add_argument("--block", type=int, default=10, help="frames per block for the block interval (default 10)")
+    ap.add_argument("--equal-segments", action="store_true", help="also per segment of the chain, each taken as an "
+                    "equal consecutive part of the frames (as stream_bench.py chains its bags, --frames each), "
+                    "over blocks of frames")  # fmt: skip
     ap.add_argument("--out", default="", help="JSON to write (default: print only)")
     args = ap.parse_args(argv)
     if args.block < 1:
@@ -62,7 +84,7 @@ def main(argv: list[str] | None = None) -> int:
         data = json.loads(Path(args.result).read_text())
         report = {"source": args.result, "what": data.get("what"), "host": data.get("host"),
                   "note": "95% BCa bootstrap over frames / blocks of frames (scipy.stats.bootstrap); paired: "
-                          "the same frames for both runs", "runs": intervals(data["runs"], args.block)}  # fmt: skip
+                          "the same frames for both runs", "runs": intervals(data["runs"], args.block, segments=args.equal_segments)}  # fmt: skip
     except (OSError, ValueError, KeyError) as exc:
         print(f"error: {args.result}: {exc}", file=sys.stderr)
         return 2

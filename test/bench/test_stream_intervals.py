@@ -24,14 +24,14 @@ def test_intervals_over_frames_and_blocks_come_from_the_frame_areas(tmp_path):
     base = rng.integers(0, 50, (30, 3))
     better = np.minimum(base + 10, union)
     runs = {
-        name: {"miou_camera": round(pooled_miou(i, union), 2),
+        name: {"miou_camera": round(pooled_miou(i, union), 2), "segments": [{"segment": "fog"}, {"segment": "night"}],
                "frame_areas": {"inter": i.tolist(), "union": union.tolist()}}
         for name, i in (("noadapt", base), ("mlmp async continual + safeguards", better))
     }  # fmt: skip
     src = tmp_path / "stream.json"
     src.write_text(json.dumps({"runs": runs, "what": "test"}))
     out = tmp_path / "intervals.json"
-    done = _run(src, "--block", 5, "--out", out)
+    done = _run(src, "--block", 5, "--equal-segments", "--out", out)
     assert done.returncode == 0, done.stderr
     got = json.loads(out.read_text())["runs"]["mlmp async continual + safeguards"]
     expect = pooled_miou_interval(better, union)
@@ -40,6 +40,9 @@ def test_intervals_over_frames_and_blocks_come_from_the_frame_areas(tmp_path):
     assert got["frames"]["vs_noadapt"]["value"] == diff.value and got["frames"]["vs_noadapt"]["verdict"] == "gains"
     blocks = got["blocks_of_5"]
     assert blocks["miou"]["n"] == 6 and blocks["miou"]["value"] == expect.value  # pooled: blocks change only the units
+    night = got["segments"]["night"]  # frames 15-29, in blocks of 5
+    assert night["frames"] == [15, 29] and night["miou"]["n"] == 3
+    assert night["miou"]["value"] == pooled_miou(better[15:], union[15:])
 
 
 def test_a_result_without_frame_areas_is_refused_in_one_line(tmp_path):
