@@ -44,6 +44,8 @@ def _parse(argv: list[str] | None) -> argparse.Namespace:
     ap.add_argument("--lr", type=float, default=1e-3, help="learning rate of every adapting method (default 1e-3)")
     ap.add_argument("--steps", type=int, default=10, help="adaptation steps (default 10)")
     ap.add_argument("--shard", default="0/1", help="i/n: score every n-th scene from the i-th (default 0/1)")
+    ap.add_argument("--resamples", type=int, default=9999, help="summary: bootstrap resamples per interval (default 9999)")
+    ap.add_argument("--wall", default="", help="summary: how long the measurement took, recorded as given (text)")
     ap.add_argument("--threads", type=int, default=1, help="torch threads (default 1)")
     ap.add_argument("--stop-at", type=float, default=0.0, help="unix time after which no new scene starts (0: none)")
     args = ap.parse_args(argv)
@@ -56,6 +58,8 @@ def _parse(argv: list[str] | None) -> argparse.Namespace:
     args.shard_index, args.shard_count = i, n
     if args.scenes < 1:
         ap.error("--scenes must be at least 1")
+    if args.resamples < 99:
+        ap.error("--resamples must be at least 99")
     unknown = [c for c in args.conditions.split(",") if c not in ALL_CONDITIONS]
     if unknown:
         ap.error(f"--conditions: unknown {', '.join(unknown)} (known: {', '.join(ALL_CONDITIONS)})")
@@ -82,8 +86,13 @@ def main(argv: list[str] | None = None) -> int:
         if not files:
             print(f"error: --records {args.records}: no such file", file=sys.stderr)
             return 2
+        from mlmp_ros.bench.world_why_summary import OPTIONS
+
+        OPTIONS["resamples"] = args.resamples
         try:
             report = summarise_files(files, conditions, methods)
+            report["resamples"] = args.resamples
+            report["measurement_wall"] = args.wall or None
         except ValueError as exc:
             print(f"error: {exc}", file=sys.stderr)
             return 2

@@ -146,7 +146,8 @@ def summarise_files(files: Sequence[str], conditions: Sequence[str], methods: Se
     report["host"] = host_info()
     report["records"] = list(files)
     report["note"] = ("mIoU in percent, scenes pooled (summed per-class areas); 95% BCa bootstrap intervals "
-                      "over scenes (scipy.stats.bootstrap, 9999 resamples, paired for differences); "
+                      f"over scenes (scipy.stats.bootstrap, {OPTIONS['resamples']} resamples, paired for differences; "
+                      "the diagnostics' group differences and correlations: percentile intervals); "
                       "world model numbers, not CLIP's")  # fmt: skip
     return report
 
