@@ -17,7 +17,7 @@ from typing import Any
 
 import numpy as np
 
-from .scoring.intervals import bootstrap, paired_pooled_difference, pooled_miou, pooled_miou_interval
+from .scoring.intervals import bootstrap, paired_pooled_difference, pooled_miou_interval
 from .world_table import area_arrays, cell_key, complete_scenes, read_records
 from .world_why_summary import OPTIONS, why
 
