@@ -157,6 +157,23 @@ def per_condition(rows, conditions) -> dict[str, Any]:
     return out
 
 
+BEFORE = ("agreement_before", "kl_before", "agreement_with_last_before", "entropy_before")
+
+
+def across_conditions(per: dict[str, dict[str, float]]) -> dict[str, Any]:
+    """Spearman correlation over the conditions of their mean diagnostics before the steps with their
+    mean cell differences; 95% percentile interval resampling the conditions."""
+    names = list(per)
+    out: dict[str, Any] = {"conditions": len(names)}
+    for f in ("agreement_before", "kl_before", "entropy_before"):
+        x = np.array([per[c][f] for c in names])
+        for target in ("delta", "fusion_delta", "steps_delta"):
+            y = np.array([per[c][target] for c in names])
+            iv = bootstrap(lambda idx, x=x, y=y: _spearman(x[idx], y[idx]), len(names), method="percentile", **OPTIONS)
+            out[f"{f}~{target}"] = _iv(iv)
+    return out
+
+
 def why(records, scenes: Sequence[int], conditions: Sequence[str]) -> dict[str, Any]:
     rows = cells(records, scenes, conditions)
     delta = np.array([r["delta"] for r in rows])
@@ -172,6 +189,8 @@ def why(records, scenes: Sequence[int], conditions: Sequence[str]) -> dict[str, 
             "spearman_with_delta": _iv(correlation(rows, scenes, f)),
             "spearman_with_steps_delta": _iv(correlation(rows, scenes, f, "steps_delta")),
         }
+        if f in BEFORE:
+            features[f]["spearman_with_fusion_delta"] = _iv(correlation(rows, scenes, f, "fusion_delta"))
     return {
         "cells": len(rows),
         "margin": MARGIN,
@@ -181,6 +200,7 @@ def why(records, scenes: Sequence[int], conditions: Sequence[str]) -> dict[str, 
         "intervals": "95% percentile bootstrap over scenes (all of a scene's cells resampled together)",
         "features": features,
         "per_condition": per_condition(rows, conditions),
+        "across_conditions": across_conditions(per_condition(rows, conditions)),
         "transitions_losing": top_transitions(rows, lose),
         "transitions_gaining": top_transitions(rows, gain),
     }
