@@ -143,7 +143,7 @@ def summarise_files(files: Sequence[str], conditions: Sequence[str], methods: Se
     from .world_checks import host_info
 
     report = summarise(load(files), conditions, methods)
-    report["host"] = host_info()
+    report["host"] = {k: v for k, v in host_info().items() if k != "torch_threads"}  # the summary's, not the run's
     report["records"] = list(files)
     report["note"] = ("mIoU in percent, scenes pooled (summed per-class areas); 95% BCa bootstrap intervals "
                       f"over scenes (scipy.stats.bootstrap, {OPTIONS['resamples']} resamples, paired for differences; "
