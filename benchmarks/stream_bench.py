@@ -130,6 +130,9 @@ def main(argv: list[str] | None = None) -> int:
                     "'fixed:PREDICT_MS,STEP_MS' for every configuration, or 'per-method': each method's costs timed "
                     "once at the start, then a fixed clock per method (repeatable; the load while the runs go on "
                     "does not change the scores)")  # fmt: skip
+    ap.add_argument("--frame-areas", action="store_true", help="keep every camera frame's per-class intersection "
+                    "and union (frame_areas), from which intervals over frames are computed "
+                    "(benchmarks/stream_intervals.py)")  # fmt: skip
     ap.add_argument("--vitb", action="store_true", help="latency only: ViT-B-16 with random weights, windows of "
                     "224 (stride 112) on frames resized to 448x336; configs noadapt and mlmp sync/async")  # fmt: skip
     args = ap.parse_args(argv)
@@ -187,6 +190,9 @@ def main(argv: list[str] | None = None) -> int:
                                stop_after=args.processed or None, clock=clocks[name])  # fmt: skip
         runs[name] = {k: report[k] for k in KEPT}
         runs[name]["settings"] = CONFIGS[name]
+        if args.frame_areas:
+            tl = report["timeline"]
+            runs[name]["frame_areas"] = {"inter": [t["inter"] for t in tl], "union": [t["union"] for t in tl]}
         runs[name]["clock"] = clocks[name]
         runs[name]["camera_s"] = report["frames"] / args.rate  # the scored part (all of it without --processed)
         runs[name]["torch_threads"] = args.threads

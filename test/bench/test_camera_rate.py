@@ -36,6 +36,20 @@ def test_each_frame_gets_the_newest_labels_published_by_its_arrival():
     assert scores["segments"][0]["miou_processed"] is not None
 
 
+def test_each_frame_keeps_its_areas_so_an_interval_over_frames_can_be_computed():
+    from mlmp_ros.bench.scoring.intervals import pooled_miou
+
+    truth = [np.array([[0, 1], [1, 255]], np.uint8), np.array([[1, 1], [0, 0]], np.uint8),
+             np.array([[0, 0], [0, 1]], np.uint8)]  # fmt: skip
+    published = [(0.5, 0, np.array([[0, 1], [0, 0]], np.int32)), (1.5, 1, np.ones((2, 2), np.int32))]
+    scores = score_camera_rate(truth, [0.0, 1.0, 2.0], published, num_classes=2)
+    inter = np.array([t["inter"] for t in scores["timeline"]])
+    union = np.array([t["union"] for t in scores["timeline"]])
+    assert inter.tolist() == [[0, 0], [2, 1], [0, 1]]  # frame 0: nothing on the topic yet, all wrong
+    assert union.tolist() == [[1, 2], [3, 2], [3, 4]]
+    assert pooled_miou(inter, union) == pytest.approx(scores["miou_camera"], abs=0.01)
+
+
 def test_nothing_published_counts_every_frame_as_wrong():
     truth = [np.zeros((2, 2), np.uint8)] * 3
     scores = score_camera_rate(truth, [0.0, 0.1, 0.2], [], num_classes=3)

@@ -57,7 +57,9 @@ def score_camera_rate(
     ``label_age_frames_median`` / ``_max`` (frame index minus the index the shown labels
     were predicted on), ``segments`` (camera-rate and processed mIoU per segment, in order
     of first appearance) and ``timeline`` (per camera frame: the frame whose labels were
-    shown, or None, and the pixel accuracy of what was shown).
+    shown, or None, the pixel accuracy of what was shown, and the per-class intersection
+    and union of what was shown, ``inter`` / ``union``, from which a pooled camera-rate
+    mIoU and its interval over frames are computed).
     """
     n = len(truth)
     seg_of = _segment_of_frames(n, arrival, segments)
@@ -135,7 +137,10 @@ class _CameraRateScores:
             mine = _at(own, gt.shape)
             self.processed.update(mine, gt)
             self.seg_processed[segment].update(mine, gt)
-        self.timeline.append({"frame": i, "segment": segment, "shown": shown, "pixel_acc": acc})
+        frame = SegmentationMetrics(self.num_classes, self.ignore_index)
+        frame.update(pred, gt)  # this frame's areas: intervals over frames are computed from them
+        self.timeline.append({"frame": i, "segment": segment, "shown": shown, "pixel_acc": acc,
+                              "inter": frame.intersection.tolist(), "union": frame.union.tolist()})  # fmt: skip
 
     def result(self) -> dict[str, Any]:
         """The JSON-ready scores (keys in :func:`score_camera_rate`)."""
