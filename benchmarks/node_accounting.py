@@ -28,7 +28,7 @@ from typing import Any
 
 from latency import machine
 
-from mlmp_ros.ros import rss_bytes, stay_on_loopback
+from mlmp_ros.ros import rss_bytes, stay_on_loopback, thread_count
 from mlmp_ros.ros.live import LiveSession, NodeProcess
 from mlmp_ros.world import render_scene
 from mlmp_ros.world.model import world_settings
@@ -107,14 +107,6 @@ def accounting_case(n: int, rates: list[float], images: list, seconds: float) ->
     return {"cameras": n, "rates_hz": rates, "seconds": seconds, "per_camera": per_camera}
 
 
-def _threads(pid: int) -> int | None:
-    try:
-        with open(f"/proc/{pid}/status") as f:
-            return next(int(line.split()[1]) for line in f if line.startswith("Threads:"))
-    except (OSError, StopIteration):
-        return None
-
-
 def lifecycle_case(n: int, cycles: int, images: list) -> dict[str, Any]:
     from test.ros.test_lifecycle import Manager  # a lifecycle manager's side over DDS
 
@@ -127,7 +119,7 @@ def lifecycle_case(n: int, cycles: int, images: list) -> dict[str, Any]:
     try:
         assert manager.state() == "unconfigured"  # the node is up (its lifecycle services answer)
         time.sleep(1.0)
-        unconfigured = {"rss_mb": rss_bytes(node.pid) / 2**20, "threads": _threads(node.pid)}
+        unconfigured = {"rss_mb": rss_bytes(node.pid) / 2**20, "threads": thread_count(node.pid)}
         for cycle in range(cycles):
             assert manager.transition("configure") and manager.transition("activate"), node.log_tail()
             if not sessions:
@@ -138,11 +130,11 @@ def lifecycle_case(n: int, cycles: int, images: list) -> dict[str, Any]:
             for live in sessions:  # a frame labelled in this cycle, on every camera
                 live.wait_until(lambda live=live: len(live.outputs["labels"]) > 0 and max(
                     o.received for o in live.outputs["labels"].values()) > time.monotonic() - 1.0, 120.0, "labels")
-            active = {"rss_mb": rss_bytes(node.pid) / 2**20, "threads": _threads(node.pid)}
+            active = {"rss_mb": rss_bytes(node.pid) / 2**20, "threads": thread_count(node.pid)}
             assert manager.transition("deactivate") and manager.transition("cleanup")
             time.sleep(0.5)
             samples.append({"cycle": cycle, "active": active,
-                            "cleaned_up": {"rss_mb": rss_bytes(node.pid) / 2**20, "threads": _threads(node.pid)}})
+                            "cleaned_up": {"rss_mb": rss_bytes(node.pid) / 2**20, "threads": thread_count(node.pid)}})
     finally:
         stop.set()
         for live in sessions:

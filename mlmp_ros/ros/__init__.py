@@ -23,6 +23,15 @@ def rss_bytes(pid: int | str = "self") -> int | None:
     return None
 
 
+def thread_count(pid: int | str = "self") -> int | None:
+    """Threads of a process (Linux ``/proc/<pid>/status`` Threads), or None if unknown."""
+    try:
+        with open(f"/proc/{pid}/status", encoding="ascii", errors="replace") as f:
+            return next(int(line.split()[1]) for line in f if line.startswith("Threads:"))
+    except (OSError, ValueError, IndexError, StopIteration):
+        return None
+
+
 def stay_on_loopback() -> None:
     """Unless the environment says otherwise: DDS discovery on this host only, in a random
     domain (120..220), so a demo or a replay neither reaches nor hears other machines' nodes."""

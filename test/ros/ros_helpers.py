@@ -37,6 +37,33 @@ def node_session(namespace: str, parameters: dict[str, Any] | None = None, *, re
         node.cleanup()
 
 
+def camera_sessions(namespace: str, cameras: list[str], parameters: dict[str, Any], *,
+                    params_file: Path | None = PARAMS_FILE, **session: Any) -> list:
+    """A started node with ``cameras`` (``[]``: the single camera) and one LiveSession per camera (the
+    first owns the node); close them with :func:`close_sessions`."""
+    from mlmp_ros.ros.live import LiveSession, NodeProcess
+
+    node = NodeProcess(params_file, {**parameters, **({"cameras": cameras} if cameras else {})},
+                       namespace=namespace, env=NODE_ENV)
+    names = cameras or [""]
+    sessions = [LiveSession(node, camera=names[0], **session)]
+    try:
+        sessions[0].start()
+        for name in names[1:]:
+            sessions.append(LiveSession(namespace=namespace, camera=name, **session).start())
+    except BaseException:
+        close_sessions(sessions)
+        raise
+    return sessions
+
+
+def close_sessions(sessions: list) -> None:
+    for live in reversed(sessions):
+        live.close()
+    if sessions and sessions[0].node is not None:
+        sessions[0].node.cleanup()
+
+
 def best_effort_camera(live: Any, msg_type: type, topic: str | None = None):
     """A best-effort publisher on the node's input, quiet about the QoS mismatch it may cause."""
     from rclpy.qos import QoSProfile, ReliabilityPolicy

@@ -9,37 +9,21 @@ import numpy as np
 import pytest
 from std_srvs.srv import Trigger
 
-from mlmp_ros.ros.live import LiveSession, NodeProcess
+from mlmp_ros.ros.live import LiveSession
 from mlmp_ros.world import CLASSES, render_scene
 from mlmp_ros.world.model import world_config, world_settings
 from mlmp_ros.world.shifts import apply_shift
 from mlmp_ros.world.train import HELD_OUT_SEED
 
 from .ros_helpers import CLASSES as TINY_CLASSES
-from .ros_helpers import NODE_ENV, PARAMS_FILE, TINY, make_image
+from .ros_helpers import PARAMS_FILE, TINY, camera_sessions, close_sessions, make_image
 
 SEED = HELD_OUT_SEED + 500_000
 TIMEOUT = 120.0
 
 
 def _start(namespace: str, parameters: dict, cameras: list[str], params_file=PARAMS_FILE) -> list[LiveSession]:
-    node = NodeProcess(params_file, {**parameters, "cameras": cameras}, namespace=namespace, env=NODE_ENV)
-    sessions = [LiveSession(node, camera=cameras[0])]
-    try:
-        sessions[0].start()
-        for camera in cameras[1:]:
-            sessions.append(LiveSession(namespace=namespace, camera=camera).start())
-    except BaseException:
-        _close(sessions)
-        raise
-    return sessions
-
-
-def _close(sessions: list[LiveSession]) -> None:
-    for live in reversed(sessions):
-        live.close()
-    if sessions and sessions[0].node is not None:
-        sessions[0].node.cleanup()
+    return camera_sessions(namespace, cameras, parameters, params_file=params_file)
 
 
 def test_two_cameras_one_node_each_labelled_as_the_offline_segmenter_does_batched_too():
@@ -71,7 +55,7 @@ def test_two_cameras_one_node_each_labelled_as_the_offline_segmenter_does_batche
             assert d.values["camera"] == live.camera and d.values["input_topic"].endswith(f"{live.camera}/image")
             assert d.values["last_frame_status"] == "batched x2"  # the second pair went through one pass
     finally:
-        _close(sessions)
+        close_sessions(sessions)
 
 
 def _fogged(i: int) -> np.ndarray:
@@ -108,7 +92,7 @@ def test_continual_adaptation_on_one_camera_leaves_the_other_alone_unless_shared
             assert rear.reset().success  # ~/reset: every camera (here the one shared state)
             assert _shift(rear, 1) == 0.0 and _shift(front, 2) == 0.0
     finally:
-        _close(sessions)
+        close_sessions(sessions)
 
 
 def test_the_robot_defaults_run_several_cameras_each_adapting_on_its_own_thread():
@@ -126,7 +110,7 @@ def test_the_robot_defaults_run_several_cameras_each_adapting_on_its_own_thread(
             d = live.wait_for_diagnostics(lambda d: int(d.values["frames_processed"]) >= 3, TIMEOUT)
             assert d.values["adaptation_schedule"] == "async" and d.values["adaptation_shared"] == "False"
     finally:
-        _close(sessions)
+        close_sessions(sessions)
 
 
 def test_enable_switches_every_camera():
@@ -146,4 +130,4 @@ def test_enable_switches_every_camera():
         for live in sessions:
             live.wait_for_output(live.publish(make_image(60, 80)), TIMEOUT)
     finally:
-        _close(sessions)
+        close_sessions(sessions)

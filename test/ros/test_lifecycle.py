@@ -251,11 +251,6 @@ def _eventually(predicate, timeout: float = 10.0) -> bool:
     return predicate()
 
 
-def _threads(pid: int) -> int:
-    with open(f"/proc/{pid}/status") as f:
-        return next(int(line.split()[1]) for line in f if line.startswith("Threads:"))
-
-
 @pytest.mark.timeout(900)
 @pytest.mark.parametrize("cameras", [pytest.param([], id="one_camera"),
                                      pytest.param(["c0", "c1", "c2", "c3"], id="four_cameras")])
@@ -263,7 +258,7 @@ def test_cycles_while_frames_stream_keep_threads_and_memory_flat(tmp_path, camer
     """configure / activate / deactivate / cleanup, again and again, while every camera streams at
     10 Hz: the node's thread count after each cleanup is the same every time, and its memory does
     not keep growing (benchmarks/node_accounting.py measures 20 cycles with the world model)."""
-    from mlmp_ros.ros import rss_bytes
+    from mlmp_ros.ros import rss_bytes, thread_count
 
     namespace = f"/mlmp_test_lifecycle_cycles_{len(cameras)}"
     node = NodeProcess(None, {**TINY, "classes": CLASSES, "adaptation.steps": 1, "autostart": False,
@@ -284,12 +279,12 @@ def test_cycles_while_frames_stream_keep_threads_and_memory_flat(tmp_path, camer
                 live.wait_until(lambda live=live, seen=seen: len(live.outputs["labels"]) > seen, 120.0, "labels")
             assert manager.transition("deactivate") and manager.transition("cleanup")
             threading.Event().wait(0.5)
-            after.append((_threads(node.pid), rss_bytes(node.pid) / 2**20))
+            after.append((thread_count(node.pid), rss_bytes(node.pid) / 2**20))
         threads, rss = zip(*after)
         # A thread left behind per cycle would add 8; the executor's pool may still be filling up.
         assert max(threads) - min(threads) <= EXECUTOR_THREADS - 1, after
         # MB: no growth cycle after cycle (the tiny model is ~1 MB; without the heap-arena cap the
-        # 4-camera node grew ~90 MB here, test/ros benchmark: node_accounting.py)
+        # 4-camera node grew ~90 MB here; benchmarks/node_accounting.py measures 20 cycles)
         assert rss[-1] - rss[1] < 50.0, after
     finally:
         stop.set()

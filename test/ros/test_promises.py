@@ -22,10 +22,10 @@ import pytest
 from std_srvs.srv import SetBool, Trigger
 
 from mlmp_ros.ros.conversions import palette
-from mlmp_ros.ros.live import LiveSession, NodeProcess
+from mlmp_ros.ros.live import LiveSession
 from mlmp_ros.ros.qos import service_qos
 
-from .ros_helpers import CLASSES, NODE_ENV, PARAMS_FILE, TINY, make_image
+from .ros_helpers import CLASSES, TINY, camera_sessions, close_sessions, make_image
 
 TIMEOUT = 120.0
 CAMERAS = [pytest.param([], id="one_camera"), pytest.param(["front", "rear"], id="two_cameras"),
@@ -34,26 +34,9 @@ SHORT = ["sky", "road"]  # a class list shorter than CLASSES: an id >= 2 is one 
 
 
 def _start(namespace: str, cameras: list[str], parameters: dict, **session) -> list[LiveSession]:
-    extra = {"cameras": cameras} if cameras else {}
-    node = NodeProcess(PARAMS_FILE, {**TINY, "classes": CLASSES, "diagnostics.period": 0.25, **extra, **parameters},
-                       namespace=namespace, env=NODE_ENV)
-    names = cameras or [""]
-    sessions = [LiveSession(node, camera=names[0], depth=10, **session)]
-    try:
-        sessions[0].start()
-        for name in names[1:]:
-            sessions.append(LiveSession(namespace=namespace, camera=name, depth=10, **session).start())
-    except BaseException:
-        _close(sessions)
-        raise
-    return sessions
-
-
-def _close(sessions: list[LiveSession]) -> None:
-    for live in reversed(sessions):
-        live.close()
-    if sessions and sessions[0].node is not None:
-        sessions[0].node.cleanup()
+    """The node (the paper file, the tiny model) with reliable depth-10 cameras, as a robot's driver."""
+    return camera_sessions(namespace, cameras, {**TINY, "classes": CLASSES, "diagnostics.period": 0.25, **parameters},
+                           depth=10, **session)
 
 
 def _stream(sessions: list[LiveSession], rates: list[float], seconds: float, image: np.ndarray,
@@ -106,7 +89,7 @@ def test_every_frame_is_accounted_for_at_unequal_rates(cameras):
         assert fast["frames_dropped_replaced"] > 0  # the node's newest-frame logic did the replacing, counted
         assert sessions[0].wait_for_diagnostics(lambda d: True).values["frames_lost_counted_by"] == "sequence numbers"
     finally:
-        _close(sessions)
+        close_sessions(sessions)
 
 
 @pytest.mark.timeout(600)
@@ -147,7 +130,7 @@ def test_no_label_of_an_old_class_list_after_a_change_returns(cameras):
         assert checked > 0  # frames of the short list were labelled and checked
     finally:
         stop.set()
-        _close(sessions)
+        close_sessions(sessions)
 
 
 @pytest.mark.timeout(300)
@@ -164,7 +147,7 @@ def test_the_overlay_palette_follows_the_class_list(cameras):
             assert labels.array.max() < len(CLASSES)
             np.testing.assert_array_equal(coloured.array, palette(len(CLASSES))[labels.array], err_msg=live.camera)
     finally:
-        _close(sessions)
+        close_sessions(sessions)
 
 
 @pytest.mark.timeout(300)
@@ -188,7 +171,7 @@ def test_a_burst_of_service_calls_is_answered_in_full(cameras):
                 assert answered.acquire(timeout=TIMEOUT), f"{name}: {i} of 30 calls answered"
             assert all(f.result().success for f in futures), name
     finally:
-        _close(sessions)
+        close_sessions(sessions)
 
 
 @pytest.mark.timeout(300)
@@ -210,7 +193,7 @@ def test_diagnostics_under_async_say_what_the_adaptation_thread_did(cameras):
             d = live.wait_for_diagnostics(lambda d: float(d.values["adaptation_steps_per_frame"] or 0) > 0, TIMEOUT)
             assert float(d.values["adaptation_wait_s"]) >= 0
     finally:
-        _close(sessions)
+        close_sessions(sessions)
 
 
 @pytest.mark.timeout(300)
@@ -238,4 +221,4 @@ def test_bad_frames_and_the_rate_cap_count_on_their_own_camera(cameras):
         assert v["frames_skipped_by_rate_cap"] >= 1, v
         assert v["frames_received"] == v["frames_processed"] + v["frames_dropped"], v
     finally:
-        _close(sessions)
+        close_sessions(sessions)
