@@ -1,4 +1,4 @@
-"""Every option of mlmp-demo and of every mlmp-bench sub-command has a help text, and shows its default
+"""Every option of mlmp-demo, of every mlmp-bench sub-command and of mlmp-segment has a help text, and shows its default
 where it has one (issue 27, item 4).  The list is built from the parsers, not by hand."""
 
 from __future__ import annotations
@@ -55,3 +55,14 @@ def test_help_runs_for_every_command(capsys) -> None:
             parser.parse_args(["--help"])
         assert exit_.value.code == 0, name
         assert "usage:" in capsys.readouterr().out, name
+
+
+def test_every_mlmp_segment_option_has_help() -> None:
+    """mlmp-segment's own options (before --ros-args; ROS reads the rest) each have a line in its help."""
+    from mlmp_ros.ros.cli import OPTIONS, USAGE
+
+    options = USAGE.split("options:", 1)[1].split("\n\n", 1)[0]
+    lines = {line.split()[0].rstrip(","): line for line in options.splitlines() if line.strip().startswith("-")}
+    for option in (*OPTIONS, "--ros-args"):
+        line = next((text for flag, text in lines.items() if option in text.split()[:2] or flag == option), "")
+        assert len(line.split()) > 2, f"mlmp-segment {option}: no help line"
