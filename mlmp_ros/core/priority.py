@@ -32,7 +32,7 @@ Threads (:class:`ThreadPolicy`, one per process): PyTorch's intra-op thread coun
 setting that new threads inherit from the last ``torch.set_num_threads``.  While at least one
 ``async`` stream runs, the prediction side keeps every thread it had and each adaptation thread sets
 itself to half of them (at least 1): measured in ``benchmarks/labels_on_time.py`` (see
-docs_pending/labels_on_time.md).  The count the process had is put back when the last async stream
+docs/streaming.md, Async adaptation latency).  The count the process had is put back when the last async stream
 stops, once, whatever the number of streams.
 
 CUDA: predictions run on a high-priority CUDA stream (:class:`PredictionStream`) and adaptation on
