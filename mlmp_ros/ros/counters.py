@@ -159,6 +159,11 @@ class SequenceGaps:
         self._last: dict[Any, int] = {}
         self.available = False  # whether the middleware gave sequence numbers at all
 
+    def restart(self) -> None:
+        """The node subscribed anew (enable, activate, a QoS change): frames sent while it did not
+        listen are not lost frames, so every publisher's count starts again at its next frame."""
+        self._last.clear()
+
     def gap(self, info: dict[str, Any] | None) -> int:
         """How many frames of this message's publisher were skipped before it (0 when unknown)."""
         seq = (info or {}).get("publication_sequence_number")

@@ -122,6 +122,7 @@ class CameraPipeline:
 
     def subscribe(self, reliability: ReliabilityPolicy | None = None) -> None:
         self.unsubscribe()
+        self.gaps.restart()  # what was sent while the node did not listen is not lost
         reliability = self.wanted_reliability() if reliability is None else reliability
         settings = self.node.settings
         msg_type = CompressedImage if settings.compressed else Image

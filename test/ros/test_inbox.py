@@ -91,5 +91,8 @@ def test_sequence_gaps_count_frames_lost_before_the_node_per_publisher():
     assert gaps.gap({"publication_sequence_number": 7, "publisher_gid": b}) == 0  # another publisher's first
     assert gaps.gap({"publication_sequence_number": 10, "publisher_gid": b}) == 2
     assert gaps.gap({"publication_sequence_number": 9, "publisher_gid": a}) == 2
+    gaps.restart()  # subscribed anew: frames sent while the node did not listen are not lost
+    assert gaps.gap({"publication_sequence_number": 20, "publisher_gid": a}) == 0
+    assert gaps.gap({"publication_sequence_number": 22, "publisher_gid": a}) == 1
     none = SequenceGaps()
     assert none.gap({"publication_sequence_number": None}) == 0 and not none.available
