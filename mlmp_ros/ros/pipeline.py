@@ -127,15 +127,17 @@ class CameraPipeline:
         settings = self.node.settings
         msg_type = CompressedImage if settings.compressed else Image
         qos = input_qos(reliability, settings.depth)
-        try:  # message_lost: samples the DDS reader knows it never got (not every RMW reports them)
-            events = SubscriptionEventCallbacks(incompatible_qos=self._on_incompatible_qos,
-                                                message_lost=self._on_message_lost)
-            self.subscription = self.node.create_subscription(
-                msg_type, self.input_topic, self._on_image, qos, callback_group=self._group, event_callbacks=events)
-        except Exception:  # noqa: BLE001 - UnsupportedEventTypeError, or an rclpy without message_lost
-            events = SubscriptionEventCallbacks(incompatible_qos=self._on_incompatible_qos)
-            self.subscription = self.node.create_subscription(
-                msg_type, self.input_topic, self._on_image, qos, callback_group=self._group, event_callbacks=events)
+        # message_lost: samples the DDS reader knows it never got; not every RMW reports them
+        # (UnsupportedEventTypeError, or an rclpy without message_lost): then without it.
+        for events in (dict(message_lost=self._on_message_lost), {}):
+            try:
+                self.subscription = self.node.create_subscription(
+                    msg_type, self.input_topic, self._on_image, qos, callback_group=self._group,
+                    event_callbacks=SubscriptionEventCallbacks(incompatible_qos=self._on_incompatible_qos, **events))
+                break
+            except Exception:
+                if not events:
+                    raise
         self.reliability = reliability
 
     def unsubscribe(self) -> None:

@@ -70,6 +70,7 @@ def test_every_frame_is_accounted_for_at_unequal_rates(cameras):
     rates = [30.0 if i % 2 == 0 else 2.0 for i in range(len(sessions))]
     try:
         sent = _stream(sessions, rates, 4.0, make_image(60, 80))
+        processed: dict[str, tuple[float, int, int]] = {}
         for live, frames, rate in zip(sessions, sent, rates):
             n = len(frames)
 
@@ -83,8 +84,13 @@ def test_every_frame_is_accounted_for_at_unequal_rates(cameras):
                        "frames_dropped_disabled", "frames_dropped_inactive", "bad_frames", "frame_errors")
             assert v["frames_dropped"] == sum(v[k] for k in reasons), (live.camera, v)
             assert v["frames_processed"] == len(live.outputs["labels"]), (live.camera, v)
-            if rate < 10 and len(sessions) > 1:  # the slow camera is not starved by the fast ones
-                assert v["frames_processed"] >= n // 2, (live.camera, v)
+            processed[live.camera] = (rate, n, v["frames_processed"])
+        # Round robin: every round serves each camera with a frame waiting, so a slow camera gets at least as
+        # many passes as a fast one (whose slot is never empty), or all its frames; whatever the machine's speed.
+        fewest_fast = min(p for rate, _, p in processed.values() if rate >= 10)
+        for camera, (rate, n, done) in processed.items():
+            if rate < 10:
+                assert done >= min(n, fewest_fast) - 1, (camera, processed)
         fast = _values(sessions[0], lambda d: True)
         assert fast["frames_dropped_replaced"] > 0  # the node's newest-frame logic did the replacing, counted
         assert sessions[0].wait_for_diagnostics(lambda d: True).values["frames_lost_counted_by"] == "sequence numbers"
