@@ -1,5 +1,6 @@
-"""The import graph of mlmp_ros: no cycle of any kind, no import from a higher layer, no private
-name taken from another module.
+"""The shape of mlmp_ros, package-wide: the import graph (no cycle of any kind, no import from a
+higher layer, no import of a missing module), no private name or member taken from another module,
+and size limits (no module over 400 lines, no function over 50).
 
 Parsed with ``ast`` (nothing is imported), so the test is fast and sees every import: the ones at
 module level, the late ones inside functions and the ones under ``if TYPE_CHECKING:``.  Each makes
@@ -25,13 +26,34 @@ NEUTRAL = ("mlmp_ros.constants", "mlmp_ros.catalog", "mlmp_ros.resources", "mlmp
 DEMO = ("mlmp_ros.demo", "mlmp_ros.demo_world", "mlmp_ros.demo_common")
 NODE = ("mlmp_ros.ros.node", "mlmp_ros.ros.lifecycle", "mlmp_ros.ros.main", "mlmp_ros.ros.__main__")
 HIGHER = ("mlmp_ros.ros", "mlmp_ros.bench", "mlmp_ros.world", *DEMO, "mlmp_ros.sample_stream")
+# Third-party packages of ROS (messages, client library, launch, bags).
+ROS = ("rclpy", "sensor_msgs", "std_msgs", "std_srvs", "builtin_interfaces", "diagnostic_msgs", "lifecycle_msgs",
+       "rcl_interfaces", "vision_msgs", "cv_bridge", "launch", "launch_ros", "rosbag2_py", "rosbags")
 FORBIDDEN = {
-    "mlmp_ros.core": HIGHER,  # the science core: no ROS, no benchmark, no demo
+    "mlmp_ros.core": (*HIGHER, *ROS),  # the science core: no ROS, no benchmark, no demo
     "mlmp_ros.ros": ("mlmp_ros.bench", *DEMO, "mlmp_ros.sample_stream"),
-    "mlmp_ros.bench": (*NODE, *DEMO),  # the benchmark starts the node as a process, never imports it
+    # The benchmark reads bags but never talks ROS, apart from the camera replays, which play bags into
+    # the node over DDS; none imports the node itself (it runs as a process).
+    "mlmp_ros.bench": (*NODE, *DEMO, "mlmp_ros.ros", *(r for r in ROS if r != "rosbags")),
+    "mlmp_ros.bench.camera": (*NODE, *DEMO),
     # The world (data and model) sits below the benchmark, which reads it as one of its data sets.
-    "mlmp_ros.world": ("mlmp_ros.bench", *NODE, *DEMO),
-    **{name: ("mlmp_ros.core", *HIGHER) for name in NEUTRAL},
+    "mlmp_ros.world": ("mlmp_ros.bench", *NODE, *DEMO, *ROS),
+    **{name: ("mlmp_ros.core", *HIGHER, *ROS) for name in NEUTRAL},
+}
+# The most specific layer a module belongs to gives its rule (mlmp_ros.bench.camera, not mlmp_ros.bench).
+
+
+MAX_MODULE_LINES = 400
+MAX_FUNCTION_LINES = 50  # from the ``def`` line to the last line, docstring included, decorators not
+# Private members of third-party code that the package uses on purpose, each for want of a public way:
+# (module, attribute) -> why.
+ALLOWED_PRIVATE = {
+    ("mlmp_ros.ros.lifecycle", "_LifecycleNodeMixin__on_change_state"):
+        "rclpy's change_state handler, extended to log why a transition was refused (no public hook)",
+    ("mlmp_ros.ros.lifecycle", "_LifecycleNodeMixin__on_get_available_transitions"):
+        "rclpy's handler that lists the transitions available now (no public method)",
+    ("mlmp_ros.ros.lifecycle", "_state_machine"): "rclpy's current lifecycle state (no public accessor)",
+    ("mlmp_ros.ros.cli", "_exit"): "os._exit: Python's documented exit when a thread cannot be stopped",
 }
 
 
@@ -84,6 +106,7 @@ class Package:
         self.modules = {self._module_name(p): p for p in sorted((root / "mlmp_ros").rglob("*.py"))}
         self._trees: dict[str, ast.Module] = {}
         self._imports: dict[str, list[Import]] = {}
+        self._external: dict[str, list[Import]] = {}  # imports of other packages (filled with _imports)
 
     def _module_name(self, path: Path) -> str:
         parts = path.relative_to(self.root).with_suffix("").parts
@@ -126,8 +149,24 @@ class Package:
             for target, names in pairs:
                 if target == "mlmp_ros" or target.startswith("mlmp_ros."):
                     found.append(Import(name, target, names, when, self.where(name, node.lineno)))
+                elif not (isinstance(node, ast.ImportFrom) and node.level):
+                    self._external.setdefault(name, []).append(Import(name, target, names, when, self.where(name, node.lineno)))
         self._imports[name] = found
         return found
+
+    def layer_violations(self, rules: dict[str, tuple[str, ...]]) -> list[str]:
+        """Imports (of mlmp_ros modules or third-party packages) that the rule of the importing module's
+        most specific layer forbids."""
+        wrong = []
+        for name in self.modules:
+            layers = [layer for layer in rules if name == layer or name.startswith(layer + ".")]
+            if not layers:
+                continue
+            forbidden = rules[max(layers, key=len)]
+            for i in self.import_list(name) + self._external.get(name, []):
+                if any(i.target == bad or i.target.startswith(bad + ".") for bad in forbidden):
+                    wrong.append(f"{i.where}: {name} imports {i.target} ({i.when})")
+        return by_place(wrong)
 
     def imports(self, name: str) -> tuple[set[str], set[str]]:
         """(imports run when the module is imported, all imports) of mlmp_ros modules by ``name``."""
@@ -203,6 +242,61 @@ class Package:
                     )
         return wrong
 
+    def oversized(self) -> list[str]:
+        """Modules over :data:`MAX_MODULE_LINES` lines and functions over :data:`MAX_FUNCTION_LINES`."""
+        found = []
+        for name, path in self.modules.items():
+            lines = len(path.read_text(encoding="utf-8").splitlines())
+            if lines > MAX_MODULE_LINES:
+                found.append(f"{self.where(name, 1)}: {name} has {lines} lines (at most {MAX_MODULE_LINES})")
+            for node in ast.walk(self.tree(name)):
+                if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)):
+                    length = node.end_lineno - node.lineno + 1
+                    if length > MAX_FUNCTION_LINES:
+                        found.append(f"{self.where(name, node.lineno)}: {node.name} has {length} lines "
+                                     f"(at most {MAX_FUNCTION_LINES})")
+        return by_place(found)
+
+    def member_reaches(self, allowed: dict | None = None) -> list[str]:
+        """Private members of other objects: ``x._name`` where ``x`` is not ``self`` or ``cls``, and
+        ``self._name`` / ``cls._name`` where nothing in the module defines ``_name`` (a base class in
+        another module does).  ``allowed``: (module, name) pairs used on purpose."""
+        allowed = allowed or {}
+        found = []
+        for name in self.modules:
+            tree = self.tree(name)
+            own = defined_names(tree)
+            for node in ast.walk(tree):
+                if not isinstance(node, ast.Attribute) or not is_private(node.attr) or (name, node.attr) in allowed:
+                    continue
+                holder = node.value.id if isinstance(node.value, ast.Name) else None
+                if holder in ("self", "cls"):
+                    if node.attr not in own:
+                        found.append(f"{self.where(name, node.lineno)}: {name} uses {holder}.{node.attr}, "
+                                     "which this module does not define (a base class elsewhere does)")
+                elif (value := ast.unparse(node.value)) not in self.modules and value not in self._module_aliases(name):
+                    found.append(f"{self.where(name, node.lineno)}: {name} uses the private member "
+                                 f"{node.attr} of {ast.unparse(node.value)}")
+        return by_place(found)
+
+
+def defined_names(tree: ast.Module) -> set[str]:
+    """Every name a module defines anywhere: functions, classes, assigned names and attributes
+    (``self._x = ...``) and ``__slots__`` entries."""
+    names = set()
+    for node in ast.walk(tree):
+        if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)):
+            names.add(node.name)
+        elif isinstance(node, ast.Attribute) and isinstance(node.ctx, (ast.Store, ast.Del)):
+            names.add(node.attr)
+        elif isinstance(node, ast.Name) and isinstance(node.ctx, ast.Store):
+            names.add(node.id)
+        elif isinstance(node, ast.AnnAssign) and isinstance(node.target, ast.Name):
+            names.add(node.target.id)
+        elif isinstance(node, ast.Assign) and any(isinstance(t, ast.Name) and t.id == "__slots__" for t in node.targets):
+            names.update(c.value for c in ast.walk(node.value) if isinstance(c, ast.Constant) and isinstance(c.value, str))
+    return names
+
 
 def strongly_connected(graph: dict[str, set[str]]) -> list[list[str]]:
     """The strongly connected components of ``graph`` (Tarjan's algorithm, without recursion)."""
@@ -277,6 +371,7 @@ def test_the_checks_find_what_they_look_for(tmp_path):
         "b.py": "from typing import TYPE_CHECKING\n\nif TYPE_CHECKING:\n    from .c import Thing\n_hidden = public = 1\n",
         "c.py": "from mlmp_ros import __version__\n\n\ndef g():\n    import mlmp_ros.b\n\n    return mlmp_ros.b._hidden\n",
         "d.py": "from .a import f\n\n\ndef h():\n    from .gone import f\n",
+        "e.py": "import rclpy.node\n\nfrom . import c\n",
     }
     (tmp_path / "mlmp_ros").mkdir()
     for file, text in files.items():
@@ -295,7 +390,64 @@ def test_the_checks_find_what_they_look_for(tmp_path):
         "mlmp_ros/d.py:5: mlmp_ros.d imports mlmp_ros.gone, which is not a module of mlmp_ros (late)"
     ]
     assert sorted(strongly_connected({"a": {"b"}, "b": {"a", "c"}, "c": {"c"}})) == [["a", "b"], ["c"]]
+    assert package.oversized() == [] and package.member_reaches() == []
+    # Layers: the most specific rule applies (a may import c, the rest of the package may not).
+    assert package.layer_violations({"mlmp_ros": ("mlmp_ros.c", "rclpy"), "mlmp_ros.a": ()}) == [
+        "mlmp_ros/b.py:4: mlmp_ros.b imports mlmp_ros.c (typing)",
+        "mlmp_ros/e.py:1: mlmp_ros.e imports rclpy.node (top)",
+        "mlmp_ros/e.py:3: mlmp_ros.e imports mlmp_ros.c (top)",
+    ]
     assert is_private("_stamp") and not is_private("__version__") and not is_private("stamp")
+
+
+def test_the_limits_and_member_checks_find_what_they_look_for(tmp_path):
+    # One module of 401 lines, one function of 51 (and one of 50, allowed), private members reached
+    # four ways; every other use of an underscore below is allowed.
+    body = "\n".join(f"    x{i} = {i}" for i in range(MAX_FUNCTION_LINES - 1))
+    files = {
+        "__init__.py": "",
+        "base.py": "class Base:\n    def __init__(self):\n        self._inner = 1\n",
+        "long.py": "x = 1\n" * (MAX_MODULE_LINES + 1),
+        "functions.py": f"def fits():\n{body}\n\n\ndef too_long():\n{body}\n    return 0\n",
+        "reach.py": (
+            "import os\n\nfrom .base import Base\n\n\nclass Child(Base):\n    _kind = 'child'\n\n"
+            "    def __init__(self, other):\n        super().__init__()\n        self._own = other._inner\n\n"
+            "    def inherited(self):\n        return self._inner + self._own + len(self._kind) + self.__class__.__name__\n\n"
+            "    def upward(self):\n        return super()._inner\n\n\ndef leave():\n    os._exit(0)\n"
+        ),
+    }
+    (tmp_path / "mlmp_ros").mkdir()
+    for file, text in files.items():
+        (tmp_path / "mlmp_ros" / file).write_text(text)
+    package = Package(tmp_path)
+    assert package.oversized() == [
+        "mlmp_ros/functions.py:53: too_long has 51 lines (at most 50)",
+        "mlmp_ros/long.py:1: mlmp_ros.long has 401 lines (at most 400)",
+    ]
+    assert package.member_reaches() == [
+        "mlmp_ros/reach.py:11: mlmp_ros.reach uses the private member _inner of other",
+        "mlmp_ros/reach.py:14: mlmp_ros.reach uses self._inner, which this module does not define (a base class elsewhere does)",
+        "mlmp_ros/reach.py:17: mlmp_ros.reach uses the private member _inner of super()",
+        "mlmp_ros/reach.py:21: mlmp_ros.reach uses the private member _exit of os",
+    ]
+    assert package.member_reaches({("mlmp_ros.reach", "_exit"): "why"})[-1].startswith("mlmp_ros/reach.py:17:")
+
+
+def test_no_module_over_400_lines_and_no_function_over_50():
+    wrong = MLMP.oversized()
+    assert not wrong, "split these by role (a module) or by step (a function):\n" + "\n".join(wrong)
+
+
+def test_no_private_member_of_another_object_or_module_is_used():
+    wrong = MLMP.member_reaches(ALLOWED_PRIVATE)
+    assert not wrong, (
+        "private members (a leading underscore) reached from outside their class's module; give the owner a "
+        "public method or attribute for what is needed (third-party internals with no public way: "
+        "ALLOWED_PRIVATE, with the reason):\n" + "\n".join(wrong)
+    )
+    unused = [key for key in ALLOWED_PRIVATE if key[0] not in MODULES or
+              f"{key[1]}" not in MODULES[key[0]].read_text(encoding="utf-8")]  # fmt: skip
+    assert not unused, f"ALLOWED_PRIVATE entries no module needs any more: {unused}"
 
 
 def test_every_import_names_a_module():
@@ -304,16 +456,10 @@ def test_every_import_names_a_module():
 
 
 def test_no_import_from_a_higher_layer():
-    wrong = []
-    for name in MODULES:
-        rules = [bad for layer, bad in FORBIDDEN.items() if name == layer or name.startswith(layer + ".")]
-        for i in import_list(name):
-            for bad in (b for rule in rules for b in rule):
-                if i.target == bad or i.target.startswith(bad + "."):
-                    wrong.append(f"{i.where}: {name} imports {i.target} ({i.when})")
+    wrong = MLMP.layer_violations(FORBIDDEN)
     assert not wrong, (
         "imports from a higher layer (see FORBIDDEN in this test); move what both need down a layer, "
-        "or have the higher layer pass it in:\n" + "\n".join(by_place(wrong))
+        "or have the higher layer pass it in:\n" + "\n".join(wrong)
     )
 
 
@@ -347,3 +493,21 @@ def test_bench_help_does_not_load_torch_or_open_clip():
     assert "usage: mlmp-bench" in out.stdout
     loaded = json.loads(out.stderr.strip().splitlines()[-1])
     assert loaded == {"torch": False, "open_clip": False, "rclpy": False}, loaded
+
+
+def test_core_config_and_the_bench_files_import_without_torch():
+    """``mlmp_ros.core`` exports lazily (PEP 562): its config and schema, and the bench modules that only
+    read and write files (suite files, the store, reports, the command line), load no torch."""
+    code = (
+        "import json, sys\n"
+        "import mlmp_ros.core, mlmp_ros.core.config, mlmp_ros.core.schema\n"
+        "import mlmp_ros.bench.suite.file, mlmp_ros.bench.suite.store, mlmp_ros.bench.report.files\n"
+        "import mlmp_ros.bench.cli.main, mlmp_ros.bench.data.registry\n"
+        "before = 'torch' in sys.modules\n"
+        "from mlmp_ros.core import Segmenter\n"  # a lazy export still works, and loads torch
+        "print(json.dumps([before, 'torch' in sys.modules, Segmenter.__name__]))\n"
+    )
+    env = {**os.environ, "PYTHONPATH": str(REPO) + os.pathsep + os.environ.get("PYTHONPATH", "")}
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=120, cwd=REPO)
+    assert out.returncode == 0, out.stderr
+    assert json.loads(out.stdout.strip().splitlines()[-1]) == [False, True, "Segmenter"]
