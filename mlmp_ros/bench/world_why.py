@@ -78,6 +78,7 @@ def block_diagnostics(seg):
     @torch.no_grad()
     def run(image: np.ndarray) -> dict[str, Any]:
         method, text, encoder = seg.method, seg.text, seg.encoder
+        seg.check([image])
         x, _ = seg.prepare([image])
         batch = method.prepare(x)
         with method.precision.autocast():

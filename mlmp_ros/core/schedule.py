@@ -268,6 +268,7 @@ class StreamSegmenter:
         """Unthreaded ``async``: one adaptation job (the caller installs the result when due)."""
         if self._adapter is None:
             raise RuntimeError("adapt_only needs the async schedule")
+        self.seg.check(images)  # a frame adapted on without being predicted enters the core here
         return self._adapter.job(index, images)
 
     def _result(self, result: BatchResult, index: int) -> StreamResult:

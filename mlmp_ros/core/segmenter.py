@@ -212,14 +212,20 @@ class Segmenter:
                 f"{self.max_windows}; its aspect ratio or size is too extreme"
             )
 
-    def prepare(self, images: Sequence[np.ndarray]) -> tuple[torch.Tensor, _Layout]:
-        """Resize each image, cut its windows and normalise them into one batch."""
-        layout = _Layout([], [], [])
-        windows = []
+    def check(self, images: Sequence[np.ndarray]) -> None:
+        """Refuse images that are not uint8 RGB arrays (``ValueError``) or that need more windows than
+        ``max_windows`` (:class:`FrameLimitError`).  Each frame is checked once, where it enters the
+        core (:meth:`segment`, or the schedule's ``adapt_only``); :meth:`prepare` trusts that."""
         for i, img in enumerate(images):
             check_image(img, i)
+            self.check_size(*img.shape[:2])
+
+    def prepare(self, images: Sequence[np.ndarray]) -> tuple[torch.Tensor, _Layout]:
+        """Resize each image (passed :meth:`check` already), cut its windows and normalise them into one batch."""
+        layout = _Layout([], [], [])
+        windows = []
+        for img in images:
             h, w = img.shape[:2]
-            self.check_size(h, w)
             size = fit_to_window(target_size(h, w, self.config.resize), self.window)
             resized = resize_image(img, size)
             corners = window_grid(size[0], size[1], self.window, self.stride)
@@ -252,6 +258,7 @@ class Segmenter:
         if not images:
             raise ValueError("no images given")
         t0 = time.perf_counter()
+        self.check(images)
         x, layout = self.prepare(images)
         t1 = self._sync_time()
         out = self.method.run(x)

@@ -20,7 +20,6 @@ from sensor_msgs.msg import CompressedImage, Image
 from std_msgs.msg import Header
 
 from ..constants import CONFIDENCE_TOPIC, LABELS_TOPIC
-from ..core.segmenter import FrameLimitError
 from .conversions import (
     BadFrame,
     array_to_image,
@@ -194,10 +193,11 @@ class CameraPipeline:
             throttle_duration_sec=WARN_THROTTLE)
 
     # ------------------------------------------------------------ the frame
-    def convert(self, msg: Image | CompressedImage, segmenter: Any):
-        """The frame as an RGB array, or None when it is bad (counted and warned)."""
+    def convert(self, msg: Image | CompressedImage):
+        """The frame as an RGB array, or None when it is bad (counted and warned).  The core checks
+        its window count when it segments it (a frame refused there comes back to :meth:`bad_frame`)."""
         try:
-            check_limits(msg, self.node.settings.max_pixels, segmenter)
+            check_pixels(msg, self.node.settings.max_pixels)
             if isinstance(msg, CompressedImage):
                 return compressed_to_rgb(msg, self.node.settings.max_pixels)
             return image_to_rgb(msg)
@@ -227,8 +227,8 @@ class CameraPipeline:
         self.outputs.label_info.publish(label_info_message(class_names, header, synonyms))
 
 
-def check_limits(msg: Image | CompressedImage, max_pixels: int, segmenter: Any) -> None:
-    """Refuse, before converting or decoding, a frame the limits do not allow (raises BadFrame)."""
+def check_pixels(msg: Image | CompressedImage, max_pixels: int) -> None:
+    """Refuse, before converting or decoding, a frame over ``input.max_pixels`` (raises BadFrame)."""
     if isinstance(msg, CompressedImage):
         size = compressed_size(msg)
         if size is None:
@@ -244,7 +244,3 @@ def check_limits(msg: Image | CompressedImage, max_pixels: int, segmenter: Any) 
             raise BadFrame(f"a compressed frame ({len(msg.data)} bytes) would decode to {w}x{h} = {h * w} "
                            f"pixels, {limit}; not decoded", limit="input.max_pixels")
         raise BadFrame(f"a {w}x{h} frame has {h * w} pixels, {limit}", limit="input.max_pixels")
-    try:
-        segmenter.check_size(h, w)
-    except FrameLimitError as exc:
-        raise BadFrame(f"{exc} (input.max_windows)", limit="input.max_windows") from None

@@ -155,7 +155,7 @@ class Worker:
         for name, frame in frames:
             pipe = self.pipelines[name]
             pipe.counters.busy(time.monotonic(), regime)
-            rgb = pipe.convert(frame.msg, self.streams.view(name))
+            rgb = pipe.convert(frame.msg)
             if rgb is None:
                 frame.finished = True  # counted as bad
             else:
@@ -176,25 +176,28 @@ class Worker:
             groups.setdefault(item[2].shape, []).append(item)
         return list(groups.values())
 
-    def _segment(self, group: list) -> list[tuple]:
-        """(frame result, timings, (steps, last loss, status)) per frame of the group; a frame refused
-        by the core's own size guard gives None."""
-        if len(group) == 1:
-            pipe, frame, rgb = group[0]
-            try:
+    def _segment(self, group: list) -> list[tuple | None]:
+        """(frame result, timings, (steps, last loss, status)) per frame of the group; None for the frames
+        the core refuses (more windows than input.max_windows: counted as bad frames)."""
+        try:
+            if len(group) == 1:
+                pipe, _, rgb = group[0]
                 r = self.streams.segment(pipe.name, [rgb], output="input").result
-            except FrameLimitError as exc:  # the check before converting runs first; this is the core's guard
-                pipe.bad_frame(BadFrame(str(exc), limit="input.max_windows"))
+            else:
+                outs, timings = self.streams.segment_batch([rgb for _, _, rgb in group], output="input")
+        except FrameLimitError as exc:  # the group's frames share one size: all are refused
+            for pipe, frame, _ in group:
+                pipe.bad_frame(BadFrame(f"{exc} (input.max_windows)", limit="input.max_windows"))
                 frame.finished = True
-                return [None]
-            self._report_resets(pipe)
-            if r.status.startswith("restored"):
-                self._logger.warning(f"{pipe.label}adaptation failed on this frame ({r.status}); published the "
-                                     "prediction of the last good weights", throttle_duration_sec=WARN_THROTTLE)
-            return [(r.frames[0], r.timings, (len(r.losses), r.losses[-1] if r.losses else None, r.status))]
-        outs, timings = self.streams.segment_batch([rgb for _, _, rgb in group], output="input")
-        # Each frame waited for the whole pass: its model time is the pass's (model_ms, not a share of it).
-        return [(out, timings, (0, None, f"batched x{len(group)}")) for out in outs]
+            return [None] * len(group)
+        if len(group) > 1:
+            # Each frame waited for the whole pass: its model time is the pass's (model_ms, not a share of it).
+            return [(out, timings, (0, None, f"batched x{len(group)}")) for out in outs]
+        self._report_resets(pipe)
+        if r.status.startswith("restored"):
+            self._logger.warning(f"{pipe.label}adaptation failed on this frame ({r.status}); published the "
+                                 "prediction of the last good weights", throttle_duration_sec=WARN_THROTTLE)
+        return [(r.frames[0], r.timings, (len(r.losses), r.losses[-1] if r.losses else None, r.status))]
 
     def _finish(self, pipe: CameraPipeline, frame: Frame, rgb: Any, run: tuple | None, marks: tuple) -> None:
         if run is None or self._stopping.is_set():
