@@ -21,13 +21,14 @@ REPO = Path(__file__).resolve().parents[1]
 
 # Layer -> prefixes it must never import (late and TYPE_CHECKING imports included).  "Neutral"
 # modules hold shared names and helpers and sit below everything.
-NEUTRAL = ("mlmp_ros.constants", "mlmp_ros.catalog", "mlmp_ros.resources", "mlmp_ros.image_data", "mlmp_ros.lazy")
-DEMO = ("mlmp_ros.demo", "mlmp_ros.demo_world", "mlmp_ros.demo_common")
+NEUTRAL = ("mlmp_ros.constants", "mlmp_ros.catalog", "mlmp_ros.resources", "mlmp_ros.image_data", "mlmp_ros.lazy",
+           "mlmp_ros.robot")  # fmt: skip
+DEMO = ("mlmp_ros.demo",)  # the top of the stack: only the demo's own modules import it
 NODE = ("mlmp_ros.ros.node", "mlmp_ros.ros.lifecycle", "mlmp_ros.ros.main", "mlmp_ros.ros.__main__")
-HIGHER = ("mlmp_ros.ros", "mlmp_ros.bench", "mlmp_ros.world", *DEMO, "mlmp_ros.sample_stream")
+HIGHER = ("mlmp_ros.ros", "mlmp_ros.bench", "mlmp_ros.world", *DEMO)
 FORBIDDEN = {
     "mlmp_ros.core": HIGHER,  # the science core: no ROS, no benchmark, no demo
-    "mlmp_ros.ros": ("mlmp_ros.bench", *DEMO, "mlmp_ros.sample_stream"),
+    "mlmp_ros.ros": ("mlmp_ros.bench", *DEMO),
     "mlmp_ros.bench": (*NODE, *DEMO),  # the benchmark starts the node as a process, never imports it
     # The world (data and model) sits below the benchmark, which reads it as one of its data sets.
     "mlmp_ros.world": ("mlmp_ros.bench", *NODE, *DEMO),
