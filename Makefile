@@ -1,7 +1,7 @@
 # Two entry points for a fresh machine (see README):
 #   make demo   install everything into .venv, run the node on the bundled sample stream
 #   make test   install if needed, run the test suite on ROS 2 Kilted (Python 3.11), build the
-#               documentation site strictly, then the node and core tests on ROS 2 Jazzy
+#               documentation site strictly, then the node, core and demo tests on ROS 2 Jazzy
 #               (Python 3.12, a second venv: .venv-jazzy)
 #   make docs   build the documentation site into site/; make docs-serve serves it on 127.0.0.1
 PYTHON ?= python3.11
@@ -22,7 +22,7 @@ PYTHON_JAZZY ?= $(shell for p in python3.12 $$HOME/.pyenv/versions/3.12*/bin/pyt
 	$$p -c 'import sys; assert sys.version_info[:2] == (3, 12)' >/dev/null 2>&1 && { echo $$p; break; }; done)
 VENV_JAZZY ?= .venv-jazzy
 JAZZY_STAMP := $(VENV_JAZZY)/.mlmp-installed
-JAZZY_TESTS ?= test/ros test/core
+JAZZY_TESTS ?= test/ros test/core test/demo
 
 .PHONY: install install-jazzy demo test test-kilted test-jazzy test-avx2-only docs docs-check docs-serve lint clean
 

@@ -81,7 +81,7 @@ setup(
         "console_scripts": [
             "mlmp-segment = mlmp_ros.ros.main:main",
             "mlmp-bench = mlmp_ros.bench.cli:main",
-            "mlmp-demo = mlmp_ros.demo:main",
+            "mlmp-demo = mlmp_ros.demo.main:main",
         ],
     },
 )

@@ -14,7 +14,7 @@ defines it as float64 (its NumPy 1 meaning) before importing.
 
 ``--fixture`` also writes the reference's outputs for a small synthetic image (seeds
 chosen so that frost's texture draw differs between randint(5) and randint(6)), which
-test/bench/test_corruptions.py compares against.
+test/bench/data/test_corruptions.py compares against.
 """
 
 from __future__ import annotations

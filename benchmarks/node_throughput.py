@@ -24,9 +24,9 @@ import re
 import time
 from pathlib import Path
 
+from mlmp_ros.demo.sample_stream import sample_raw_messages
 from mlmp_ros.resources import config_path
 from mlmp_ros.ros.live import LiveSession, NodeProcess
-from mlmp_ros.sample_stream import sample_raw_messages
 
 REPO = Path(__file__).resolve().parents[1]
 

@@ -11,8 +11,8 @@ from pathlib import Path
 
 import pytest
 
-from mlmp_ros import demo
 from mlmp_ros.bench.cli.main import main as bench
+from mlmp_ros.demo.main import main as demo
 
 BIN = Path(sys.executable).parent
 
@@ -30,7 +30,7 @@ DEMO_CASES = {
 def test_demo_refuses_a_bad_argument_before_starting(argv: str, named: str, tmp_path: Path, capsys) -> None:
     out = tmp_path / "demo"
     with pytest.raises(SystemExit) as exit_:
-        demo.main([*argv.split(), "--out", str(out)])
+        demo([*argv.split(), "--out", str(out)])
     assert exit_.value.code == 2
     err = capsys.readouterr().err.strip()
     assert len(err.splitlines()) == 1 and named in err and err.startswith("mlmp-demo: error:"), err

@@ -8,7 +8,7 @@ import argparse
 import pytest
 
 from mlmp_ros.bench.cli.main import build_parser as bench_parser
-from mlmp_ros.demo_args import build_parser as demo_parser
+from mlmp_ros.demo.arguments import build_parser as demo_parser
 
 
 def walk(parser: argparse.ArgumentParser, name: str):

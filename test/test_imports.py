@@ -22,16 +22,17 @@ REPO = Path(__file__).resolve().parents[1]
 
 # Layer -> prefixes it must never import (late and TYPE_CHECKING imports included).  "Neutral"
 # modules hold shared names and helpers and sit below everything.
-NEUTRAL = ("mlmp_ros.constants", "mlmp_ros.catalog", "mlmp_ros.resources", "mlmp_ros.image_data", "mlmp_ros.lazy")
-DEMO = ("mlmp_ros.demo", "mlmp_ros.demo_world", "mlmp_ros.demo_common")
+NEUTRAL = ("mlmp_ros.constants", "mlmp_ros.catalog", "mlmp_ros.resources", "mlmp_ros.image_data", "mlmp_ros.lazy",
+           "mlmp_ros.robot")  # fmt: skip
+DEMO = ("mlmp_ros.demo",)  # the top of the stack: only the demo's own modules import it
 NODE = ("mlmp_ros.ros.node", "mlmp_ros.ros.lifecycle", "mlmp_ros.ros.main", "mlmp_ros.ros.__main__")
-HIGHER = ("mlmp_ros.ros", "mlmp_ros.bench", "mlmp_ros.world", *DEMO, "mlmp_ros.sample_stream")
+HIGHER = ("mlmp_ros.ros", "mlmp_ros.bench", "mlmp_ros.world", *DEMO)
 # Third-party packages of ROS (messages, client library, launch, bags).
 ROS = ("rclpy", "sensor_msgs", "std_msgs", "std_srvs", "builtin_interfaces", "diagnostic_msgs", "lifecycle_msgs",
        "rcl_interfaces", "vision_msgs", "cv_bridge", "launch", "launch_ros", "rosbag2_py", "rosbags")
 FORBIDDEN = {
     "mlmp_ros.core": (*HIGHER, *ROS),  # the science core: no ROS, no benchmark, no demo
-    "mlmp_ros.ros": ("mlmp_ros.bench", *DEMO, "mlmp_ros.sample_stream"),
+    "mlmp_ros.ros": ("mlmp_ros.bench", *DEMO),
     # The benchmark reads bags but never talks ROS, apart from the camera replays, which play bags into
     # the node over DDS; none imports the node itself (it runs as a process).
     "mlmp_ros.bench": (*NODE, *DEMO, "mlmp_ros.ros", *(r for r in ROS if r != "rosbags")),

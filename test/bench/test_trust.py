@@ -22,7 +22,7 @@ from mlmp_ros.bench.data.registry import open_dataset
 from mlmp_ros.bench.suite.records import DONE
 from mlmp_ros.bench.suite.store import ResultStore
 
-from .test_runner import write_voc
+from .suite.test_runner import write_voc
 
 pytestmark = pytest.mark.filterwarnings("ignore:RANDOM WEIGHTS")
 TINY = ["--set", "model=mlmp-tiny-test", "--set", "weights=random", "--set", "device=cpu"]

@@ -288,6 +288,12 @@ class LiveSession(Player, NodeCalls):
         with self._cond:
             return self.outputs[kind].get(stamp_ns)
 
+    def published_and_received(self, kind: str = "labels") -> tuple[list[int], dict[int, Output]]:
+        """(the stamps of the frames sent so far, sorted; the ``kind`` outputs received so far, by stamp),
+        read together, so that a received output's frame is among the stamps."""
+        with self._cond:
+            return sorted(self._published), dict(self.outputs[kind])
+
     def wait_for_output(self, stamp_ns: int, timeout: float = 30.0, kind: str = "labels") -> Output:
         self.wait_until(lambda: stamp_ns in self.outputs[kind], timeout, f"{kind} for stamp {stamp_ns}")
         return self.outputs[kind][stamp_ns]

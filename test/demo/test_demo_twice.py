@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import json
 
-from mlmp_ros import demo
+from mlmp_ros.demo.main import main as demo
 
 
 def test_the_demo_runs_twice_into_the_same_folder(tmp_path, monkeypatch, capsys) -> None:
@@ -14,12 +14,12 @@ def test_the_demo_runs_twice_into_the_same_folder(tmp_path, monkeypatch, capsys)
     (out).mkdir()
     (out / "notes.txt").write_text("mine")  # not the demo's: left alone
     common = ["--offline", "--device", "cpu", "--paced", "--out", str(out)]
-    assert demo.main([*common, "--frames", "2"]) == 0, capsys.readouterr().out
+    assert demo([*common, "--frames", "2"]) == 0, capsys.readouterr().out
     assert len(list(out.glob("overlay_*.png"))) == 2 and (out / "outputs_noadapt").is_dir()
     first = json.loads((out / "summary.json").read_text())
     capsys.readouterr()
 
-    code = demo.main([*common, "--frames", "1"])
+    code = demo([*common, "--frames", "1"])
     printed = capsys.readouterr()
     assert code == 0, printed.out + printed.err
     assert "Traceback" not in printed.err and "exists already" not in printed.err

@@ -1,5 +1,5 @@
-"""mlmp-demo: the segmentation node on a camera stream (the bundled sample stream with real
-weights, else a generated world stream), over real DDS on loopback.
+"""mlmp-demo (and ``python -m mlmp_ros.demo``): the segmentation node on a camera stream (the
+bundled sample stream with real weights, else a generated world stream), over real DDS on loopback.
 
 Starts ``mlmp-segment`` with ``config/segment.yaml`` as a separate process, plays the
 bundled camera stream into it at the recorded 10 Hz (a camera does not wait), records
@@ -11,7 +11,7 @@ what comes back and writes:
 * ``<out>/summary.json`` and a one-screen summary: rates, latency, drops, memory.
 
 A new run in the same ``<out>`` replaces the last run's outputs there (:func:`prepare_out`).
-The command line and its checks are in :mod:`mlmp_ros.demo_args`.
+The command line and its checks are in :mod:`mlmp_ros.demo.arguments`.
 
 Real weights make the overlays meaningful: an open_clip pretrained tag that can be
 fetched (the default ``openai`` is downloaded once and cached), or a local file given
@@ -19,7 +19,7 @@ with ``--weights``.  Without them (no internet, nothing cached) the demo runs th
 world model (``mlmp-world``, a small CLIP trained on the procedural world of
 :mod:`mlmp_ros.world`) on a world camera stream generated on the fly, whose ground truth
 is known, played into two nodes at once, NoAdapt and the adapted configuration recommended
-for robots (:mod:`mlmp_ros.demo_world`): it prints each frame's mIoU per run as the labels
+for robots (:mod:`mlmp_ros.demo.world`): it prints each frame's mIoU per run as the labels
 arrive, and each overlay shows camera | NoAdapt | adapted | ground truth.
 ``--weights random`` keeps the photographs with random weights.
 """
@@ -36,11 +36,11 @@ from typing import Any
 import cv2
 import numpy as np
 
-from .bench.checks import counted
-from .demo_args import check_node_parameters, node_parameters, parse_args, usage_error
-from .demo_common import node_diagnostics, prepare_out
-from .resources import config_path
-from .ros import stay_on_loopback
+from ..bench.checks import counted
+from ..resources import config_path
+from ..ros import stay_on_loopback
+from .arguments import check_node_parameters, node_parameters, parse_args, usage_error
+from .common import node_diagnostics, prepare_out
 from .sample_stream import sample_frames, sample_raw_messages
 
 RANDOM_BANNER = (
@@ -53,8 +53,8 @@ RANDOM_BANNER = (
 
 def choose_weights(args: argparse.Namespace, params_file: Path) -> tuple[str, str]:
     """(weights to give the node, why random) — real weights when they can be had."""
-    from .core import Config
-    from .core.backbone import ModelNameError, WeightsError, check_model_name, weights_file
+    from ..core import Config
+    from ..core.backbone import ModelNameError, WeightsError, check_model_name, weights_file
 
     cfg = Config.from_yaml(params_file)
     model = args.model or cfg.model
@@ -76,7 +76,7 @@ def choose_weights(args: argparse.Namespace, params_file: Path) -> tuple[str, st
 
 def overlay(image: np.ndarray, labels: np.ndarray, names: dict[int, str], random_weights: bool = False) -> np.ndarray:
     """The frame beside its segmentation blended over it, with a legend of the classes present."""
-    from .ros.conversions import colorize, palette
+    from ..ros.conversions import colorize, palette
 
     colours = palette(max(names) + 1 if names else int(labels.max()) + 1)
     blended = colorize(labels, colours, image, blend=0.5)
@@ -99,13 +99,13 @@ def overlay(image: np.ndarray, labels: np.ndarray, names: dict[int, str], random
 def _choose_run(args: argparse.Namespace, params_file: Path) -> tuple[Any, str, str, dict[str, Any]]:
     """(world stream or None, weights, why random, node parameters), announcing the choice."""
     weights, why_random = choose_weights(args, params_file)
-    from .world.model import has_bundled_weights
+    from ..world.model import has_bundled_weights
 
     if not (args.world or (why_random and args.weights is None and args.model is None and has_bundled_weights())):
         if why_random:
             print("\n" + RANDOM_BANNER.format(reason=why_random) + "\n", flush=True)
         return None, weights, why_random, {**node_parameters(args), "weights": weights}
-    from .demo_world import WorldStreamRun
+    from .world import WorldStreamRun
 
     world = WorldStreamRun(args.frames, args.shift, args.seed)
     print(f"mlmp-demo: no real CLIP weights ({why_random})." if why_random else "mlmp-demo: --world given.", flush=True)
@@ -159,11 +159,11 @@ def main(argv: list[str] | None = None) -> int:
     print(f"mlmp-demo: node parameters from {params_file}", flush=True)
     world, weights, why_random, params = _choose_run(args, params_file)
     if world is not None:
-        from . import demo_world
+        from . import world as world_demo
 
-        return demo_world.run(args, params_file, world, params)
+        return world_demo.run(args, params_file, world, params)
 
-    from .ros.live import LiveSession, NodeProcess
+    from ..ros.live import LiveSession, NodeProcess
 
     out = args.out
     prepare_out(out)
@@ -180,7 +180,7 @@ def main(argv: list[str] | None = None) -> int:
         outputs = live.outputs
 
     overlays = _write_overlays(result, inputs, args, names, bool(why_random))
-    from .bench.data.recorded import recorded, write_recorded_images
+    from ..bench.data.recorded import recorded, write_recorded_images
 
     n_msgs = write_recorded_images(out / "outputs", recorded(outputs))
     summary = {

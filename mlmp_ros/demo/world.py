@@ -1,6 +1,6 @@
 """mlmp-demo on the world model: NoAdapt and the adapted configuration side by side, scored live.
 
-Used by :mod:`mlmp_ros.demo` when no real CLIP weights can be had (or ``--world``).  The
+Used by :mod:`mlmp_ros.demo.main` when no real CLIP weights can be had (or ``--world``).  The
 same world stream is played at the camera rate into two segmentation nodes at once: one
 that never adapts and one with the adapted configuration recommended for robots
 (:data:`mlmp_ros.robot.ROBOT_ADAPTATION`; docs/configuration.md).  Each frame's labels are scored against the
@@ -22,8 +22,8 @@ from typing import Any
 import cv2
 import numpy as np
 
-from .bench.checks import counted
-from .demo_common import node_diagnostics, prepare_out
+from ..bench.checks import counted
+from .common import node_diagnostics, prepare_out
 
 WORLD_PERIOD_NS = 100_000_000  # the stream's stamps: 10 Hz
 
@@ -32,9 +32,9 @@ class WorldStreamRun:
     """The world stream the demo plays and its ground truth."""
 
     def __init__(self, frames: int, shift: str, seed: int | None):
-        from .world.camera_stream import WorldStream
-        from .world.dataset import STREAM_SEED
-        from .world.shifts import SHIFTS
+        from ..world.camera_stream import WorldStream
+        from ..world.dataset import STREAM_SEED
+        from ..world.shifts import SHIFTS
 
         if shift not in SHIFTS:
             raise SystemExit(f"mlmp-demo: unknown shift '{shift}' (choose from {', '.join(SHIFTS)})")
@@ -54,8 +54,8 @@ class WorldStreamRun:
 
 def frame_miou(labels: np.ndarray, truth: np.ndarray, metrics=None) -> float:
     """mIoU (%) of one frame over the classes present in it or predicted; adds to ``metrics``."""
-    from .bench.scoring.metrics import SegmentationMetrics
-    from .world import CLASSES
+    from ..bench.scoring.metrics import SegmentationMetrics
+    from ..world import CLASSES
 
     one = SegmentationMetrics(len(CLASSES))
     one.update(labels, truth)
@@ -68,8 +68,8 @@ class RunScore:
     """One segmentation run's live score: each frame's mIoU and the run's so far, as labels arrive."""
 
     def __init__(self, tag: str, title: str, world: WorldStreamRun):
-        from .bench.scoring.metrics import SegmentationMetrics
-        from .world import CLASSES
+        from ..bench.scoring.metrics import SegmentationMetrics
+        from ..world import CLASSES
 
         self.tag, self.title, self.world = tag, title, world
         self.metrics = SegmentationMetrics(len(CLASSES), class_names=list(CLASSES))
@@ -90,9 +90,8 @@ class RunScore:
 
     def print_new(self, live) -> None:
         """Score and print the frames whose labels arrived since the last call (publish order gives the index)."""
-        with live._cond:
-            published = sorted(live._published)
-            arrived = {s: o for s, o in live.outputs["labels"].items() if o.array is not None}
+        published, received = live.published_and_received("labels")
+        arrived = {s: o for s, o in received.items() if o.array is not None}
         for stamp, out in sorted(arrived.items()):
             if stamp not in published or published.index(stamp) in self.per_frame:
                 continue
@@ -129,8 +128,8 @@ def describe(params: dict[str, Any]) -> str:
 
 def world_runs(user_params: dict[str, Any]) -> list[tuple[str, dict[str, Any]]]:
     """(tag, node parameters) of the two runs: NoAdapt, and the robot configuration with the user's overrides."""
-    from .robot import ROBOT_ADAPTATION
-    from .world.model import world_settings
+    from ..robot import ROBOT_ADAPTATION
+    from ..world.model import world_settings
 
     base = world_settings()
     noadapt = {**base, **{k: v for k, v in user_params.items() if not k.startswith("adaptation.")},
@@ -143,7 +142,7 @@ def world_runs(user_params: dict[str, Any]) -> list[tuple[str, dict[str, Any]]]:
 
 # ---------------------------------------------------------------- overlays
 def _paint(labels: np.ndarray) -> np.ndarray:
-    from .world import PALETTE
+    from ..world import PALETTE
 
     return PALETTE[np.minimum(labels, len(PALETTE) - 1)]
 
@@ -162,7 +161,7 @@ def world_overlay(image: np.ndarray, runs: list[tuple[str, np.ndarray | None, st
 
     ``runs``: (title, labels or None when that run dropped the frame, score text).
     """
-    from .world import CLASSES, PALETTE
+    from ..world import CLASSES, PALETTE
 
     h, w = image.shape[:2]
     panels = [image]
@@ -224,7 +223,7 @@ def write_world_overlays(world: WorldStreamRun, played: dict[str, Any], scores: 
 # ---------------------------------------------------------------- running
 def _start_sessions(params_file: Path, runs: list[tuple[str, dict[str, Any]]], out: Path) -> dict[str, Any]:
     """One node per run, each in its own namespace, started in parallel; their live sessions."""
-    from .ros.live import LiveSession, NodeProcess
+    from ..ros.live import LiveSession, NodeProcess
 
     # The nodes share the machine's cores instead of each taking all of them (unless the user chose).
     threads = os.environ.get("OMP_NUM_THREADS") or str(max(1, (os.cpu_count() or 1) // len(runs)))
@@ -268,7 +267,7 @@ def _play_all(sessions: dict[str, Any], scores: dict[str, RunScore], stream: lis
 
 def run(args: argparse.Namespace, params_file: Path, world: WorldStreamRun, user_params: dict[str, Any]) -> int:
     """The world demo: both runs, overlays, bags of the outputs, summary.json and the printed summary."""
-    from .bench.data.recorded import recorded, write_recorded_images
+    from ..bench.data.recorded import recorded, write_recorded_images
 
     runs = world_runs(user_params)
     titles = {tag: describe(params) for tag, params in runs}

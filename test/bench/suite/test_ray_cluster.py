@@ -34,7 +34,7 @@ from mlmp_ros.bench.suite.store import ResultStore
 
 from .test_runner import write_voc
 
-REPO = Path(__file__).resolve().parents[2]
+REPO = Path(__file__).resolve().parents[3]
 RAY = Path(sys.executable).with_name("ray")
 pytestmark = [pytest.mark.filterwarnings("ignore:RANDOM WEIGHTS"), pytest.mark.timeout(180)]
 # Fields that say when and where a trial ran, not what it computed.

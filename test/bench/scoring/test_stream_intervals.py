@@ -11,7 +11,7 @@ import numpy as np
 
 from mlmp_ros.bench.scoring.intervals import paired_pooled_difference, pooled_miou, pooled_miou_interval
 
-SCRIPT = Path(__file__).resolve().parents[2] / "benchmarks" / "stream_intervals.py"
+SCRIPT = Path(__file__).resolve().parents[3] / "benchmarks" / "stream_intervals.py"
 
 
 def _run(*args):

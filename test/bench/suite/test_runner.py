@@ -27,7 +27,7 @@ from mlmp_ros.bench.suite.records import TrialRecord
 from mlmp_ros.bench.suite.trials import TrialDone, TrialJob, run_trials
 from mlmp_ros.core import Segmenter
 
-from ..conftest import tiny_clip, tiny_config
+from ...conftest import tiny_clip, tiny_config
 
 VOC_PALETTE = [v for i in range(256) for v in ((i * 37) % 256, (i * 91) % 256, (i * 53) % 256)]
 

@@ -1,5 +1,5 @@
-"""What both runs of mlmp-demo share (:mod:`mlmp_ros.demo` on the sample stream and
-:mod:`mlmp_ros.demo_world` on the world model): the output folder and the node's diagnostics."""
+"""What both runs of mlmp-demo share (:mod:`mlmp_ros.demo.main` on the sample stream and
+:mod:`mlmp_ros.demo.world` on the world model): the output folder and the node's diagnostics."""
 
 from __future__ import annotations
 
@@ -14,7 +14,7 @@ def prepare_out(out: Path) -> None:
     """Create the output folder, removing what a previous run wrote there (its outputs bags, overlays,
     node logs and summary): a new run replaces the last one.  Other files in the folder are left alone."""
     if out.exists() and not out.is_dir():
-        from .demo_args import usage_error
+        from .arguments import usage_error
 
         usage_error(f"--out: {out} is a file, not a folder")
     out.mkdir(parents=True, exist_ok=True)
@@ -30,7 +30,7 @@ def node_diagnostics(live, result):
     """The node's last diagnostics report that saw a frame (a later, idle period reports no model
     time).  A short run can end before the node's first report (one per ``diagnostics.period``):
     then wait for the report that covers it, a few periods at most."""
-    from .ros.live import SessionTimeout
+    from ..ros.live import SessionTimeout
 
     def saw_frames(d) -> bool:
         return bool(d.values.get("model_ms"))

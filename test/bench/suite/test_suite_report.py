@@ -27,7 +27,7 @@ from mlmp_ros.resources import config_path
 
 from .test_runner import miou_by_confusion, write_cityscapes, write_voc
 
-REPO = Path(__file__).resolve().parents[2]
+REPO = Path(__file__).resolve().parents[3]
 pytestmark = pytest.mark.filterwarnings("ignore:RANDOM WEIGHTS")
 
 

@@ -13,9 +13,9 @@ import pytest
 
 from mlmp_ros.bench.cli.main import build_parser, main
 
-from .test_runner import write_voc
+from ..suite.test_runner import write_voc
 
-REPO = Path(__file__).resolve().parents[2]
+REPO = Path(__file__).resolve().parents[3]
 pytestmark = pytest.mark.filterwarnings("ignore:RANDOM WEIGHTS")
 SUBCOMMANDS = ("make-bags", "run", "suite", "report")
 TINY = ["--set", "model=mlmp-tiny-test", "--set", "weights=random", "--set", "device=cpu"]

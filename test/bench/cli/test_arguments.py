@@ -16,7 +16,7 @@ import pytest
 
 from mlmp_ros.bench import cli
 
-REPO = Path(__file__).resolve().parents[2]
+REPO = Path(__file__).resolve().parents[3]
 # Ray is not imported here: it reads its settings from the environment when first imported, and
 # test_ray_cluster.py sets them (loopback only) before it imports Ray in this process.
 needs_ray = pytest.mark.skipif(importlib.util.find_spec("ray") is None, reason="Ray is not installed")

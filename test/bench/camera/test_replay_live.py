@@ -15,8 +15,8 @@ from mlmp_ros.bench.offline.trial import run_trial
 from mlmp_ros.bench.scoring.metrics import SegmentationMetrics
 from mlmp_ros.core import Segmenter
 
-from ..conftest import tiny_clip, tiny_config
-from .test_runner import write_voc
+from ...conftest import tiny_clip, tiny_config
+from ..suite.test_runner import write_voc
 
 pytest.importorskip("rclpy")
 
@@ -153,7 +153,7 @@ def test_a_running_node_is_counted_from_the_start_of_each_run(tmp_path):
     """With --no-start-node, steps and resets are the node's counters over this run only."""
     from mlmp_ros.bench.camera.replay_live import replay_live
 
-    from ..ros.ros_helpers import node_session
+    from ...ros.ros_helpers import node_session
 
     write_voc(tmp_path / "voc", n=2)
     bag = make_bag(open_dataset("voc20", tmp_path / "voc"), "original", tmp_path / "bags" / "voc20", progress=False)

@@ -13,9 +13,9 @@ import sys
 from pathlib import Path
 from typing import Any, NoReturn
 
-from .bench.checks import OneLineParser, positive_int, positive_number
-from .catalog import METHOD_NAMES
-from .world.shifts import SHIFTS
+from ..bench.checks import OneLineParser, positive_int, positive_number
+from ..catalog import METHOD_NAMES
+from ..world.shifts import SHIFTS
 
 PROG = "mlmp-demo"
 DESCRIPTION = (
@@ -77,7 +77,7 @@ def node_parameters(args: argparse.Namespace) -> dict[str, Any]:
             params[key] = value
     if args.offline:
         params["offline"] = True
-    from .bench.cli import UsageError, parse_sets
+    from ..bench.cli import UsageError, parse_sets
 
     try:
         params.update(parse_sets(args.set))
@@ -90,8 +90,8 @@ def check_node_parameters(params_file: Path, params: dict[str, Any], args: argpa
     """The parameter file and the overrides, checked by the declarations the node checks them with."""
     options = {"adaptation.method": "method", "adaptation.steps": "steps", "device": "device", "model": "model"}
     given = {k: f"--{v}" for k, v in options.items() if args is not None and getattr(args, v) is not None}
-    from .core.config import Config, ConfigError
-    from .ros.settings import NODE_GROUPS, STRING_SETTINGS, NodeSettings
+    from ..core.config import Config, ConfigError
+    from ..ros.settings import NODE_GROUPS, STRING_SETTINGS, NodeSettings
 
     if not params_file.is_file():
         usage_error(f"--params: no parameter file {params_file}")

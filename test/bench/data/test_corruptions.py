@@ -82,7 +82,7 @@ def test_original_and_errors(image: np.ndarray) -> None:
 # reference's vendored corruptions.py.  (imagecorruptions-imaug's randint(6) gives 5, the
 # sixth texture, for indices 1, 19, 22 and 26 of these.)
 REFERENCE_FROST_TEXTURES = [4, 3, 0, 2, 2, 3, 2, 4, 3, 4, 1, 1, 3, 2, 3, 0, 1, 1, 2, 2, 3, 1, 4, 3, 2, 4, 0, 3, 1, 3]
-FIXTURE = Path(__file__).parent / "data" / "reference_corruptions.npz"
+FIXTURE = Path(__file__).parent / "reference_corruptions.npz"
 
 
 def test_frost_texture_per_image_index_is_the_references() -> None:

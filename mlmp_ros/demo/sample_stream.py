@@ -2,7 +2,7 @@
 
 Eight 640x480 rgb8 frames at 10 Hz (astronaut, coffee, chelsea the cat, a rocket, a
 motorcycle, the cameraman, grass, brick) on ``/camera/image_raw``.  The bag ships in
-``mlmp_ros/data/sample_stream``; ``python -m mlmp_ros.sample_stream --out DIR``
+``mlmp_ros/data/sample_stream``; ``python -m mlmp_ros.demo.sample_stream --out DIR``
 rebuilds it from scikit-image's own files (byte-identical for the same versions).
 """
 
@@ -15,8 +15,8 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from .constants import IMAGE_TOPIC
-from .resources import package_data_path
+from ..constants import IMAGE_TOPIC
+from ..resources import package_data_path
 
 TOPIC = IMAGE_TOPIC
 FRAME_ID = "camera"
@@ -56,7 +56,7 @@ def build_sample_bag(out: Path) -> Path:
     """Write the sample stream bag (MCAP) to ``out`` from scikit-image's photographs."""
     from rosbags.rosbag2 import StoragePlugin, Writer
 
-    from .bench.data.messages import IMAGE_TYPE, image_to_msg, typestore
+    from ..bench.data.messages import IMAGE_TYPE, image_to_msg, typestore
 
     store = typestore()
     out = Path(out)
@@ -73,7 +73,7 @@ def sample_frames(path: Path | None = None) -> Iterator[tuple[int, np.ndarray]]:
     """(stamp in ns, rgb8 frame) of the bundled stream, in order."""
     from rosbags.rosbag2 import Reader
 
-    from .bench.data.messages import msg_to_image, stamp_ns, typestore
+    from ..bench.data.messages import msg_to_image, stamp_ns, typestore
 
     store = typestore()
     with Reader(path or sample_bag_path()) as reader:

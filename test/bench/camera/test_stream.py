@@ -16,8 +16,8 @@ from mlmp_ros.bench.offline.options import RunError, segmenter_config
 from mlmp_ros.bench.scoring.metrics import SegmentationMetrics
 from mlmp_ros.core import Segmenter
 
-from ..conftest import tiny_clip, tiny_config, torch_threads
-from .test_runner import write_voc
+from ...conftest import tiny_clip, tiny_config, torch_threads
+from ..suite.test_runner import write_voc
 
 TINY = ["--set", "model=mlmp-tiny-test", "--set", "weights=random", "--set", "device=cpu"]
 
@@ -111,7 +111,7 @@ def test_stop_after_scores_the_frames_up_to_the_last_publication(bags):
 def test_chains_two_paper_layouts_with_one_class_list(tmp_path, bags):
     """Cityscapes then ACDC fog (two layouts, one class list and window protocol) run as one stream
     through ``mlmp-bench stream``; a VOC20 bag after a Cityscapes bag is refused, naming both."""
-    from .test_datasets import make_layout
+    from ..data.test_datasets import make_layout
 
     make_layout("cityscapes", tmp_path / "cityscapes", n=2)
     make_layout("acdc", tmp_path / "acdc", n=2, condition="fog")

@@ -9,9 +9,10 @@ import cv2
 import numpy as np
 import pytest
 
-from mlmp_ros import demo
 from mlmp_ros.bench.data.messages import msg_to_image, stamp_ns, typestore
-from mlmp_ros.sample_stream import sample_frames
+from mlmp_ros.demo.arguments import node_parameters, parse_args
+from mlmp_ros.demo.main import main as demo
+from mlmp_ros.demo.sample_stream import sample_frames
 
 WORLD_FLOOR = 18.0  # the clean first frame of this 3-frame stream: measured (NoAdapt / adapted) on a demo run
 
@@ -19,7 +20,7 @@ WORLD_FLOOR = 18.0  # the clean first frame of this 3-frame stream: measured (No
 def test_the_demo_segments_every_frame_of_the_bundled_stream_and_writes_its_outputs(tmp_path, monkeypatch, capsys):
     monkeypatch.setenv("OMP_NUM_THREADS", "1")  # the node shares 2 cores with this process
     out = tmp_path / "demo"
-    code = demo.main(["--model", "mlmp-tiny-test", "--weights", "random", "--device", "cpu", "--paced",
+    code = demo(["--model", "mlmp-tiny-test", "--weights", "random", "--device", "cpu", "--paced",
                       "--set", "adaptation.steps=2", "--set", "classes=[cat, person, rocket]", "--out", str(out)])  # fmt: skip
     printed = capsys.readouterr().out
     assert code == 0, printed
@@ -63,7 +64,7 @@ def test_the_demo_segments_every_frame_of_the_bundled_stream_and_writes_its_outp
 
 def test_a_malformed_set_is_refused_with_the_reason(capsys):
     with pytest.raises(SystemExit) as exit_:
-        demo.node_parameters(demo.parse_args(["--set", "adaptation.steps"]))
+        node_parameters(parse_args(["--set", "adaptation.steps"]))
     assert exit_.value.code == 2 and "--set takes key=value" in capsys.readouterr().err
 
 
@@ -75,7 +76,7 @@ def test_without_real_weights_the_demo_runs_noadapt_and_the_adapted_configuratio
 
     monkeypatch.setenv("OMP_NUM_THREADS", "1")
     out = tmp_path / "demo"
-    code = demo.main(["--offline", "--device", "cpu", "--paced", "--frames", "3", "--out", str(out)])  # fmt: skip
+    code = demo(["--offline", "--device", "cpu", "--paced", "--frames", "3", "--out", str(out)])  # fmt: skip
     printed = capsys.readouterr().out
     assert code == 0, printed
     assert "RUNNING ON RANDOM WEIGHTS" not in printed and "world model" in printed

@@ -58,7 +58,7 @@ def test_one_trial_is_counted_in_the_singular_and_examples_have_a_class_legend(t
 
 
 def test_demo_summary_columns_stay_aligned_with_one_digit_counts() -> None:
-    from mlmp_ros.demo_world import summary_rows
+    from mlmp_ros.demo.world import summary_rows
 
     def run(title: str, processed: int, published: int, latency: float | None) -> dict:
         return {"title": title, "per_frame": [{"miou": 5.0}], "run_miou": 5.0, "frames_processed": processed,
@@ -74,7 +74,7 @@ def test_demo_summary_columns_stay_aligned_with_one_digit_counts() -> None:
 
 
 def test_demo_description_says_which_stream_it_plays() -> None:
-    from mlmp_ros.demo_args import build_parser
+    from mlmp_ros.demo.arguments import build_parser
 
     text = build_parser().description
     assert "world stream" in text and "sample stream" in text and "world model" in text

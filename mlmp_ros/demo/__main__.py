@@ -1,0 +1,7 @@
+"""``python -m mlmp_ros.demo``: the same as ``mlmp-demo``."""
+
+import sys
+
+from .main import main
+
+sys.exit(main())
