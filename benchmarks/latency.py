@@ -64,7 +64,7 @@ def cpu_flags() -> list[str]:
 def machine() -> dict:
     import torch
 
-    from mlmp_ros.core.methods.base import cpu_has_native_bf16
+    from mlmp_ros.core.methods.precision import cpu_has_native_bf16
 
     cpu = platform.processor() or "unknown"
     if os.path.exists("/proc/cpuinfo"):

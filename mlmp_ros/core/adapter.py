@@ -17,7 +17,7 @@ import numpy as np
 import torch
 
 from .methods import Method
-from .methods.base import AdaptationCancelled
+from .methods.guards import AdaptationCancelled
 from .priority import THREADS, Priority, adaptation_stream, install_safe_points
 from .safeguards import AdaptationControl
 from .segmenter import Segmenter
@@ -162,7 +162,7 @@ class Adapter:
         ctx = torch.cuda.stream(self.stream) if self.stream is not None else contextlib.nullcontext()
         with ctx:
             x, _ = self.seg.prepare(images)
-            batch = self.method.prepare(x)
+            batch = self.method.make_batch(x)
             status, losses = self.method.adapt_frame(batch)
             self.record.job(status, losses)
             if status == "skipped":

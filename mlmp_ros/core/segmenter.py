@@ -20,7 +20,7 @@ from .backbone import LoadedCLIP, load_clip, resolve_device
 from .config import Config, ConfigError
 from .dense import DenseCLIP
 from .methods import METHODS, Method, Precision
-from .methods.base import cpu_has_native_bf16
+from .methods.precision import cpu_has_native_bf16
 from .schema import SEGMENTER, runtime_names
 from .text import ClassList, TextBank, resolve_templates
 from .windows import (

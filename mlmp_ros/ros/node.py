@@ -33,7 +33,7 @@ from rclpy.task import Future
 
 from ..constants import NODE_NAME
 from ..core import ConfigError, Segmenter
-from ..core.methods.base import AdaptationCancelled
+from ..core.methods.guards import AdaptationCancelled
 from ..core.multistream import MultiStream
 from ..core.schedule import STREAM_SETTINGS
 from ..core.segmenter import RUNTIME_SETTINGS

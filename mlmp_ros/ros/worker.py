@@ -17,7 +17,7 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from ..core.methods.base import AdaptationCancelled
+from ..core.methods.guards import AdaptationCancelled
 from ..core.multistream import MultiStream
 from ..core.segmenter import FrameLimitError
 from .conversions import BadFrame
