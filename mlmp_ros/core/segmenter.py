@@ -144,9 +144,9 @@ class Segmenter:
         self.max_windows: int | None = None
         self.method: Method = method_cls(self.encoder, self.text, config, self.layers, self.precision)
         if uses_control(config.adaptation):  # budgets or safeguards (core/safeguards.py)
-            from .safeguards import AdaptationControl
+            from .safeguards import ControlOwner
 
-            self.method.control = AdaptationControl(config.adaptation)
+            ControlOwner(config.adaptation).steer(self.method)
 
     # --------------------------------------------------------------- classes
     def _text_bank(self, classes: ClassList) -> TextBank:

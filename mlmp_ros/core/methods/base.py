@@ -77,7 +77,7 @@ class Method:
         self.failures = 0
         self.resets = 0
         self.last_failure = ""
-        # Budgets and continual safeguards (core/safeguards.py); None = the paper's loop.
+        # Budgets and continual safeguards, set by core/safeguards.py's ControlOwner; None = the paper's loop.
         self.control = None
         self.reset_reasons: dict[str, int] = {}
         # Called before every optimiser step; may raise AdaptationCancelled (a node stopping).
