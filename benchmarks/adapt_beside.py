@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """Both sides of ``async``: prediction latency with and without an adapter beside it; prints JSON.
 
-In one process, frames are fed to a :class:`~mlmp_ros.core.schedule.StreamSegmenter` at a fixed
+In one process, frames are fed to a :class:`~mlmp_ros.core.schedule.ScheduledSegmenter` at a fixed
 rate, in blocks that alternate between variants round after round (a busy machine slows all of
 them alike):
 
@@ -63,9 +63,9 @@ def make_config(args, info: dict | None):
                        window=[args.size], stride=[args.size // 2])  # fmt: skip
 
 
-def block(stream, images: list[np.ndarray], rate: float) -> dict:
+def block(scheduled, images: list[np.ndarray], rate: float) -> dict:
     """Feed ``images`` at ``rate`` Hz; each frame's prediction time and the adaptation side's steps and waits."""
-    before = stream.stats()
+    before = scheduled.stats()
     latencies = []
     start = time.perf_counter()
     for i, img in enumerate(images):
@@ -73,28 +73,28 @@ def block(stream, images: list[np.ndarray], rate: float) -> dict:
         if delay > 0:
             time.sleep(delay)
         t0 = time.perf_counter()
-        stream.segment(img)
+        scheduled.segment(img)
         latencies.append(time.perf_counter() - t0)
     time.sleep(1.0 / rate)  # the last frame's period: adaptation may use it
-    after = stream.stats()
+    after = scheduled.stats()
     n = len(images)
     return {"latencies": latencies, "steps": after["steps"] - before["steps"],
             "wait_s": after["adapt_wait_s"] - before["adapt_wait_s"], "frames": n}  # fmt: skip
 
 
 def open_variant(name: str, cfg, loaded):
-    """A StreamSegmenter for variant ``name`` (the thread split set first: it applies at start)."""
+    """A ScheduledSegmenter for variant ``name`` (the thread split set first: it applies at start)."""
     from mlmp_ros.core import Segmenter
     from mlmp_ros.core.priority import THREADS, Priority
-    from mlmp_ros.core.schedule import StreamSegmenter
+    from mlmp_ros.core.schedule import ScheduledSegmenter
     from mlmp_ros.robot import ROBOT_ADAPTATION
 
     if name == "noadapt":
-        return StreamSegmenter(Segmenter(cfg.replace(**{"adaptation.method": "noadapt"}), loaded=loaded))
+        return ScheduledSegmenter(Segmenter(cfg.replace(**{"adaptation.method": "noadapt"}), loaded=loaded))
     parts = name.split("/")
     THREADS.split = parts[-1]
     seg = Segmenter(cfg.replace(**ROBOT_ADAPTATION), loaded=loaded)
-    return StreamSegmenter(seg, priority=Priority(pause="nopause" not in parts))
+    return ScheduledSegmenter(seg, priority=Priority(pause="nopause" not in parts))
 
 
 def summarise(runs: dict[str, list[dict]]) -> dict:
@@ -135,10 +135,10 @@ def measure(args) -> dict:
     for r in range(args.rounds):
         imgs = images[r * args.frames : (r + 1) * args.frames] or images[: args.frames]
         for name in args.variants:
-            stream = open_variant(name, cfg, loaded)
-            stream.segment(imgs[0])  # warm-up, untimed
-            runs[name].append(block(stream, imgs, args.rate))
-            stream.close()
+            scheduled = open_variant(name, cfg, loaded)
+            scheduled.segment(imgs[0])  # warm-up, untimed
+            runs[name].append(block(scheduled, imgs, args.rate))
+            scheduled.close()
     report["variants"] = summarise(runs)
     report["loadavg_at_end"] = list(os.getloadavg())
     report["torch_threads_at_end"] = torch.get_num_threads()

@@ -64,7 +64,7 @@ def cpu_flags() -> list[str]:
 def machine() -> dict:
     import torch
 
-    from mlmp_ros.core.methods.base import cpu_has_native_bf16
+    from mlmp_ros.core.methods.precision import cpu_has_native_bf16
 
     cpu = platform.processor() or "unknown"
     if os.path.exists("/proc/cpuinfo"):
@@ -263,7 +263,7 @@ def main(argv: list[str] | None = None) -> int:
             res = seg.segment(imgs, output="processing", probabilities=True)
             dt = time.perf_counter() - t0
             if seg.method.adapts:  # leave the shared weights at the source for the next configuration
-                seg.method.restore(seg.method._source)
+                seg.method.restore_source()
             return dt, res
 
         # Matrix FLOPs of one frame per method (fp32 eager; the count does not depend on precision).

@@ -251,8 +251,8 @@ def python_blocks(path: Path) -> list[str]:
 
 
 def test_the_python_api_examples_run_on_the_tiny_model():
-    first, stream = python_blocks(DOCS / "python.md")[:2]
-    assert 'weights="openai"' in first and "StreamSegmenter" in stream
+    first, scheduled = python_blocks(DOCS / "python.md")[:2]
+    assert 'weights="openai"' in first and "ScheduledSegmenter" in scheduled
     code = first.replace('model="ViT-B-16-quickgelu"', 'model="mlmp-tiny-test"').replace(
         'weights="openai"', 'weights="random"'
     )
@@ -264,7 +264,7 @@ def test_the_python_api_examples_run_on_the_tiny_model():
         assert namespace["labels"].shape == (480, 640)
         assert namespace["seg"].class_names[0] == "background" and len(namespace["seg"].class_names) == 21
         namespace["cfg"] = namespace["cfg"].replace(**{"adaptation.steps": 1})
-        exec(compile(stream, "docs/python.md", "exec"), namespace)
+        exec(compile(scheduled, "docs/python.md", "exec"), namespace)
     assert namespace["out"].result.frames[0].labels.shape == (480, 640)
 
 

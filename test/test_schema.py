@@ -15,7 +15,7 @@ import pytest
 from mlmp_ros.catalog import METHOD_INFO, METHOD_NAMES
 from mlmp_ros.core import schema
 from mlmp_ros.core.config import NODE_GROUPS, Config, ConfigError
-from mlmp_ros.core.schema import SEGMENTER, STREAM, Range
+from mlmp_ros.core.schema import SEGMENTER, SCHEDULE, Range
 from mlmp_ros.robot import ROBOT_ADAPTATION
 from mlmp_ros.ros import paramfile
 from mlmp_ros.ros.settings import NODE_GROUPS as NODE_SETTING_GROUPS
@@ -90,11 +90,11 @@ def test_ranges_read_as_written():
 
 
 def test_the_run_time_sets_come_from_the_declarations():
-    from mlmp_ros.core.schedule import STREAM_SETTINGS
+    from mlmp_ros.core.schedule import SCHEDULE_SETTINGS
     from mlmp_ros.core.segmenter import RUNTIME_SETTINGS
 
     assert set(RUNTIME_SETTINGS) == {s.name for s in CORE if s.meta.runtime == SEGMENTER}
-    assert set(STREAM_SETTINGS) == {s.name for s in CORE if s.meta.runtime == STREAM}
+    assert set(SCHEDULE_SETTINGS) == {s.name for s in CORE if s.meta.runtime == SCHEDULE}
     assert {"classes", "adaptation.mode", "adaptation.steps", "adaptation.lr"} == set(RUNTIME_SETTINGS)
 
 
@@ -172,7 +172,7 @@ def test_a_new_setting_needs_only_its_field(tmp_path):
 
     @dataclasses.dataclass
     class Extra:
-        knob: float = schema.setting(0.5, help="a throwaway knob", range="[0, 1]", runtime=STREAM)
+        knob: float = schema.setting(0.5, help="a throwaway knob", range="[0, 1]", runtime=SCHEDULE)
 
     (s,) = schema.settings(Extra)
     assert schema.runtime_names(Extra) == ("knob",)

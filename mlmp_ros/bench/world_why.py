@@ -31,7 +31,7 @@ import numpy as np
 import torch
 
 from ..core.dense import patch_logits
-from ..core.methods.base import fuse_and_score
+from ..core.methods.losses import fuse_and_score
 from ..world.textures import CLASSES
 from .scoring.metrics import SegmentationMetrics
 
@@ -80,7 +80,7 @@ def block_diagnostics(seg):
         method, text, encoder = seg.method, seg.text, seg.encoder
         seg.check([image])
         x, _ = seg.prepare([image])
-        batch = method.prepare(x)
+        batch = method.make_batch(x)
         with method.precision.autocast():
             feats = method.features(batch)
             fused, weights = fuse_and_score(encoder, feats, text.ensemble, method.fusion)

@@ -17,9 +17,9 @@ import numpy as np
 import torch
 
 from .methods import Method
-from .methods.base import AdaptationCancelled
-from .priority import THREADS, Priority, adaptation_stream, install_safe_points
-from .safeguards import AdaptationControl
+from .methods.guards import AdaptationCancelled
+from .priority import THREADS, Priority, adaptation_cuda_stream, install_safe_points
+from .safeguards import ControlOwner
 from .segmenter import Segmenter
 from .tally import JobRecord
 
@@ -42,7 +42,7 @@ class Published:
 class Adapter:
     """The adaptation side of ``async``: its own method on a copy of the adapted parameters."""
 
-    def __init__(self, seg: Segmenter, control: AdaptationControl, priority: Priority, record: JobRecord,
+    def __init__(self, seg: Segmenter, controls: ControlOwner, priority: Priority, record: JobRecord,
                  *, threaded: bool = True):
         self.seg = seg
         self.priority = priority
@@ -59,15 +59,15 @@ class Adapter:
         cfg = seg.config
         encoder = DenseCLIP(model, cfg.attention, cfg.features, cfg.gaussian_std).to(seg.device)
         self.method: Method = seg.method_cls(encoder, seg.text, cfg, seg.layers, seg.precision)
-        self.method._source = {"params": [t.clone() for t in pred._source["params"]], "optim": {}}
+        self.method.take_source_from(pred)
         with torch.no_grad():  # carry on from the weights the predictor has now
             for (_, p), (_, q) in zip(self.method.named_params, pred.named_params):
                 p.copy_(q)
         self.method.mode, self.method.steps = pred.mode, pred.steps
         self._outer_hook = getattr(pred, "step_hook", None)  # e.g. a node stopping, tests' step delay
         self.method.step_hook = self._before_step
-        self.method.control = control
-        self.control = control
+        controls.steer(self.method)
+        self.control = controls.control
         self.version = 0
         self.lock = threading.Condition()
         self._frame: tuple[int, list[np.ndarray]] | None = None
@@ -75,14 +75,13 @@ class Adapter:
         self._stop = False
         self.error: BaseException | None = None
         self.jobs = 0
-        self.stream = adaptation_stream(seg.device)
+        self.cuda_stream = adaptation_cuda_stream(seg.device)
         self.hooks = []  # safe points inside a step: the CPU's eager path (compiled graphs keep theirs whole)
         if seg.device.type == "cpu" and not self.method.compiler.enabled:
             self.hooks = install_safe_points(encoder, self._pause)
-        self.thread = None
+        self.thread: threading.Thread | None = None  # None: unthreaded (the caller runs :meth:`job`)
         if threaded:
-            self.thread = threading.Thread(target=self._loop, name="mlmp-adapt", daemon=True)
-            self.thread.start()
+            self.start()
 
     def _stopping(self) -> bool:
         return self._stop
@@ -105,6 +104,22 @@ class Adapter:
             raise AdaptationCancelled("the adaptation thread is stopping")
 
     # ----------------------------------------------------------- threaded
+    def start(self) -> None:
+        """Start the adaptation thread, or start it again after :meth:`stop` (the method and its
+        weights carry on)."""
+        self._stop = False
+        self.thread = threading.Thread(target=self._loop, name="mlmp-adapt", daemon=True)
+        self.thread.start()
+
+    def running(self) -> bool:
+        """Whether the adaptation thread runs now."""
+        return self.thread is not None and self.thread.is_alive()
+
+    def forget_frame(self) -> None:
+        """Drop the frame waiting for adaptation, if any (one seen before a reset)."""
+        with self.lock:
+            self._frame = None
+
     def submit(self, index: int, images: list[np.ndarray]) -> None:
         with self.lock:
             self._frame = (index, images)  # the newest frame only
@@ -125,7 +140,7 @@ class Adapter:
                 published = self.job(index, images)
             except AdaptationCancelled:
                 return  # stopping (the weights of the cancelled job were put back)
-            except BaseException as exc:  # noqa: BLE001 - reported by the stream
+            except BaseException as exc:  # noqa: BLE001 - reported by the schedule
                 LOG.error("adaptation thread failed: %s", exc)
                 self.error = exc
                 return
@@ -159,17 +174,17 @@ class Adapter:
 
     def _job(self, index: int, images: list[np.ndarray]) -> Published | None:
         t0 = time.perf_counter()
-        ctx = torch.cuda.stream(self.stream) if self.stream is not None else contextlib.nullcontext()
+        ctx = torch.cuda.stream(self.cuda_stream) if self.cuda_stream is not None else contextlib.nullcontext()
         with ctx:
             x, _ = self.seg.prepare(images)
-            batch = self.method.prepare(x)
+            batch = self.method.make_batch(x)
             status, losses = self.method.adapt_frame(batch)
             self.record.job(status, losses)
             if status == "skipped":
                 return None
             params = [p.detach().clone() for _, p in self.method.named_params]
-        if self.stream is not None:
-            self.stream.synchronize()
+        if self.cuda_stream is not None:
+            self.cuda_stream.synchronize()
         self.jobs += 1
         self.version += 1
         seconds = time.perf_counter() - t0

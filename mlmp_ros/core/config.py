@@ -19,7 +19,7 @@ import yaml
 
 from ..catalog import METHOD_INFO, METHOD_NAMES
 from . import schema
-from .schema import SEGMENTER, STREAM, group, setting
+from .schema import SEGMENTER, SCHEDULE, group, setting
 
 # Parameter groups that belong to the ROS node, not to the core; the core loader skips
 # them when it reads the node's parameter file.  The node declares them
@@ -141,27 +141,27 @@ class SafeguardConfig:
     # EATA (Niu et al., ICML 2022): only tokens whose entropy is below e0 * ln(C) count
     # in the loss (C = text queries); 0 = every token (off). EATA uses e0 = 0.4.
     reliable_e0: float = setting(0.0, help="EATA token filter: only tokens with entropy < e0 ln C count "
-                                 "(0: off; EATA: 0.4)", range="[0, 1]", runtime=STREAM)
+                                 "(0: off; EATA: 0.4)", range="[0, 1]", runtime=SCHEDULE)
     # ROID-style weight ensembling (Marsden et al., WACV 2024): after every step
     # theta <- a * theta + (1 - a) * theta_source; 1 = off. ROID uses a = 0.99.
     ensemble_alpha: float = setting(1.0, help="after every step theta <- a theta + (1-a) theta_source "
-                                    "(1: off; ROID: 0.99)", range="(0, 1]", runtime=STREAM)
+                                    "(1: off; ROID: 0.99)", range="(0, 1]", runtime=SCHEDULE)
     # Collapse detection (SAR, Niu et al., ICLR 2023: reset when a moving average of the
     # entropy collapses): reset when the moving average of the effective number of
     # predicted classes falls below collapse_ratio x its value after the last reset, or
     # the moving average of the mean normalised prediction entropy below collapse_entropy.
     collapse: bool = setting(False, help="continual: reset when the predictions collapse (class histogram or "
-                             "entropy moving average)", runtime=STREAM)
+                             "entropy moving average)", runtime=SCHEDULE)
     collapse_ratio: float = setting(0.5, help="collapse: effective number of predicted classes below this "
-                                    "fraction of its value after the last reset", range="[0, 1)", runtime=STREAM)
+                                    "fraction of its value after the last reset", range="[0, 1)", runtime=SCHEDULE)
     collapse_entropy: float = setting(0.02, help="collapse: mean normalised prediction entropy below this",
-                                      range="[0, 1)", runtime=STREAM)
+                                      range="[0, 1)", runtime=SCHEDULE)
     # Drift-triggered reset (RDumb++-like, Press et al., NeurIPS 2023): reset when the
     # input's patch-token statistics jump by more than drift_factor x their usual change.
     drift: bool = setting(False, help="continual: reset on a jump in the input's patch-token statistics",
-                          runtime=STREAM)
+                          runtime=SCHEDULE)
     drift_factor: float = setting(4.0, help="drift: a jump is a change above this many times the usual one",
-                                  range="(1, inf)", runtime=STREAM)
+                                  range="(1, inf)", runtime=SCHEDULE)
 
 
 @dataclass
@@ -185,18 +185,18 @@ class AdaptationConfig:
     params: list[str] = setting(help="what adapts: 'layernorm' or fnmatch patterns over the image encoder's "
                                 "parameter names", check=_patterns, factory=lambda: ["layernorm"])
     reset_every: int = setting(0, help="continual mode: back to the source weights every N frames (0: never)",
-                               range="[0, inf)", runtime=STREAM)
+                               range="[0, inf)", runtime=SCHEDULE)
     # "sync": adapt, then predict (the paper). "async": predict at once with the newest
     # adapted weights; adaptation runs beside it on the newest frame (core/schedule.py).
     schedule: str = setting("sync", help="sync (adapt, then predict: the paper) or async (predict at once with the "
                             "newest adapted weights; adaptation runs beside it on the newest frame)",
-                            choices=SCHEDULES, runtime=STREAM)
-    every: int = setting(1, help="adapt on every Nth frame (1: every frame)", range="[1, inf)", runtime=STREAM)
+                            choices=SCHEDULES, runtime=SCHEDULE)
+    every: int = setting(1, help="adapt on every Nth frame (1: every frame)", range="[1, inf)", runtime=SCHEDULE)
     budget_ms: float = setting(0.0, help="no adaptation step starts that would pass this many ms per frame "
-                               "(0: no budget)", range="[0, inf)", runtime=STREAM)
+                               "(0: no budget)", range="[0, inf)", runtime=SCHEDULE)
     plateau: float = setting(0.0, help="stop a frame's steps when the loss improved by less than this fraction "
-                             "(0: off)", range="[0, 1)", runtime=STREAM)
-    # Several streams through one model (the node's cameras): each its own adapted weights,
+                             "(0: off)", range="[0, 1)", runtime=SCHEDULE)
+    # Several cameras through one model: each its own adapted weights,
     # safeguards and resets ("none"), or one adaptation state for all of them ("cameras").
     share: str = setting("none", help="with several cameras: none (each camera adapts its own weights, "
                          "safeguards and resets) or cameras (one adaptation state for all)", choices=SHARES)

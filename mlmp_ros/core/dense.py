@@ -160,6 +160,8 @@ class DenseCLIP(nn.Module):
         pos = self.visual.positional_embedding
         if grid == self.source_grid:
             return pos
+        # _version: torch's count of in-place changes (no public getter): an adapted or reloaded
+        # embedding misses the cache
         key = (grid, pos.device, pos.dtype, pos._version, pos.data_ptr())
         cached = self._pos.get(key)
         if cached is not None:
@@ -217,7 +219,7 @@ class DenseCLIP(nn.Module):
         dtype = torch.get_autocast_dtype(dev)
         if t.dtype == dtype:
             return t
-        tag = (t._version, t.data_ptr(), dtype)
+        tag = (t._version, t.data_ptr(), dtype)  # a weight changed in place (load_state_dict) casts again
         hit = self._cast.get(id(t))
         if hit is not None and hit[0] == tag:
             return hit[1]

@@ -1,12 +1,13 @@
 """Prediction first: adaptation under ``async`` never delays a prediction (no ROS imports).
 
 One :class:`Priority` object is shared by the prediction side and every adaptation thread
-that works on the same model (one per camera state in :class:`~mlmp_ros.core.multistream.MultiStream`,
-one for a lone :class:`~mlmp_ros.core.schedule.StreamSegmenter`; both hand it out as ``.priority``).
+that works on the same model (one per camera state in
+:class:`~mlmp_ros.core.multicamera.MultiCameraSegmenter`, one for a lone
+:class:`~mlmp_ros.core.schedule.ScheduledSegmenter`; both hand it out as ``.priority``).
 
 A prediction is *claimed* while it runs and while a frame waits for it:
 
-- ``with priority.predicting(): ...`` -- :meth:`StreamSegmenter.segment` does this under ``async``
+- ``with priority.predicting(): ...`` -- :meth:`ScheduledSegmenter.segment` does this under ``async``
   for the duration of each prediction (the caller does nothing);
 - ``priority.frame_arrived(source)`` / ``priority.frame_left(source)`` -- called by whoever queues
   frames (the node): ``frame_arrived(camera)`` once for every frame of ``camera`` put in the queue
@@ -30,13 +31,13 @@ and queues again behind the others (first come, first served: steps of several c
 
 Threads (:class:`ThreadPolicy`, one per process): PyTorch's intra-op thread count is a per-thread
 setting that new threads inherit from the last ``torch.set_num_threads``.  While at least one
-``async`` stream runs, the prediction side keeps every thread it had and each adaptation thread sets
+``async`` schedule runs, the prediction side keeps every thread it had and each adaptation thread sets
 itself to half of them (at least 1): measured in ``benchmarks/labels_on_time.py`` (see
-docs/streaming.md, Async adaptation latency).  The count the process had is put back when the last async stream
-stops, once, whatever the number of streams.
+docs/streaming.md, Async adaptation latency).  The count the process had is put back when the last
+``async`` schedule stops, once, whatever the number of schedules.
 
-CUDA: predictions run on a high-priority CUDA stream (:class:`PredictionStream`) and adaptation on
-a normal-priority one (:func:`adaptation_stream`); both are no-ops on the CPU.
+CUDA: predictions run on a high-priority CUDA stream (:class:`PredictionCudaStream`) and adaptation on
+a normal-priority one (:func:`adaptation_cuda_stream`); both are no-ops on the CPU.
 """
 
 from __future__ import annotations
@@ -227,7 +228,7 @@ def _grad_pause(pause: Callable[[], Any]) -> Callable[[torch.Tensor], None]:
 
 
 class ThreadPolicy:
-    """How CPU threads are split while ``async`` streams run (see module docs); one per process.
+    """How CPU threads are split while ``async`` schedules run (see module docs); one per process.
 
     ``split``: ``"adapt_half"`` (the default: prediction keeps its threads, adaptation threads
     use half), ``"share"`` (both sides keep every thread) or ``"halves"`` (both halved; the old
@@ -244,7 +245,7 @@ class ThreadPolicy:
         self.adapt_threads: int | None = None
 
     def start(self) -> None:
-        """An async stream starts; the first one applies the policy."""
+        """An ``async`` schedule starts; the first one applies the policy."""
         with self._lock:
             self.users += 1
             if self.users > 1:
@@ -257,7 +258,7 @@ class ThreadPolicy:
                 torch.set_num_threads(self.predict_threads)
 
     def stop(self) -> None:
-        """An async stream stops; the last one puts the process's thread count back."""
+        """An ``async`` schedule stops; the last one puts the process's thread count back."""
         with self._lock:
             if self.users == 0:
                 return
@@ -284,20 +285,20 @@ class ThreadPolicy:
 THREADS = ThreadPolicy()  # the process's policy
 
 
-class PredictionStream:
+class PredictionCudaStream:
     """A context that runs its block on a high-priority CUDA stream (ordered after the current
     stream's work, and the current stream after it); nothing on the CPU."""
 
     def __init__(self, device: torch.device):
-        self.stream = None
+        self.cuda_stream = None
         if device.type == "cuda":
-            self.stream = torch.cuda.Stream(device, priority=min(torch.cuda.Stream.priority_range()))
+            self.cuda_stream = torch.cuda.Stream(device, priority=min(torch.cuda.Stream.priority_range()))
         self._ctx: Any = None
 
-    def __enter__(self) -> PredictionStream:
-        if self.stream is not None:
-            self.stream.wait_stream(torch.cuda.current_stream(self.stream.device))
-            self._ctx = torch.cuda.stream(self.stream)
+    def __enter__(self) -> PredictionCudaStream:
+        if self.cuda_stream is not None:
+            self.cuda_stream.wait_stream(torch.cuda.current_stream(self.cuda_stream.device))
+            self._ctx = torch.cuda.stream(self.cuda_stream)
             self._ctx.__enter__()
         return self
 
@@ -305,15 +306,22 @@ class PredictionStream:
         if self._ctx is not None:
             self._ctx.__exit__(*exc)
             self._ctx = None
-            torch.cuda.current_stream(self.stream.device).wait_stream(self.stream)
+            torch.cuda.current_stream(self.cuda_stream.device).wait_stream(self.cuda_stream)
         return False
 
 
-def adaptation_stream(device: torch.device) -> torch.cuda.Stream | None:
+def adaptation_cuda_stream(device: torch.device) -> torch.cuda.Stream | None:
     """The adaptation side's CUDA stream (normal priority, below predictions); None on the CPU."""
     if device.type != "cuda":
         return None
     return torch.cuda.Stream(device, priority=max(torch.cuda.Stream.priority_range()))
 
 
-__all__ = ["THREADS", "PredictionStream", "Priority", "ThreadPolicy", "adaptation_stream", "install_safe_points"]
+__all__ = [
+    "THREADS",
+    "PredictionCudaStream",
+    "Priority",
+    "ThreadPolicy",
+    "adaptation_cuda_stream",
+    "install_safe_points",
+]

@@ -35,6 +35,8 @@ An :class:`AdaptationControl` attached to a :class:`~mlmp_ros.core.methods.Metho
 Under the ``async`` schedule (core/schedule.py) the adaptation thread calls
 ``begin_frame``/``before_step``/``after_step`` and the prediction thread ``observe``;
 the shared state is guarded by a lock.
+
+:class:`ControlOwner` is the one place a model's control is made and given to a method.
 """
 
 from __future__ import annotations
@@ -43,10 +45,14 @@ import math
 import threading
 import time
 from collections.abc import Callable
+from typing import TYPE_CHECKING
 
 import torch
 
 from .config import AdaptationConfig
+
+if TYPE_CHECKING:
+    from .methods import Method
 
 EMA = 0.9
 COLLAPSE_WARMUP = 3
@@ -150,9 +156,7 @@ class AdaptationControl:
         self.step_seconds_total += dt
         alpha = self.safeguards.ensemble_alpha
         if alpha < 1.0:
-            with torch.no_grad():
-                for (_, p), src in zip(method.named_params, method._source["params"]):
-                    p.mul_(alpha).add_(src, alpha=1.0 - alpha)
+            method.blend_with_source(alpha)
 
     # ----------------------------------------------------------- observation
     @torch.no_grad()
@@ -214,3 +218,40 @@ class AdaptationControl:
                 "collapse_entropy_ema": self._ema_entropy,
                 "drift_score": self.last_drift_score,
             }
+
+
+class PredictionObserver:
+    """A method's control while it only predicts (the prediction side under ``async``): its
+    predictions go to the collapse check of the control the adaptation side steps with, tagged with
+    the reset generation of the weights that made them (``generation()``)."""
+
+    def __init__(self, control: AdaptationControl, generation: Callable[[], int]):
+        self.control = control
+        self.generation = generation
+
+    def observe(self, window_logits: torch.Tensor) -> None:
+        self.control.observe(window_logits, generation=self.generation())
+
+    def on_reset(self) -> None:
+        pass
+
+
+class ControlOwner:
+    """The one owner of a model's :class:`AdaptationControl`: makes it, and is the one place that
+    sets a method's ``control`` (the method that adapts steps with it; under ``async`` the
+    prediction side's method gets a :class:`PredictionObserver` of it)."""
+
+    def __init__(self, adaptation: AdaptationConfig):
+        self.control = AdaptationControl(adaptation)
+
+    def steer(self, method: Method) -> None:
+        """``method`` adapts under the control (budgets, safeguards, resets)."""
+        self._give(method, self.control)
+
+    def observe_only(self, method: Method, generation: Callable[[], int]) -> None:
+        """``method`` only predicts; its predictions feed the control's collapse check."""
+        self._give(method, PredictionObserver(self.control, generation))
+
+    @staticmethod
+    def _give(method: Method, control: AdaptationControl | PredictionObserver) -> None:
+        method.control = control

@@ -21,12 +21,12 @@ What the modes mean under ``async``:
   frame to frame (with the safeguards and ``reset_every``); predictions follow it.
 - ``off``: nothing adapts; predictions use the weights installed last.
 
-Prediction first (core/priority.py): each ``async`` prediction claims the stream's
-:class:`~mlmp_ros.core.priority.Priority` (``StreamSegmenter.priority``, shared by every
-stream of a :class:`~mlmp_ros.core.multistream.MultiStream`); the adaptation thread waits at
-its next safe point while a prediction runs or a frame waits (``frame_arrived`` /
+Prediction first (core/priority.py): each ``async`` prediction claims the segmenter's
+:class:`~mlmp_ros.core.priority.Priority` (``ScheduledSegmenter.priority``, shared by every
+camera's state of a :class:`~mlmp_ros.core.multicamera.MultiCameraSegmenter`); the adaptation thread
+waits at its next safe point while a prediction runs or a frame waits (``frame_arrived`` /
 ``frame_left``), and one adaptation thread steps at a time.  Threads: the process-wide
-:data:`~mlmp_ros.core.priority.THREADS` policy, applied when the first async stream starts
+:data:`~mlmp_ros.core.priority.THREADS` policy, applied when the first ``async`` schedule starts
 and undone when the last one stops.  On CUDA predictions run on a high-priority CUDA stream
 and the adaptation thread on a normal one, which it synchronises before it publishes.
 """
@@ -34,7 +34,6 @@ and the adaptation thread on a normal one, which it synchronises before it publi
 from __future__ import annotations
 
 import logging
-import threading
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -46,21 +45,21 @@ from .adapter import Adapter as _Adapter
 from .adapter import Published
 from .config import Config, ConfigError
 from .methods import Method
-from .priority import THREADS, PredictionStream, Priority
-from .safeguards import AdaptationControl
-from .schema import STREAM, runtime_names
+from .priority import THREADS, PredictionCudaStream, Priority
+from .safeguards import ControlOwner
+from .schema import SCHEDULE, runtime_names
 from .segmenter import RUNTIME_SETTINGS, BatchResult, Segmenter
 from .tally import JobRecord, Tally
 
 LOG = logging.getLogger("mlmp_ros.schedule")
 
-# Settings a StreamSegmenter changes at run time (besides the Segmenter's): declared in
-# core/config.py with ``runtime=STREAM`` (schedule, every, budget_ms, plateau, reset_every, safeguards).
-STREAM_SETTINGS = runtime_names(Config, STREAM)
+# Settings a ScheduledSegmenter changes at run time (besides the Segmenter's): declared in
+# core/config.py with ``runtime=SCHEDULE`` (schedule, every, budget_ms, plateau, reset_every, safeguards).
+SCHEDULE_SETTINGS = runtime_names(Config, SCHEDULE)
 
 
 @dataclass
-class StreamResult:
+class ScheduledResult:
     result: BatchResult
     frame: int  # this frame's index in the stream
     adapted_on: int | None  # frame the weights were adapted on (None: source / never adapted)
@@ -69,23 +68,10 @@ class StreamResult:
     schedule: str
 
 
-class _Observer:
-    """The prediction side's control under ``async``: passes its predictions to the collapse check."""
-
-    def __init__(self, stream: StreamSegmenter):
-        self.stream = stream
-
-    def observe(self, window_logits: torch.Tensor) -> None:
-        self.stream.control.observe(window_logits, generation=self.stream.generation)
-
-    def on_reset(self) -> None:
-        pass
-
-
-class StreamSegmenter:
+class ScheduledSegmenter:
     """A :class:`Segmenter` fed one frame at a time under ``adaptation.schedule``.
 
-    ``priority``: the :class:`~mlmp_ros.core.priority.Priority` shared with other streams on the
+    ``priority``: the :class:`~mlmp_ros.core.priority.Priority` shared with other cameras' states on the
     same model (a new one by default); ``self.priority`` is the one in use (the node's image
     callback calls its ``frame_arrived`` / ``frame_left``).
     """
@@ -95,17 +81,18 @@ class StreamSegmenter:
         self.priority = priority if priority is not None else Priority()
         self.record = JobRecord()
         self._wait_s = 0.0  # seconds stopped adaptation threads waited for predictions
-        self._prediction_stream = PredictionStream(segmenter.device)
+        self._prediction_cuda_stream = PredictionCudaStream(segmenter.device)
         self.threaded = threaded
-        self.control = AdaptationControl(segmenter.config.adaptation)
-        segmenter.method.control = self.control
+        self._controls = ControlOwner(segmenter.config.adaptation)
+        self.control = self._controls.control
+        self._controls.steer(segmenter.method)
         self.frames = 0
         self.adapted_on: int | None = None
         self.version = 0
         self.generation = 0
         self.lags: list[int] = []
         self._adapter: _Adapter | None = None
-        self._threads_on = False  # this stream counts as a user of THREADS
+        self._threads_on = False  # this segmenter counts as a user of THREADS
         self._started = time.monotonic()
         self._tally = Tally(segmenter.method)
         if self.schedule == "async":
@@ -129,10 +116,10 @@ class StreamSegmenter:
         if self.seg.device.type == "cpu" and not self._threads_on:
             THREADS.start()
             self._threads_on = True
-        self._adapter = _Adapter(self.seg, self.control, self.priority, self.record, threaded=self.threaded)
+        self._adapter = _Adapter(self.seg, self._controls, self.priority, self.record, threaded=self.threaded)
         self._tally.switch(self._adapter.method)
         self.seg.method.mode = "off"  # the prediction side only predicts
-        self.seg.method.control = _Observer(self)
+        self._controls.observe_only(self.seg.method, lambda: self.generation)
 
     def _stop_async(self) -> None:
         adapter, self._adapter = self._adapter, None
@@ -150,25 +137,23 @@ class StreamSegmenter:
             for (_, p), (_, q) in zip(self.seg.method.named_params, adapter.method.named_params):
                 p.copy_(q)
         self.seg.method.mode = self.seg.config.adaptation.mode
-        self.seg.method.control = self.control
+        self._controls.steer(self.seg.method)
         if self._threads_on:
             THREADS.stop()
             self._threads_on = False
 
     def update(self, **changes) -> None:
-        """Run-time changes: the Segmenter's (classes, mode, steps, lr) and :data:`STREAM_SETTINGS`."""
+        """Run-time changes: the Segmenter's (classes, mode, steps, lr) and :data:`SCHEDULE_SETTINGS`."""
         names = {k.replace("__", "."): v for k, v in changes.items()}
-        unknown = [k for k in names if k not in RUNTIME_SETTINGS and k not in STREAM_SETTINGS]
+        unknown = [k for k in names if k not in RUNTIME_SETTINGS and k not in SCHEDULE_SETTINGS]
         if unknown:
-            allowed = ", ".join((*RUNTIME_SETTINGS, *STREAM_SETTINGS))
+            allowed = ", ".join((*RUNTIME_SETTINGS, *SCHEDULE_SETTINGS))
             raise ConfigError(f"{', '.join(unknown)} cannot change at run time (only {allowed})")
         new = self.seg.config.replace(**names)  # validates everything first
         old_schedule = self.schedule
-        if self._adapter is not None and self._adapter.thread is not None:
+        restart = self._adapter is not None and self._adapter.thread is not None
+        if restart:
             self._adapter.stop()  # no job runs while settings change
-            restart = True
-        else:
-            restart = False
         core = {k: v for k, v in names.items() if k in RUNTIME_SETTINGS}
         if core:
             self.seg.update(**core)
@@ -186,29 +171,23 @@ class StreamSegmenter:
             if new.adaptation.schedule == "async":
                 self._start_async()
             else:
-                if self._adapter is not None:
-                    self._adapter.thread = None  # already stopped above
-                self._stop_async()
+                self._stop_async()  # its thread already stopped above
         elif restart:
-            self._adapter.thread = threading.Thread(target=self._adapter._loop, name="mlmp-adapt", daemon=True)
-            self._adapter._stop = False
-            self._adapter.thread.start()
+            self._adapter.start()
 
     def reset(self) -> None:
         """Both sides back to the source weights."""
         adapter = self._adapter
-        running = adapter is not None and adapter.thread is not None and adapter.thread.is_alive()
+        running = adapter is not None and adapter.running()
         if running:
             adapter.stop()  # the job in flight ends between two steps; nothing is half reset
         self.seg.method.reset()
         if adapter is not None:
             adapter.method.reset()
             adapter.take()  # weights adapted before the reset are not installed
-            adapter._frame = None  # nor is a frame seen before it adapted on
+            adapter.forget_frame()  # nor is a frame seen before it adapted on
             if running:
-                adapter._stop = False
-                adapter.thread = threading.Thread(target=adapter._loop, name="mlmp-adapt", daemon=True)
-                adapter.thread.start()
+                adapter.start()
         self.adapted_on = None
 
     def close(self) -> None:
@@ -231,7 +210,7 @@ class StreamSegmenter:
         self.adapted_on = published.frame
         self.generation = published.generation
 
-    def segment(self, images: Sequence[np.ndarray] | np.ndarray, **kwargs) -> StreamResult:
+    def segment(self, images: Sequence[np.ndarray] | np.ndarray, **kwargs) -> ScheduledResult:
         """Segment one frame (a batch of images) under the schedule; kwargs go to ``segment``."""
         if isinstance(images, np.ndarray):
             images = list(images) if images.ndim == 4 else [images]
@@ -247,7 +226,7 @@ class StreamSegmenter:
         adapter = self._adapter
         if adapter.error is not None:
             raise RuntimeError(f"the adaptation thread failed: {adapter.error}") from adapter.error
-        with self.priority.predicting(), self._prediction_stream:  # adaptation waits at its next safe point
+        with self.priority.predicting(), self._prediction_cuda_stream:  # adaptation waits at its next safe point
             if self._threads_on:
                 THREADS.on_prediction()
             if adapter.thread is not None:
@@ -259,7 +238,7 @@ class StreamSegmenter:
             adapter.submit(index, list(images))
         return self._result(result, index)
 
-    def predict_only(self, images: list[np.ndarray], index: int, **kwargs) -> StreamResult:
+    def predict_only(self, images: list[np.ndarray], index: int, **kwargs) -> ScheduledResult:
         """Unthreaded ``async``: the prediction of frame ``index`` with the installed weights."""
         result = self.seg.segment(images, **kwargs)
         return self._result(result, index)
@@ -271,22 +250,22 @@ class StreamSegmenter:
         self.seg.check(images)  # a frame adapted on without being predicted enters the core here
         return self._adapter.job(index, images)
 
-    def _result(self, result: BatchResult, index: int) -> StreamResult:
+    def _result(self, result: BatchResult, index: int) -> ScheduledResult:
         lag = None if self.adapted_on is None else index - self.adapted_on
         if lag is not None:
             self.lags.append(lag)
             del self.lags[:-100]
         self.record.predicted(self.control.steps_total)
-        return StreamResult(result, index, self.adapted_on, lag, self.version, self.schedule)
+        return ScheduledResult(result, index, self.adapted_on, lag, self.version, self.schedule)
 
     # ------------------------------------------------------------ reporting
     def counters(self) -> dict:
-        """Resets (by reason, total) and adaptation failures since the stream started, across schedule switches."""
+        """Resets (by reason, total) and adaptation failures since this segmenter started, across schedule switches."""
         reasons, failures, last = self._tally.totals()
         return {"resets": reasons, "resets_total": sum(reasons.values()), "failures": failures, "last_failure": last}
 
     def adapt_wait_s(self) -> float:
-        """Seconds the adaptation side has waited for predictions since the stream started."""
+        """Seconds the adaptation side has waited for predictions since this segmenter started."""
         adapter = self._adapter
         return self._wait_s + (adapter.wait_s if adapter is not None else 0.0)
 

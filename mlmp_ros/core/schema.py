@@ -29,7 +29,7 @@ KEY = "mlmp"  # the dataclass field metadata key that holds a Meta
 
 # Run-time levels: who applies a change while running.
 SEGMENTER = "segmenter"  # Segmenter.update (classes, mode, steps, lr)
-STREAM = "stream"  # StreamSegmenter.update (schedules, budgets, safeguards)
+SCHEDULE = "schedule"  # ScheduledSegmenter.update (schedules, budgets, safeguards)
 NODE = "node"  # the ROS node's own settings
 
 
@@ -78,7 +78,7 @@ class Meta:
     help: str
     choices: tuple[Any, ...] | None = None
     range: Range | None = None
-    runtime: str | None = None  # SEGMENTER, STREAM, NODE or None (fixed once started)
+    runtime: str | None = None  # SEGMENTER, SCHEDULE, NODE or None (fixed once started)
     check: Callable[[Any], str | None] | None = None  # a problem with the value, or None
     parse: Callable[[Any], Any] | None = None  # applied to the raw value before type coercion
     name: str | None = None  # the full dotted name where it differs from the field path

@@ -20,7 +20,7 @@ from .backbone import LoadedCLIP, load_clip, resolve_device
 from .config import Config, ConfigError
 from .dense import DenseCLIP
 from .methods import METHODS, Method, Precision
-from .methods.base import cpu_has_native_bf16
+from .methods.precision import cpu_has_native_bf16
 from .schema import SEGMENTER, runtime_names
 from .text import ClassList, TextBank, resolve_templates
 from .windows import (
@@ -144,9 +144,9 @@ class Segmenter:
         self.max_windows: int | None = None
         self.method: Method = method_cls(self.encoder, self.text, config, self.layers, self.precision)
         if uses_control(config.adaptation):  # budgets or safeguards (core/safeguards.py)
-            from .safeguards import AdaptationControl
+            from .safeguards import ControlOwner
 
-            self.method.control = AdaptationControl(config.adaptation)
+            ControlOwner(config.adaptation).steer(self.method)
 
     # --------------------------------------------------------------- classes
     def _text_bank(self, classes: ClassList) -> TextBank:

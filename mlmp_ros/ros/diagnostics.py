@@ -158,34 +158,34 @@ def _frame_values(s: dict[str, Any], view: NodeView) -> dict[str, Any]:
     }
 
 
-def _adaptation_values(s: dict[str, Any], seg: Any, streaming: dict[str, Any], steps_per_s: float) -> dict[str, Any]:
+def _adaptation_values(s: dict[str, Any], seg: Any, sched: dict[str, Any], steps_per_s: float) -> dict[str, Any]:
     """The method, its schedule, budgets, losses, failures and resets.  Steps, loss and status are the
     adaptation side's own (under async: the adaptation thread's last job, not the predicted frame's)."""
     adaptation = seg.config.adaptation
-    steps = streaming.get("adapt_last_steps", s["steps"])
-    loss = streaming.get("adapt_last_loss", s["last_loss"])
-    status = streaming.get("adapt_last_status", s["last_status"])
+    steps = sched.get("adapt_last_steps", s["steps"])
+    loss = sched.get("adapt_last_loss", s["last_loss"])
+    status = sched.get("adapt_last_status", s["last_status"])
     return {
         "adaptation_method": adaptation.method,
         "adaptation_mode": adaptation.mode,
         "adaptation_steps": steps,
-        "adaptation_schedule": streaming["schedule"],
-        "adaptation_steps_total": streaming["steps"],
+        "adaptation_schedule": sched["schedule"],
+        "adaptation_steps_total": sched["steps"],
         "adaptation_steps_per_s": f"{steps_per_s:.2f}",
-        "adaptation_steps_per_frame": _blank_float(streaming.get("steps_per_frame")),
-        "adaptation_wait_s": _blank_float(streaming.get("adapt_wait_s")),
-        "adaptation_step_ms": _ms(None if streaming["step_ms"] is None else streaming["step_ms"] / 1000.0),
-        "adaptation_lag_frames": _blank(streaming["lag_frames"]),
-        "adaptation_lag_frames_median": _blank(streaming["lag_frames_median"]),
-        "adaptation_budget_stops": streaming["stops"]["budget"],
-        "adaptation_plateau_stops": streaming["stops"]["plateau"],
-        "resets_by_reason": ", ".join(f"{k}={v}" for k, v in sorted(streaming["resets"].items())),
+        "adaptation_steps_per_frame": _blank_float(sched.get("steps_per_frame")),
+        "adaptation_wait_s": _blank_float(sched.get("adapt_wait_s")),
+        "adaptation_step_ms": _ms(None if sched["step_ms"] is None else sched["step_ms"] / 1000.0),
+        "adaptation_lag_frames": _blank(sched["lag_frames"]),
+        "adaptation_lag_frames_median": _blank(sched["lag_frames_median"]),
+        "adaptation_budget_stops": sched["stops"]["budget"],
+        "adaptation_plateau_stops": sched["stops"]["plateau"],
+        "resets_by_reason": ", ".join(f"{k}={v}" for k, v in sorted(sched["resets"].items())),
         "last_loss": "" if loss is None else f"{loss:.6g}",
         "adaptation_status": status,
         "last_frame_status": s["last_status"],  # the last published frame's (e.g. "batched x2", "restored ...")
-        "adaptation_failures": streaming["failures"],
-        "last_adaptation_failure": streaming["last_failure"],
-        "resets": streaming["resets_total"],
+        "adaptation_failures": sched["failures"],
+        "last_adaptation_failure": sched["last_failure"],
+        "resets": sched["resets_total"],
     }
 
 
@@ -193,12 +193,12 @@ def _blank_float(value: float | None) -> str:
     return "" if value is None else f"{value:.3g}"
 
 
-def diagnostic_values(s: dict[str, Any], view: NodeView, *, seg: Any, weights: str, streaming: dict[str, Any],
+def diagnostic_values(s: dict[str, Any], view: NodeView, *, seg: Any, weights: str, sched: dict[str, Any],
                       steps_per_s: float) -> dict[str, Any]:
     """Every key-value of the status, in the order they are published."""
     rss = rss_bytes()
     values = _frame_values(s, view)
-    values.update(_adaptation_values(s, seg, streaming, steps_per_s))
+    values.update(_adaptation_values(s, seg, sched, steps_per_s))
     values.update({
         "incompatible_qos_events": s["incompatible_qos"],
         "last_incompatible_qos_policy": s["last_qos_policy"],
@@ -265,25 +265,25 @@ def cuda_memory(device: Any) -> dict[str, str]:
     }
 
 
-def camera_status(pipe: Any, streams: Any, view: NodeView, node_fqn: str, *, cameras: bool) -> DiagnosticStatus:
+def camera_status(pipe: Any, multicamera: Any, view: NodeView, node_fqn: str, *, cameras: bool) -> DiagnosticStatus:
     """One camera's status (the pipeline's counters over the period, its adaptation state's counters).
 
-    ``pipe``: a CameraPipeline; ``streams``: the node's MultiStream; ``cameras``: the node was given
+    ``pipe``: a CameraPipeline; ``multicamera``: the node's MultiCameraSegmenter; ``cameras``: the node was given
     camera names (the status is then ``<node>: <camera>/segmentation`` and says which camera)."""
     s = pipe.counters.take_period()
-    seg = streams.view(pipe.name)
-    streaming = streams.stream(pipe.name).stats()
+    seg = multicamera.view(pipe.name)
+    sched = multicamera.scheduled(pipe.name).stats()
     now = time.monotonic()
-    mark, pipe.steps_mark = pipe.steps_mark, (now, streaming["steps"])
-    steps_per_s = (streaming["steps"] - mark[1]) / max(now - mark[0], 1e-9) if mark else streaming["steps_per_s"]
+    mark, pipe.steps_mark = pipe.steps_mark, (now, sched["steps"])
+    steps_per_s = (sched["steps"] - mark[1]) / max(now - mark[0], 1e-9) if mark else sched["steps_per_s"]
     status = seg.status()
-    level, message = health(s, view, random_weights=seg.random_weights, last_failure=streaming["last_failure"])
+    level, message = health(s, view, random_weights=seg.random_weights, last_failure=sched["last_failure"])
     values = {"camera": pipe.name} if cameras else {}
-    values.update(diagnostic_values(s, view, seg=seg, weights=status.weights, streaming=streaming,
+    values.update(diagnostic_values(s, view, seg=seg, weights=status.weights, sched=sched,
                                     steps_per_s=steps_per_s))
     if cameras:
-        values["adaptation_shared"] = streams.shared
-        values["adaptation_weight_shift"] = f"{streams.weight_shift(pipe.name):.6g}"
+        values["adaptation_shared"] = multicamera.shared
+        values["adaptation_weight_shift"] = f"{multicamera.weight_shift(pipe.name):.6g}"
     array = diagnostic_array(status_name(node_fqn, pipe.name), level, message, values, hardware_id(seg.device),
                              Header())
     return array.status[0]

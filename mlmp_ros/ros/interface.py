@@ -57,7 +57,7 @@ class NodeInterface:
                            for p in node.pipelines.values())
         cameras = ""
         if node.named_cameras:
-            state = "one adaptation state for all" if node.streams.shared else "adaptation per camera"
+            state = "one adaptation state for all" if node.multicamera.shared else "adaptation per camera"
             cameras = f"{len(node.pipelines)} cameras, {state}; "
         node.get_logger().info(
             f"ready: {cfg.model} with {weights} on {seg.device}, "
@@ -95,7 +95,7 @@ class NodeInterface:
                 pipe.unsubscribe()
                 if node.inbox is not None and node.inbox.take_frame(pipe.name) is not None:
                     pipe.counters.drop("disabled")
-                    node.streams.priority.frame_left(pipe.name)
+                    node.multicamera.priority.frame_left(pipe.name)
             topics = ", ".join(p.input_topic for p in node.pipelines.values())
             if wanted:
                 response.message = f"enabled: listening on {topics}"
@@ -110,18 +110,18 @@ class NodeInterface:
     # ----------------------------------------------------------------- timers
     def _check_input_qos(self) -> None:
         with self._enable_lock, self.node.entities_lock:
-            if not self.node.enabled or self.node.streams is None:
+            if not self.node.enabled or self.node.multicamera is None:
                 return
             for pipe in self.node.pipelines.values():
                 pipe.match_input_qos()
 
     def publish_diagnostics(self) -> None:
         with self.node.entities_lock:  # not while a deactivate destroys the publisher
-            if self.node.streams is not None:
+            if self.node.multicamera is not None:
                 self._publish_diagnostics()
 
     def _publish_diagnostics(self) -> None:
-        node, streams = self.node, self.node.streams
+        node, multicamera = self.node, self.node.multicamera
         settings = node.settings
         statuses = []
         for pipe in node.pipelines.values():
@@ -130,7 +130,7 @@ class NodeInterface:
                 enabled=node.enabled, diagnostics_period=settings.diagnostics_period,
                 stall_warn_factor=settings.stall_warn_factor, stall_error_factor=settings.stall_error_factor,
                 unknown_parameters=node.unknown_parameters, sequence_numbers=pipe.gaps.available)
-            statuses.append(camera_status(pipe, streams, view, node.get_fully_qualified_name(),
+            statuses.append(camera_status(pipe, multicamera, view, node.get_fully_qualified_name(),
                                           cameras=node.named_cameras))
         header = Header(stamp=node.get_clock().now().to_msg())
         self._diagnostics.publish(DiagnosticArray(header=header, status=statuses))

@@ -6,7 +6,7 @@ camera or several, through one pipeline.
   ``front/image`` -> ``front/segmentation/...``): subscription, publishers, checks, counters;
 - one :class:`~mlmp_ros.ros.worker.Worker` thread that owns the model and serves every camera's
   newest frame (ros/inbox.py), each under its own adaptation state or a shared one
-  (``adaptation.share``, :class:`~mlmp_ros.core.multistream.MultiStream`);
+  (``adaptation.share``, :class:`~mlmp_ros.core.multicamera.MultiCameraSegmenter`);
 - the executor's threads run the callbacks (images, parameters, services, timers) and never wait
   for the model.
 
@@ -33,9 +33,9 @@ from rclpy.task import Future
 
 from ..constants import NODE_NAME
 from ..core import ConfigError, Segmenter
-from ..core.methods.base import AdaptationCancelled
-from ..core.multistream import MultiStream
-from ..core.schedule import STREAM_SETTINGS
+from ..core.methods.guards import AdaptationCancelled
+from ..core.multicamera import MultiCameraSegmenter
+from ..core.schedule import SCHEDULE_SETTINGS
 from ..core.segmenter import RUNTIME_SETTINGS
 from ..core.text import ClassList
 from ..core.threads import in_passing_thread
@@ -68,7 +68,7 @@ class SegmentNode(Node):
         names = list(self.settings.cameras) or [""]
         self.pipelines = {name: CameraPipeline(self, name, Counters()) for name in names}
         self.segmenter: Segmenter | None = None  # loaded: between load and free
-        self.streams: MultiStream | None = None  # open: between open and close
+        self.multicamera: MultiCameraSegmenter | None = None  # open: between open and close
         self.inbox: Inbox | None = None
         self.worker: Worker | None = None
         self.interface = NodeInterface(self)  # services, timers, diagnostics
@@ -112,7 +112,7 @@ class SegmentNode(Node):
         """Check changes now, in any state; the worker applies them between frames (or at the next open)."""
         core_changes, node_changes = {}, {}
         for p in params:
-            if p.name in RUNTIME_SETTINGS or p.name in STREAM_SETTINGS:
+            if p.name in RUNTIME_SETTINGS or p.name in SCHEDULE_SETTINGS:
                 core_changes[p.name] = plain(p.value)
             elif p.name in NODE_DEFAULTS:
                 node_changes[p.name] = plain(p.value)
@@ -169,12 +169,12 @@ class SegmentNode(Node):
         before = self._entities()
         names = list(self.pipelines)
         share = len(names) == 1 or self.accepted.adaptation.share == "cameras"
-        self.streams = in_passing_thread(MultiStream, seg, names, share=share)
+        self.multicamera = in_passing_thread(MultiCameraSegmenter, seg, names, share=share)
         self.inbox = Inbox(names)
         for pipe in self.pipelines.values():
-            pipe.open(self.inbox, len(seg.class_names), self.streams.priority)
+            pipe.open(self.inbox, len(seg.class_names), self.multicamera.priority)
         self.interface.open()
-        self.worker = Worker(self.streams, self.inbox, self.pipelines, self.gate, settings=lambda: self.settings,
+        self.worker = Worker(self.multicamera, self.inbox, self.pipelines, self.gate, settings=lambda: self.settings,
                              logger=self.get_logger(), stopping=self.stopping)
         self._catch_up()
         if self.enabled:
@@ -185,7 +185,7 @@ class SegmentNode(Node):
 
     def _catch_up(self) -> None:
         """Run-time settings changed since the model was loaded (or last ran) reach the worker first."""
-        runtime = (*RUNTIME_SETTINGS, *STREAM_SETTINGS)
+        runtime = (*RUNTIME_SETTINGS, *SCHEDULE_SETTINGS)
         current = self.segmenter.config.flat()
         changes = {k: v for k, v in self.accepted.flat().items() if k in runtime and current.get(k) != v}
         if changes:
@@ -199,15 +199,15 @@ class SegmentNode(Node):
             for name, waiting in self.inbox.close().items():
                 if waiting:
                     self.pipelines[name].counters.drop("inactive")
-                    if self.streams is not None:
-                        self.streams.priority.frame_left(name)
+                    if self.multicamera is not None:
+                        self.multicamera.priority.frame_left(name)
         if self.worker is not None and not self.worker.join(timeout):
             return False
-        if self.streams is not None:
-            self.streams.close()  # the adaptation threads (async) stop at their next step
+        if self.multicamera is not None:
+            self.multicamera.close()  # the adaptation threads (async) stop at their next step
         with self.entities_lock:
             self._destroy_opened()
-            self.streams = self.inbox = self.worker = None
+            self.multicamera = self.inbox = self.worker = None
         return True
 
     def _entities(self) -> dict[str, set]:

@@ -4,7 +4,7 @@ It takes work from the :class:`~mlmp_ros.ros.inbox.Inbox`: run-time changes (app
 camera's adaptation state, then ``label_info`` published on every camera before any label of
 the new class list), resets and calls first; then the cameras' newest frames, round robin,
 each checked, converted, segmented under its camera's adaptation state
-(:class:`~mlmp_ros.core.multistream.MultiStream`; same-size frames share one forward pass when
+(:class:`~mlmp_ros.core.multicamera.MultiCameraSegmenter`; same-size frames share one forward pass when
 nothing adapts), passed through the class-change gate and published on its camera's topics.
 ``input.max_rate_hz`` holds it back between frames (frames replaced meanwhile count as
 ``rate_cap``).  An exception in a frame is counted on its camera and never ends the worker.
@@ -17,8 +17,8 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from ..core.methods.base import AdaptationCancelled
-from ..core.multistream import MultiStream
+from ..core.methods.guards import AdaptationCancelled
+from ..core.multicamera import MultiCameraSegmenter
 from ..core.segmenter import FrameLimitError
 from .conversions import BadFrame
 from .diagnostics import stamp_age
@@ -30,9 +30,9 @@ from .pipeline import WARN_THROTTLE, CameraPipeline
 class Worker:
     """See the module docs.  ``settings``: a callable giving the node's settings now."""
 
-    def __init__(self, streams: MultiStream, inbox: Inbox, pipelines: dict[str, CameraPipeline], gate: LabelGate,
-                 *, settings: Callable[[], Any], logger: Any, stopping: threading.Event) -> None:
-        self.streams = streams
+    def __init__(self, multicamera: MultiCameraSegmenter, inbox: Inbox, pipelines: dict[str, CameraPipeline],
+                 gate: LabelGate, *, settings: Callable[[], Any], logger: Any, stopping: threading.Event) -> None:
+        self.multicamera = multicamera
         self.inbox = inbox
         self.pipelines = pipelines
         self.gate = gate
@@ -57,7 +57,7 @@ class Worker:
         while True:
             if not self._hold_to_rate():
                 return
-            work = self.inbox.get(len(self.pipelines) if self.streams.batchable() else 1)
+            work = self.inbox.get(len(self.pipelines) if self.multicamera.batchable() else 1)
             if work is None:
                 return
             if work.frames:
@@ -83,7 +83,7 @@ class Worker:
                 frame.finished = True
                 counters.drop("inactive")
             counters.busy(None)
-            self.streams.priority.frame_left(name)
+            self.multicamera.priority.frame_left(name)
 
     def _failed(self, work: Work, exc: Exception) -> None:
         for name, frame in work.frames:
@@ -120,7 +120,7 @@ class Worker:
 
     # ------------------------------------------------------- changes, resets
     def _apply_changes(self, changes: dict[str, Any]) -> None:
-        self.streams.update(**changes)
+        self.multicamera.update(**changes)
         self._logger.info("applied " + ", ".join(f"{k}={v}" for k, v in changes.items()))
         if any(name in changes for name in LABEL_SETTINGS):
             self.publish_label_info()  # before any label of the new meaning
@@ -128,18 +128,18 @@ class Worker:
 
     def publish_label_info(self) -> None:
         for name, pipe in self.pipelines.items():
-            view = self.streams.view(name)
+            view = self.multicamera.view(name)
             pipe.publish_label_info(view.class_names, view.status().synonyms)
 
     def _reset(self, request: ResetRequest) -> None:
         try:
-            self.streams.reset(request.camera or None)
+            self.multicamera.reset(request.camera or None)
             if len(self.pipelines) == 1 and not request.camera:
-                resets = self.streams.stream(next(iter(self.pipelines))).counters()["resets_total"]
+                resets = self.multicamera.scheduled(next(iter(self.pipelines))).counters()["resets_total"]
                 request.answer(True, f"adapted parameters are back to the source weights (reset {resets})")
                 return
             which = "every camera" if not request.camera else f"camera {request.camera}"
-            shared = " (adaptation is shared: every camera)" if self.streams.shared and request.camera else ""
+            shared = " (adaptation is shared: every camera)" if self.multicamera.shared and request.camera else ""
             request.answer(True, f"{which} back to the source weights{shared}")
         except Exception as exc:  # noqa: BLE001 - reported to the caller
             request.answer(False, f"reset failed: {type(exc).__name__}: {exc}")
@@ -149,7 +149,7 @@ class Worker:
         """Check and convert every frame taken, segment them (one pass for same-size frames when
         batchable), publish each through the gate."""
         taken = time.perf_counter()
-        adaptation = self.streams.seg.config.adaptation  # a frame's time depends on it: the watchdog's regime
+        adaptation = self.multicamera.seg.config.adaptation  # a frame's time depends on it: the watchdog's regime
         regime = f"{adaptation.schedule}/{adaptation.mode}/{adaptation.steps}"
         ready = []
         for name, frame in frames:
@@ -169,7 +169,7 @@ class Worker:
 
     def _groups(self, ready: list) -> list[list]:
         """Same-size frames together when they can share a forward pass, else one by one."""
-        if len(ready) < 2 or not self.streams.batchable():
+        if len(ready) < 2 or not self.multicamera.batchable():
             return [[item] for item in ready]
         groups: dict[tuple, list] = {}
         for item in ready:
@@ -182,9 +182,9 @@ class Worker:
         try:
             if len(group) == 1:
                 pipe, _, rgb = group[0]
-                r = self.streams.segment(pipe.name, [rgb], output="input").result
+                r = self.multicamera.segment(pipe.name, [rgb], output="input").result
             else:
-                outs, timings = self.streams.segment_batch([rgb for _, _, rgb in group], output="input")
+                outs, timings = self.multicamera.segment_batch([rgb for _, _, rgb in group], output="input")
         except FrameLimitError as exc:  # the group's frames share one size: all are refused
             for pipe, frame, _ in group:
                 pipe.bad_frame(BadFrame(f"{exc} (input.max_windows)", limit="input.max_windows"))
@@ -220,7 +220,7 @@ class Worker:
 
     def _report_resets(self, pipe: CameraPipeline) -> None:
         """Log the continual resets (by reason) since the camera's last frame."""
-        reasons = self.streams.stream(pipe.name).counters()["resets"]
+        reasons = self.multicamera.scheduled(pipe.name).counters()["resets"]
         new = {k: v - pipe.resets_seen.get(k, 0) for k, v in reasons.items() if v != pipe.resets_seen.get(k, 0)}
         pipe.resets_seen = reasons
         if any(k != "manual" for k in new):

@@ -85,7 +85,7 @@ def test_clipartt_loss_decreases_and_prompts_are_top_k_in_order():
 def test_watt_result_is_the_average_of_its_per_template_runs():
     seg, _ = _seg("watt", adaptation__watt__m=1, adaptation__watt__l=2)
     method = seg.method
-    batch = method.prepare(_x(seed=5))
+    batch = method.make_batch(_x(seed=5))
     source = method.snapshot()
     runs = []
     for t in range(7):

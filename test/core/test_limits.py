@@ -134,9 +134,9 @@ def test_more_classes_than_16_bit_labels_hold_are_refused():
 
 def test_the_adaptation_failed_warning_is_throttled(make_config, caplog, monkeypatch):
     # The three frames must fall in one throttle interval however slow the machine: make it long.
-    import mlmp_ros.core.methods.base as method_base
+    import mlmp_ros.core.methods.guards as guards
 
-    monkeypatch.setattr(method_base, "WARN_THROTTLE", 3600.0)
+    monkeypatch.setattr(guards, "WARN_THROTTLE", 3600.0)
     # A huge learning rate: the second step's loss is NaN on every frame.
     seg = Segmenter(make_config(adaptation__steps=2, adaptation__lr=1e30))
     image = np.random.default_rng(1).integers(0, 255, (48, 64, 3), dtype=np.uint8)

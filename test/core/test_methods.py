@@ -11,7 +11,7 @@ import pytest
 import torch
 
 from mlmp_ros.core import Segmenter
-from mlmp_ros.core.methods.base import fuse_and_score
+from mlmp_ros.core.methods.losses import fuse_and_score
 
 from ..conftest import tiny_clip, tiny_config
 from .stepwise import stepwise_mlmp, stepwise_predict, text_embeddings
@@ -48,7 +48,7 @@ def test_mlmp_matches_the_stepwise_loop_losses_and_predictions():
 def test_single_pass_fusion_equals_two_pass():
     seg, loaded = _segmenter(1)
     x = _windows(seed=8)
-    batch = seg.method.prepare(x)
+    batch = seg.method.make_batch(x)
     with torch.no_grad():
         feats = seg.method.features(batch)
         ours, w = fuse_and_score(seg.encoder, feats, seg.text.ensemble, "entropy_weighted")

@@ -12,9 +12,9 @@ import pytest
 import torch
 
 from mlmp_ros.core import Segmenter
-from mlmp_ros.core.multistream import MultiStream
+from mlmp_ros.core.multicamera import MultiCameraSegmenter
 from mlmp_ros.core.priority import THREADS, Priority
-from mlmp_ros.core.schedule import StreamSegmenter
+from mlmp_ros.core.schedule import ScheduledSegmenter
 
 from ..conftest import tiny_clip, tiny_config, torch_threads
 
@@ -42,7 +42,7 @@ def until(condition, what: str, timeout: float = 60.0) -> None:
 def _two_threads():
     with torch_threads(2):
         yield
-    assert THREADS.users == 0  # every test's streams are closed
+    assert THREADS.users == 0  # every test's segmenters are closed
 
 
 # ------------------------------------------------------------------ Priority alone
@@ -107,7 +107,7 @@ def test_a_claim_holds_the_adaptation_turn_and_counts_the_wait():
     assert events == ["prediction done", "turn"]
 
 
-# ------------------------------------------------------------- one stream, threaded
+# ---------------------------------------------------- one segmenter, threaded
 @pytest.mark.timeout(120)
 def test_a_prediction_claimed_during_a_step_stops_it_at_the_next_safe_point():
     seg = segmenter(adaptation__schedule="async")
@@ -121,41 +121,41 @@ def test_a_prediction_claimed_during_a_step_stops_it_at_the_next_safe_point():
             go.wait(60)
 
     seg.method.step_hook = step_hook
-    stream = StreamSegmenter(seg)
-    priority = stream.priority
+    scheduled = ScheduledSegmenter(seg)
+    priority = scheduled.priority
     seen: list[tuple[str, bool]] = []  # (where, claimed) at each LayerNorm of the adapter's blocks
-    encoder = stream._adapter.method.encoder
+    encoder = scheduled._adapter.method.encoder
     for blk in encoder.blocks:  # after the safe points' hooks: runs once the pause is over
         blk.ln_1.register_forward_pre_hook(lambda m, a: seen.append(("ln", priority.claimed())))
     try:
-        stream.segment(image(0))  # predicted, then handed to the adaptation thread
+        scheduled.segment(image(0))  # predicted, then handed to the adaptation thread
         assert in_step.wait(60)
         with priority.predicting():  # a frame is predicted while the step is about to run
             go.set()
             until(lambda: priority.held >= 1, "the adapter paused inside its step")
             seen.append(("released", False))
-        until(lambda: stream.record.jobs >= 1, "the job to end")
+        until(lambda: scheduled.record.jobs >= 1, "the job to end")
     finally:
-        stream.close()
+        scheduled.close()
     first_ln = next(i for i, (w, _) in enumerate(seen) if w == "ln")
     assert seen[0] == ("released", False) and first_ln > 0  # no LayerNorm ran while the prediction was claimed
     assert not any(claimed for w, claimed in seen if w == "ln")
-    assert stream.stats()["adapt_wait_s"] > 0
+    assert scheduled.stats()["adapt_wait_s"] > 0
 
 
 @pytest.mark.timeout(120)
 def test_a_frame_waiting_in_the_node_queue_holds_adaptation():
-    stream = StreamSegmenter(segmenter(adaptation__schedule="async"))
+    scheduled = ScheduledSegmenter(segmenter(adaptation__schedule="async"))
     try:
-        stream.priority.frame_arrived("camera")  # what the node's image callback calls
-        stream.segment(image(0))
-        until(lambda: stream.priority.held >= 1, "the adapter waiting for the queued frame")
-        assert stream.stats()["steps"] == 0 and stream.record.jobs == 0
-        stream.priority.frame_left("camera")
-        until(lambda: stream.record.jobs >= 1, "the job after the frame left")
+        scheduled.priority.frame_arrived("camera")  # what the node's image callback calls
+        scheduled.segment(image(0))
+        until(lambda: scheduled.priority.held >= 1, "the adapter waiting for the queued frame")
+        assert scheduled.stats()["steps"] == 0 and scheduled.record.jobs == 0
+        scheduled.priority.frame_left("camera")
+        until(lambda: scheduled.record.jobs >= 1, "the job after the frame left")
     finally:
-        stream.close()
-    assert stream.stats()["steps"] == 3
+        scheduled.close()
+    assert scheduled.stats()["steps"] == 3
 
 
 # ------------------------------------------------------------------ several cameras
@@ -163,12 +163,12 @@ def test_a_frame_waiting_in_the_node_queue_holds_adaptation():
 def test_cameras_share_one_priority_and_adapt_one_at_a_time():
     seg = segmenter(adaptation__schedule="async")
     names = ("a", "b", "c")
-    multi = MultiStream(seg, names)
+    multi = MultiCameraSegmenter(seg, names)
     outside_turn: list[str] = []
     try:
-        assert all(multi.stream(n).priority is multi.priority for n in names)
+        assert all(multi.scheduled(n).priority is multi.priority for n in names)
         for name in names:
-            adapter = multi.stream(name)._adapter
+            adapter = multi.scheduled(name)._adapter
 
             def probe(m, a, adapter=adapter, name=name):
                 if not multi.priority.holds(adapter):
@@ -178,11 +178,11 @@ def test_cameras_share_one_priority_and_adapt_one_at_a_time():
                 blk.ln_2.register_forward_pre_hook(probe)
         for name in names:
             multi.segment(name, [image(1)])
-        until(lambda: all(multi.stream(n).record.jobs >= 1 for n in names), "a job of every camera")
+        until(lambda: all(multi.scheduled(n).record.jobs >= 1 for n in names), "a job of every camera")
     finally:
         multi.close()
     assert outside_turn == []  # every adapter ran its blocks only while it held the one turn
-    assert all(multi.stream(n).stats()["adapt_last_steps"] == 3 for n in names)
+    assert all(multi.scheduled(n).stats()["adapt_last_steps"] == 3 for n in names)
 
 
 @pytest.mark.timeout(240)
@@ -192,7 +192,7 @@ def test_thread_policy_is_applied_once_and_undone_with_four_cameras():
         names = ("a", "b", "c", "d")
         counts: list[int] = []
         seg.method.step_hook = lambda: counts.append(torch.get_num_threads())  # on each adaptation thread
-        multi = MultiStream(seg, names)
+        multi = MultiCameraSegmenter(seg, names)
         try:
             for cycle in range(2):  # async -> sync -> async
                 assert THREADS.users == 4 and torch.get_num_threads() == 8
@@ -201,7 +201,7 @@ def test_thread_policy_is_applied_once_and_undone_with_four_cameras():
                     multi.segment(name, [image(cycle)])
                 until(lambda: len(counts) >= 4, "a step of every camera")
                 assert set(counts) == {4}  # each adaptation thread: half of the 8
-                assert multi.stream("a").stats()["torch_threads"] == 8
+                assert multi.scheduled("a").stats()["torch_threads"] == 8
                 multi.update(adaptation__schedule="sync")
                 assert THREADS.users == 0 and torch.get_num_threads() == 8
                 multi.segment("a", [image(5)])
@@ -213,35 +213,36 @@ def test_thread_policy_is_applied_once_and_undone_with_four_cameras():
 
 # ------------------------------------------------------------------ diagnostics
 def test_stats_say_what_adaptation_got_under_sync():
-    stream = StreamSegmenter(segmenter())
-    first = stream.stats()
+    scheduled = ScheduledSegmenter(segmenter())
+    first = scheduled.stats()
     assert (first["adapt_last_status"], first["adapt_last_loss"], first["adapt_last_steps"]) == ("", None, 0)
     assert first["steps_per_frame"] == 0.0 and first["adapt_wait_s"] == 0.0
-    out = stream.segment(image(0))
-    stats = stream.stats()
+    out = scheduled.segment(image(0))
+    stats = scheduled.stats()
     assert stats["adapt_last_status"] == "ok" and stats["adapt_last_steps"] == 3
     assert stats["adapt_last_loss"] == pytest.approx(out.result.losses[-1])
     assert stats["steps_per_frame"] == 3.0 and stats["lag_frames"] == 0 and stats["steps"] == 3
-    stream.update(adaptation__mode="off")
-    stream.segment(image(1))
-    stats = stream.stats()
+    scheduled.update(adaptation__mode="off")
+    scheduled.segment(image(1))
+    stats = scheduled.stats()
     assert stats["adapt_last_status"] == "skipped" and stats["adapt_last_steps"] == 0
     assert stats["adapt_last_loss"] is None and stats["steps_per_frame"] == 1.5
 
 
 def test_stats_say_what_adaptation_got_under_async():
-    stream = StreamSegmenter(segmenter(adaptation__schedule="async"), threaded=False)
+    scheduled = ScheduledSegmenter(segmenter(adaptation__schedule="async"), threaded=False)
     try:
         img = image(0)
-        stream.predict_only([img], 0)
-        published = stream.adapt_only([img], 0)  # the adaptation thread's job
-        stream.install(published)
-        stream.predict_only([img], 1)
-        stats = stream.stats()
+        scheduled.predict_only([img], 0)
+        published = scheduled.adapt_only([img], 0)  # the adaptation thread's job
+        scheduled.install(published)
+        scheduled.predict_only([img], 1)
+        stats = scheduled.stats()
         assert stats["adapt_last_status"] == "ok" and stats["adapt_last_steps"] == 3
         assert stats["adapt_last_loss"] == pytest.approx(published.losses[-1])
         assert stats["steps_per_frame"] == 1.5  # 3 steps over 2 predicted frames
         assert stats["lag_frames"] == 1 and stats["adapt_wait_s"] == 0.0
-        assert stream._prediction_stream.stream is None and stream._adapter.stream is None  # CUDA streams: none on the CPU
+        # no CUDA streams on the CPU
+        assert scheduled._prediction_cuda_stream.cuda_stream is None and scheduled._adapter.cuda_stream is None
     finally:
-        stream.close()
+        scheduled.close()

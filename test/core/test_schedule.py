@@ -12,7 +12,7 @@ import torch
 from mlmp_ros.core import ConfigError, Segmenter
 from mlmp_ros.core.priority import THREADS
 from mlmp_ros.core.safeguards import AdaptationControl
-from mlmp_ros.core.schedule import StreamSegmenter
+from mlmp_ros.core.schedule import ScheduledSegmenter
 
 from ..conftest import tiny_clip, tiny_config, torch_threads
 
@@ -37,10 +37,10 @@ def segmenter(**overrides) -> Segmenter:
 @pytest.mark.parametrize("mode", ["episodic", "continual"])
 def test_sync_defaults_give_exactly_the_plain_segmenter(mode):
     plain = segmenter(adaptation__mode=mode)
-    stream = StreamSegmenter(segmenter(adaptation__mode=mode))
+    scheduled = ScheduledSegmenter(segmenter(adaptation__mode=mode))
     for img in frames(2):
         a = plain.segment([img])
-        b = stream.segment(img)
+        b = scheduled.segment(img)
         assert b.lag == 0 and b.schedule == "sync"
         assert a.losses == b.result.losses
         assert np.array_equal(a.frames[0].labels, b.result.frames[0].labels)
@@ -56,14 +56,14 @@ def test_settings_are_validated():
         tiny_config(adaptation__method="watt", adaptation__safeguards__reliable_e0=0.4)
     with pytest.raises(ConfigError, match="ensemble_alpha"):
         tiny_config(adaptation__safeguards__ensemble_alpha=1.5)
-    stream = StreamSegmenter(segmenter())
+    scheduled = ScheduledSegmenter(segmenter())
     with pytest.raises(ConfigError, match="cannot change at run time"):
-        stream.update(window=[64])
+        scheduled.update(window=[64])
 
 
 def test_every_nth_frame_adapts_and_the_others_use_the_newest_weights():
-    stream = StreamSegmenter(segmenter(adaptation__mode="continual", adaptation__every=3))
-    out = [stream.segment(img) for img in frames(7)]
+    scheduled = ScheduledSegmenter(segmenter(adaptation__mode="continual", adaptation__every=3))
+    out = [scheduled.segment(img) for img in frames(7)]
     assert [r.result.status for r in out] == ["ok", "skipped", "skipped", "ok", "skipped", "skipped", "ok"]
     assert [r.lag for r in out] == [0, 1, 2, 0, 1, 2, 0]
 
@@ -78,9 +78,9 @@ class FakeClock:
 
 def test_budget_stops_before_a_step_that_would_pass_it():
     seg = segmenter(adaptation__steps=10, adaptation__budget_ms=35.0, adaptation__mode="continual")
-    stream = StreamSegmenter(seg)
+    scheduled = ScheduledSegmenter(seg)
     clock = FakeClock()
-    stream.control.clock = clock
+    scheduled.control.clock = clock
     original = seg.method.step_loss
 
     def slow_step(batch):  # every step takes 10 ms on the fake clock
@@ -88,18 +88,18 @@ def test_budget_stops_before_a_step_that_would_pass_it():
         return original(batch)
 
     seg.method.step_loss = slow_step
-    first = stream.segment(frames(1)[0])
+    first = scheduled.segment(frames(1)[0])
     # step 1 runs (nothing measured yet), then 10+10 <= 35, 20+10 <= 35, 30+10 > 35
     assert len(first.result.losses) == 3
-    assert stream.control.step_time == pytest.approx(0.010)
-    stream.update(adaptation__budget_ms=5.0)  # shorter than one step: no step starts
-    assert stream.segment(frames(1)[0]).result.losses == []
+    assert scheduled.control.step_time == pytest.approx(0.010)
+    scheduled.update(adaptation__budget_ms=5.0)  # shorter than one step: no step starts
+    assert scheduled.segment(frames(1)[0]).result.losses == []
 
 
 def test_plateau_stops_the_steps_of_a_frame():
     full = segmenter(adaptation__steps=6).segment(frames(1))
-    stream = StreamSegmenter(segmenter(adaptation__steps=6, adaptation__plateau=0.5))
-    out = stream.segment(frames(1)[0])
+    scheduled = ScheduledSegmenter(segmenter(adaptation__steps=6, adaptation__plateau=0.5))
+    out = scheduled.segment(frames(1)[0])
     assert len(full.losses) == 6
     assert len(out.result.losses) == 2  # the loss moves far less than 50% per step
     assert out.result.losses == full.losses[:2]
@@ -117,8 +117,8 @@ def test_weight_ensembling_pulls_toward_the_source():
     free = segmenter(adaptation__steps=1, adaptation__mode="continual")
     free.segment(frames(1))
     pulled = segmenter(adaptation__steps=1, adaptation__mode="continual", adaptation__safeguards__ensemble_alpha=0.25)
-    StreamSegmenter(pulled).segment(frames(1)[0])
-    source = pulled.method._source["params"]
+    ScheduledSegmenter(pulled).segment(frames(1)[0])
+    source = pulled.method.source_weights()
     for (_, p), (_, q), s in zip(pulled.method.named_params, free.method.named_params, source):
         assert torch.allclose(p, 0.25 * q + 0.75 * s, atol=1e-6)
 
@@ -148,10 +148,10 @@ def test_collapse_resets_a_continual_stream_and_counts_the_reason():
     # above it makes every observation a collapse: a reset after every 3 observations
     seg = segmenter(adaptation__mode="continual", adaptation__safeguards__collapse=True,
                     adaptation__safeguards__collapse_entropy=0.99)  # fmt: skip
-    stream = StreamSegmenter(seg)
+    scheduled = ScheduledSegmenter(seg)
     for img in frames(7):
-        stream.segment(img)
-    assert stream.stats()["resets"] == {"collapse": 2}  # before frames 3 and 6
+        scheduled.segment(img)
+    assert scheduled.stats()["resets"] == {"collapse": 2}  # before frames 3 and 6
 
 
 def test_drift_resets_on_a_jump_in_input_statistics():
@@ -159,20 +159,20 @@ def test_drift_resets_on_a_jump_in_input_statistics():
     base = rng.integers(60, 200, (48, 64, 3), dtype=np.uint8)
     calm = [np.clip(base.astype(int) + rng.integers(-3, 4, base.shape), 0, 255).astype(np.uint8) for _ in range(8)]
     jump = np.full_like(base, 250)
-    stream = StreamSegmenter(segmenter(adaptation__mode="continual", adaptation__safeguards__drift=True))
+    scheduled = ScheduledSegmenter(segmenter(adaptation__mode="continual", adaptation__safeguards__drift=True))
     for img in calm:
-        stream.segment(img)
-    assert stream.stats()["resets"] == {}
-    stream.segment(jump)
-    stream.segment(jump)  # the drift seen on the jump frame resets before the next adaptation
-    assert stream.stats()["resets"] == {"drift": 1}
+        scheduled.segment(img)
+    assert scheduled.stats()["resets"] == {}
+    scheduled.segment(jump)
+    scheduled.segment(jump)  # the drift seen on the jump frame resets before the next adaptation
+    assert scheduled.stats()["resets"] == {"drift": 1}
 
 
 def test_periodic_reset_is_counted():
-    stream = StreamSegmenter(segmenter(adaptation__mode="continual", adaptation__reset_every=2))
+    scheduled = ScheduledSegmenter(segmenter(adaptation__mode="continual", adaptation__reset_every=2))
     for img in frames(5):
-        stream.segment(img)
-    assert stream.stats()["resets"] == {"periodic": 2}
+        scheduled.segment(img)
+    assert scheduled.stats()["resets"] == {"periodic": 2}
 
 
 def _prediction_with(seg, params, image):
@@ -187,9 +187,9 @@ def _prediction_with(seg, params, image):
 def test_async_predictions_use_whole_published_weights_only(mode):
     seg = segmenter(adaptation__schedule="async", adaptation__mode=mode, adaptation__steps=4, adaptation__lr=0.05)
     source = [p.detach().clone() for _, p in seg.method.named_params]
-    stream = StreamSegmenter(seg)
+    scheduled = ScheduledSegmenter(seg)
     published = {0: source}
-    adapter = stream._adapter
+    adapter = scheduled._adapter
     job = adapter.job
 
     def recording_job(index, images):
@@ -209,16 +209,16 @@ def test_async_predictions_use_whole_published_weights_only(mode):
     images = frames(8)
     results = []
     for img in images:
-        results.append(stream.segment(img))
+        results.append(scheduled.segment(img))
         time.sleep(0.01)
     deadline = time.monotonic() + 30
     while adapter.jobs == 0 and time.monotonic() < deadline:
         time.sleep(0.01)
-    results.append(stream.segment(images[0]))
-    stream.close()
+    results.append(scheduled.segment(images[0]))
+    scheduled.close()
     versions = {r.version for r in results}
     checker = segmenter(adaptation__mode="off")
-    assert len(versions) >= 2  # new weights were installed while the stream ran
+    assert len(versions) >= 2  # new weights were installed while the segmenter ran
     assert torch.get_num_threads() == 2  # the thread split is undone on close
     for r, img in zip(results, [*images, images[0]]):
         expected = _prediction_with(checker, published[r.version], img)
@@ -230,24 +230,24 @@ def test_async_predictions_use_whole_published_weights_only(mode):
 @pytest.mark.timeout(120)
 def test_schedule_switch_at_run_time():
     seg = segmenter(adaptation__mode="continual")
-    stream = StreamSegmenter(seg)
-    stream.segment(frames(1)[0])
-    stream.update(adaptation__schedule="async")
+    scheduled = ScheduledSegmenter(seg)
+    scheduled.segment(frames(1)[0])
+    scheduled.update(adaptation__schedule="async")
     # the process's thread policy (core/priority.py): prediction keeps its threads, adaptation gets half
-    assert stream.schedule == "async" and torch.get_num_threads() == THREADS.predict_threads == 2
-    assert stream.stats()["adapt_threads"] == THREADS.adapt_threads == 1
+    assert scheduled.schedule == "async" and torch.get_num_threads() == THREADS.predict_threads == 2
+    assert scheduled.stats()["adapt_threads"] == THREADS.adapt_threads == 1
     assert threading.active_count() >= 2
     for img in frames(4):
-        stream.segment(img)
+        scheduled.segment(img)
     time.sleep(0.2)
-    adapter = stream._adapter
-    stream.update(adaptation__schedule="sync")
-    assert stream._adapter is None and not adapter.thread.is_alive() if adapter.thread else True
+    adapter = scheduled._adapter
+    scheduled.update(adaptation__schedule="sync")
+    assert scheduled._adapter is None and not adapter.thread.is_alive() if adapter.thread else True
     assert torch.get_num_threads() == 2
     # the prediction side carries on from the adaptation side's weights
     for (_, p), (_, q) in zip(seg.method.named_params, adapter.method.named_params):
         assert torch.equal(p, q)
-    out = stream.segment(frames(1)[0])
+    out = scheduled.segment(frames(1)[0])
     assert out.result.status == "ok" and out.lag == 0
 
 
@@ -262,40 +262,40 @@ def test_a_plain_segmenter_applies_budgets_and_safeguards_too():
 def test_reset_under_async_puts_both_sides_back_to_the_source():
     seg = segmenter(adaptation__schedule="async", adaptation__mode="continual", adaptation__lr=0.05)
     source = [p.detach().clone() for _, p in seg.method.named_params]
-    stream = StreamSegmenter(seg)
+    scheduled = ScheduledSegmenter(seg)
     for img in frames(3):
-        stream.segment(img)
-    stream.reset()
-    for (_, p), (_, q), s in zip(seg.method.named_params, stream.method.named_params, source):
+        scheduled.segment(img)
+    scheduled.reset()
+    for (_, p), (_, q), s in zip(seg.method.named_params, scheduled.method.named_params, source):
         assert torch.equal(p, s) and torch.equal(q, s)
-    assert stream._adapter.thread.is_alive()  # adaptation carries on after the reset
-    stream.segment(frames(1)[0])
-    stream.close()
-    assert stream.stats()["resets"].get("manual", 0) >= 1
+    assert scheduled._adapter.thread.is_alive()  # adaptation carries on after the reset
+    scheduled.segment(frames(1)[0])
+    scheduled.close()
+    assert scheduled.stats()["resets"].get("manual", 0) >= 1
 
 
 @pytest.mark.timeout(120)
 def test_counters_survive_schedule_and_mode_switches():
     # a huge learning rate: the second step's loss is NaN, so every adaptation fails (and is rolled back)
     seg = segmenter(adaptation__mode="continual", adaptation__lr=1e30)
-    stream = StreamSegmenter(seg, threaded=False)  # async jobs run when the test says
+    scheduled = ScheduledSegmenter(seg, threaded=False)  # async jobs run when the test says
     image = frames(1)[0]
-    assert stream.segment(image).result.status.startswith("restored")  # sync: failure 1
-    stream.reset()
-    stream.update(adaptation__schedule="async")
-    assert stream.adapt_only([image], 1).status.startswith("restored")  # the adaptation side: failure 2
-    stream.reset()
-    stream.reset()
-    before = stream.stats()
+    assert scheduled.segment(image).result.status.startswith("restored")  # sync: failure 1
+    scheduled.reset()
+    scheduled.update(adaptation__schedule="async")
+    assert scheduled.adapt_only([image], 1).status.startswith("restored")  # the adaptation side: failure 2
+    scheduled.reset()
+    scheduled.reset()
+    before = scheduled.stats()
     assert (before["resets"], before["failures"]) == ({"manual": 3}, 2)
     for change in ({"adaptation__mode": "episodic"}, {"adaptation__schedule": "sync"},
                    {"adaptation__mode": "continual"}, {"adaptation__schedule": "async"},
                    {"adaptation__schedule": "sync"}, {"adaptation__schedule": "async"}):
-        stream.update(**change)
-        after = stream.stats()
+        scheduled.update(**change)
+        after = scheduled.stats()
         assert after["resets"] == {"manual": 3} and after["resets_total"] == 3, change
         assert (after["failures"], after["last_failure"]) == (2, "non-finite loss"), change
         assert after["frames"] == 1 and after["steps"] == before["steps"], change
-    stream.reset()  # and they go on counting from there
-    assert stream.counters()["resets"] == {"manual": 4}
-    stream.close()
+    scheduled.reset()  # and they go on counting from there
+    assert scheduled.counters()["resets"] == {"manual": 4}
+    scheduled.close()

@@ -15,8 +15,9 @@ import torch
 
 from mlmp_ros.core import Config, ConfigError, Segmenter
 from mlmp_ros.core.dense import DenseCLIP
-from mlmp_ros.core.methods import base
-from mlmp_ros.core.methods.base import Compiler, Precision, resolve_compile
+from mlmp_ros.core.methods import precision
+from mlmp_ros.core.methods.compiler import Compiler, resolve_compile
+from mlmp_ros.core.methods.precision import Precision
 
 from ..conftest import tiny_clip, tiny_config, torch_threads
 
@@ -35,16 +36,16 @@ def _one_thread():
 
 def test_precision_auto_follows_the_hardware(monkeypatch):
     cpu = torch.device("cpu")
-    monkeypatch.setattr(base, "cpu_has_native_bf16", lambda: True)
+    monkeypatch.setattr(precision, "cpu_has_native_bf16", lambda: True)
     assert Precision("auto", cpu).name == "bf16" and Precision("auto", cpu).setting == "auto"
-    monkeypatch.setattr(base, "cpu_has_native_bf16", lambda: False)
+    monkeypatch.setattr(precision, "cpu_has_native_bf16", lambda: False)
     assert Precision("auto", cpu).name == "fp32" and Precision("auto", cpu).dtype is None
     assert Precision("fp32", cpu).name == "fp32"  # an explicit choice is kept
     assert Config().precision == "fp32"  # the Python API and the benchmark keep the paper's fp32
 
 
 def test_precision_auto_runs_a_frame(monkeypatch):
-    monkeypatch.setattr(base, "cpu_has_native_bf16", lambda: False)
+    monkeypatch.setattr(precision, "cpu_has_native_bf16", lambda: False)
     seg = Segmenter(tiny_config(precision="auto", adaptation__steps=1), loaded=tiny_clip(1))
     assert seg.precision.name == "fp32"
     assert seg.segment([_img()]).frames[0].labels.shape == (224, 224)

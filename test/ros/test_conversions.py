@@ -12,7 +12,7 @@ from std_msgs.msg import Header
 
 from mlmp_ros.core import Config, ConfigError
 from mlmp_ros.core.config import ros_parameters
-from mlmp_ros.core.schedule import STREAM_SETTINGS
+from mlmp_ros.core.schedule import SCHEDULE_SETTINGS
 from mlmp_ros.core.segmenter import RUNTIME_SETTINGS
 from mlmp_ros.robot import ROBOT_ADAPTATION, SAMPLE_SETTINGS
 from mlmp_ros.ros import conversions as conv
@@ -213,7 +213,7 @@ def test_every_core_setting_is_a_parameter_with_a_description():
     assert all(s.descriptor.description for s in specs.values())
     writable = {n for n, s in specs.items() if not s.descriptor.read_only}
     extra = {n for n in NODE_DEFAULTS if n.startswith("output.")} | {"input.max_rate_hz", *DEV_PARAMETERS}
-    extra |= set(STREAM_SETTINGS)  # schedules, budgets and safeguards (core/schedule.py)
+    extra |= set(SCHEDULE_SETTINGS)  # schedules, budgets and safeguards (core/schedule.py)
     assert set(RUNTIME_SETTINGS) <= writable <= set(RUNTIME_SETTINGS) | extra
 
 

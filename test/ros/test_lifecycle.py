@@ -186,7 +186,7 @@ def test_cleanup_frees_the_model_and_deactivate_keeps_it():
         assert _eventually(lambda: model().config.adaptation.steps == 3)
         assert manager.transition("deactivate") and manager.transition("cleanup")
         gc.collect()
-        assert model() is None and node.segmenter is None and node.streams is None
+        assert model() is None and node.segmenter is None and node.multicamera is None
         assert manager.state() == "unconfigured"
 
 

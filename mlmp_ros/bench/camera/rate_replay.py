@@ -5,7 +5,7 @@ turned into a sequence of ImageNet-C corruptions (``--sequence corruptions``: th
 turn at one severity, as continual ImageNet-C; ``severity``: one corruption at severity
 1 -> 5 -> 1; ``mixed``: a seeded random corruption and severity per frame).  Frames
 arrive at ``--rate`` Hz.  The segmenter (core, through
-:class:`~mlmp_ros.core.schedule.StreamSegmenter`) runs for real; a simulated clock
+:class:`~mlmp_ros.core.schedule.ScheduledSegmenter`) runs for real; a simulated clock
 advances by the measured time of each prediction and adaptation (or by fixed costs,
 ``--clock fixed:PREDICT_MS,STEP_MS``, which makes a run exactly repeatable):
 
@@ -38,7 +38,7 @@ import numpy as np
 import torch
 
 from ...core.config import Config
-from ...core.schedule import Published, StreamSegmenter
+from ...core.schedule import Published, ScheduledSegmenter
 from ...core.segmenter import Segmenter
 from ..data.corruptions import CORRUPTIONS, corrupt_image
 from ..offline.frames import load_frames
@@ -156,37 +156,37 @@ def replay_stream(
         config = config.replace(**overrides)
     seg = Segmenter(config, loaded=loaded)
     torch.manual_seed(0)
-    st = StreamSegmenter(seg, threaded=False)
+    sched = ScheduledSegmenter(seg, threaded=False)
     try:
-        return _replay(st, stream, rate_hz, cost, progress, stop_after)
+        return _replay(sched, stream, rate_hz, cost, progress, stop_after)
     finally:
-        st.close()
+        sched.close()
 
 
-def _replay(st: StreamSegmenter, stream: StreamData, rate: float, cost: Clock, progress: bool,
+def _replay(sched: ScheduledSegmenter, stream: StreamData, rate: float, cost: Clock, progress: bool,
             stop_after: int | None = None) -> dict[str, Any]:  # fmt: skip
     budget = stop_after or math.inf
     info = stream.info
     nc, ignore = int(info["num_classes"]), int(info.get("ignore_index", 255))
-    replay = _Replay(st, stream, rate, cost)
+    replay = _Replay(sched, stream, rate, cost)
     next_pred = _run_async(replay, budget) if replay.asynchronous else _run_sync(replay, budget)
     arrival, published = replay.arrival, replay.published
     if next_pred < replay.n and published:  # stopped early: the camera frames up to the last publication
         stream, arrival = _until_last_publication(stream, arrival, published)
-    return _score(st, stream, arrival, published, replay.per_frame, nc, ignore, rate, cost)
+    return _score(sched, stream, arrival, published, replay.per_frame, nc, ignore, rate, cost)
 
 
 class _Replay:
     """One replay's state on the simulated clock: the camera's arrival times, what was published, each job."""
 
-    def __init__(self, st: StreamSegmenter, stream: StreamData, rate: float, cost: Clock) -> None:
-        self.st, self.stream, self.rate, self.cost = st, stream, rate, cost
+    def __init__(self, sched: ScheduledSegmenter, stream: StreamData, rate: float, cost: Clock) -> None:
+        self.sched, self.stream, self.rate, self.cost = sched, stream, rate, cost
         self.n = len(stream.frames)
         self.arrival = [i / rate for i in range(self.n)]
         self.published: list[tuple[float, int, np.ndarray]] = []  # (time, frame predicted, labels)
         self.per_frame: list[dict[str, Any]] = []
         self.jobs: list[dict[str, Any]] = []  # adaptation jobs (async)
-        self.asynchronous = st.schedule == "async"
+        self.asynchronous = sched.schedule == "async"
         self.steps_before = 0
 
     def newest_arrived(self, t: float, first: int) -> int:
@@ -196,33 +196,33 @@ class _Replay:
 
     def predict(self, k: int, start: float) -> float:
         """Process frame ``k`` from ``start``: publish its labels, record it; its simulated duration."""
-        st, asynchronous = self.st, self.asynchronous
+        sched, asynchronous = self.sched, self.asynchronous
         t0 = time.perf_counter()
-        out = st.predict_only([self.stream.frames[k].image], k, output="processing") if asynchronous else \
-            st.segment([self.stream.frames[k].image], output="processing")  # fmt: skip
+        out = sched.predict_only([self.stream.frames[k].image], k, output="processing") if asynchronous else \
+            sched.segment([self.stream.frames[k].image], output="processing")  # fmt: skip
         measured = time.perf_counter() - t0
-        steps = st.control.steps_total - self.steps_before
-        self.steps_before = st.control.steps_total
+        steps = sched.control.steps_total - self.steps_before
+        self.steps_before = sched.control.steps_total
         d = self.cost.cost(measured, 1, 0 if asynchronous else steps)
         labels = out.result.frames[0].labels
         self.published.append((start + d, k, labels))
         self.per_frame.append({
             "frame": k, "start": start, "done": start + d, "latency": start + d - self.arrival[k],
             "lag": out.lag, "loss": out.result.losses[-1] if out.result.losses else None,
-            "resets": sum(st.method.reset_reasons.values()), "steps": steps,
+            "resets": sum(sched.method.reset_reasons.values()), "steps": steps,
         })  # fmt: skip
         return d
 
     def adapt(self, j: int, start: float) -> tuple[float, Published | None]:
         """Run an adaptation job on frame ``j`` from ``start``, record it; its simulated duration and weights."""
-        st = self.st
-        steps0 = st.control.steps_total
+        sched = self.sched
+        steps0 = sched.control.steps_total
         t0 = time.perf_counter()
-        pub = st.adapt_only([self.stream.frames[j].image], j)
-        d = self.cost.cost(time.perf_counter() - t0, 0, st.control.steps_total - steps0)
-        self.steps_before = st.control.steps_total
+        pub = sched.adapt_only([self.stream.frames[j].image], j)
+        d = self.cost.cost(time.perf_counter() - t0, 0, sched.control.steps_total - steps0)
+        self.steps_before = sched.control.steps_total
         self.jobs.append({"frame": j, "start": start, "seconds": d, "loss": pub.losses[-1] if pub and pub.losses
-                          else None, "resets": sum(st.method.reset_reasons.values())})  # fmt: skip
+                          else None, "resets": sum(sched.method.reset_reasons.values())})  # fmt: skip
         return d, pub
 
 
@@ -255,7 +255,7 @@ def _run_async(r: _Replay, budget: float) -> int:
             continue
         ready = [p for p in pending if p[0] <= p_start]
         if ready:
-            r.st.install(ready[-1][1])
+            r.sched.install(ready[-1][1])
             pending = [p for p in pending if p[0] > p_start]
         k = r.newest_arrived(p_start, next_pred)
         t_pred = p_start + r.predict(k, p_start)
@@ -276,20 +276,20 @@ def _until_last_publication(
     return stream, arrival[:kept]
 
 
-def _score(st, stream, arrival, published, per_frame, nc, ignore, rate, cost) -> dict[str, Any]:
+def _score(sched, stream, arrival, published, per_frame, nc, ignore, rate, cost) -> dict[str, Any]:
     scores = score_camera_rate([f.labels for f in stream.frames], arrival, published, num_classes=nc,
                                ignore_index=ignore, class_names=stream.info.get("class_names"),
                                segments=[f.segment for f in stream.frames])  # fmt: skip
     lat = np.array([r["latency"] for r in per_frame])
-    stats = st.stats()
+    stats = sched.stats()
     return {
         "frames": len(stream.frames),
         "rate_hz": rate,
         "clock": cost.spec,
-        "schedule": st.schedule,
-        "mode": st.config.adaptation.mode,
-        "method": st.config.adaptation.method,
-        "settings": {k: v for k, v in st.config.flat().items() if k.startswith("adaptation.")},
+        "schedule": sched.schedule,
+        "mode": sched.config.adaptation.mode,
+        "method": sched.config.adaptation.method,
+        "settings": {k: v for k, v in sched.config.flat().items() if k.startswith("adaptation.")},
         **{k: scores[k] for k in ("miou_camera", "miou_processed", "miou_camera_first10", "miou_camera_last10")},
         "frames_processed": len(per_frame),
         "frames_without_labels": scores["frames_without_labels"],

@@ -3,19 +3,16 @@
 A method owns the parameters it adapts and their optimiser.  The base class handles
 what is common: which parameters train, the optimiser, the episodic / continual /
 off settings, resets, and the safeguard that puts the last good parameters back when
-an adaptation fails (NaN or inf loss or weights, out of memory).  Subclasses define
-the loss of one step (:meth:`Method.step_loss`) and, where they differ from the
-default, how a batch is prepared and predicted.
+an adaptation fails (NaN or inf loss or weights, out of memory: core/methods/guards.py).
+Subclasses define the loss of one step (:meth:`Method.step_loss`) and, where they differ
+from the default, how a batch is made (:meth:`Method.make_batch`) and predicted.
 """
 
 from __future__ import annotations
 
-import contextlib
 import fnmatch
-import logging
-import math
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import ClassVar
 
@@ -24,133 +21,12 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..config import Config, ConfigError
-from ..dense import DenseCLIP, DenseFeatures, entropy, patch_logits, to_grid
+from ..dense import DenseCLIP, DenseFeatures
 from ..text import TextBank
-
-LOG = logging.getLogger("mlmp_ros.methods")
-WARN_THROTTLE = 5.0  # seconds between "adaptation failed" warnings
-
-
-class AdaptationCancelled(Exception):
-    """Raised by a step hook to stop an adaptation between steps (the weights go back)."""
-
-
-def is_out_of_memory(exc: BaseException) -> bool:
-    if isinstance(exc, torch.OutOfMemoryError):
-        return True
-    text = str(exc).lower()
-    return isinstance(exc, RuntimeError) and ("out of memory" in text or "can't allocate memory" in text)
-
-
-def cpu_has_native_bf16() -> bool:
-    """True when this CPU multiplies bf16 matrices natively (AVX-512-BF16 or AMX)."""
-    try:
-        return bool(torch.cpu._is_avx512_bf16_supported() or torch.cpu._is_amx_tile_supported())
-    except Exception:  # noqa: BLE001 - private API may move
-        return False
-
-
-def resolve_precision(name: str, device: torch.device) -> str:
-    """``auto`` -> bf16 on CUDA with bf16 and on CPUs with native bf16, else fp32."""
-    if name != "auto":
-        return name
-    if device.type == "cuda":
-        return "bf16" if torch.cuda.is_bf16_supported() else "fp32"
-    return "bf16" if device.type == "cpu" and cpu_has_native_bf16() else "fp32"
-
-
-class Precision:
-    """Autocast for the matrix products; LayerNorm, softmax, entropy and Adam stay float32."""
-
-    def __init__(self, name: str, device: torch.device):
-        self.setting = name
-        name = resolve_precision(name, device)
-        self.name = name
-        self.device = device
-        self.dtype = {"fp32": None, "bf16": torch.bfloat16, "fp16": torch.float16}[name]
-        if self.dtype is torch.float16 and device.type != "cuda":
-            raise ConfigError("precision fp16 needs a CUDA device; use bf16 or fp32 on the CPU")
-        self.scaler = torch.amp.GradScaler("cuda") if self.dtype is torch.float16 else None
-
-    def autocast(self) -> contextlib.AbstractContextManager:
-        if self.dtype is None:
-            return contextlib.nullcontext()
-        return torch.autocast(self.device.type, dtype=self.dtype)
-
-    def backward_and_step(self, loss: torch.Tensor, optimizer: torch.optim.Optimizer) -> None:
-        if self.scaler is None:
-            loss.backward()
-            optimizer.step()
-        else:
-            self.scaler.scale(loss).backward()
-            self.scaler.step(optimizer)
-            self.scaler.update()
-        optimizer.zero_grad(set_to_none=True)
-
-
-def resolve_compile(setting: str, device: torch.device) -> bool:
-    """``compile: auto`` -> on for CUDA, off on the CPU.
-
-    Measured on ViT-B/16 (docs/performance.md): on the CPU the matrix products are the
-    same oneDNN kernels compiled or not, the fusable element-wise work is a small share,
-    and inductor needs minutes of C++ compilation per shape, so it does not pay there.
-    """
-    if setting in ("on", "off"):
-        return setting == "on"
-    return device.type == "cuda"
-
-
-class Compiler:
-    """torch.compile (inductor) of a method's hot functions, once per input shape.
-
-    Each function is compiled the first time it is called; a new input shape compiles
-    again (frames of the same shape reuse it).  ``seconds`` adds up the frames that
-    compiled (compilation, including the backward graph's, plus that frame's run).  If
-    compilation or a compiled call fails, a warning says why and the method runs eager
-    from then on.
-    """
-
-    backend = "inductor"
-
-    def __init__(self, enabled: bool):
-        self.enabled = enabled
-        self.failed = ""
-        self.seconds = 0.0
-        self.compilations = 0
-        self._fns: dict[str, object] = {}
-        self._seen: set[tuple] = set()
-
-    def __call__(self, name: str, fn, *args):
-        if not self.enabled or self.failed:
-            return fn(*args)
-        compiled = self._fns.get(name)
-        if compiled is None:
-            compiled = self._fns[name] = torch.compile(fn, dynamic=False, backend=self.backend)
-        key = (name, torch.is_grad_enabled(), *(_shape_key(a) for a in args))
-        first = key not in self._seen
-        try:
-            out = compiled(*args)
-        except Exception as exc:
-            if is_out_of_memory(exc):
-                raise
-            self.failed = f"{type(exc).__name__}: {' '.join(str(exc).split())[:400]}"
-            LOG.warning("torch.compile of %s failed (%s); running eager from now on", name, self.failed)
-            return fn(*args)
-        if first:
-            self._seen.add(key)
-            self.compilations += 1
-        return out
-
-    def info(self) -> dict:
-        return {"enabled": self.enabled, "compilations": self.compilations, "seconds": self.seconds, "failed": self.failed}
-
-
-def _shape_key(value) -> tuple:
-    if torch.is_tensor(value):
-        return (tuple(value.shape), value.dtype)
-    tensors = [v for v in getattr(value, "__dict__", {}).values() if torch.is_tensor(v)]
-    return tuple((tuple(t.shape), t.dtype) for t in tensors)
-
+from .compiler import Compiler, resolve_compile
+from .guards import AdaptationCancelled, FailureWarning, checked_adapt
+from .losses import fuse_and_score
+from .precision import Precision
 
 @dataclass
 class Batch:
@@ -201,13 +77,12 @@ class Method:
         self.failures = 0
         self.resets = 0
         self.last_failure = ""
-        # Budgets and continual safeguards (core/safeguards.py); None = the paper's loop.
+        # Budgets and continual safeguards, set by core/safeguards.py's ControlOwner; None = the paper's loop.
         self.control = None
         self.reset_reasons: dict[str, int] = {}
         # Called before every optimiser step; may raise AdaptationCancelled (a node stopping).
         self.step_hook: Callable[[], None] | None = None
-        self._warned_at = -float("inf")
-        self._unwarned = 0
+        self._failure_warning = FailureWarning()
         self.setup()
         self.named_params = self.trainable_parameters() if self.adapts else []
         self.compiler = Compiler(resolve_compile(config.compile, precision.device))
@@ -294,6 +169,25 @@ class Method:
             "optim": state,
         }
 
+    def source_weights(self) -> list[torch.Tensor]:
+        """A copy of the adapted parameters' source values (what :meth:`reset` puts back)."""
+        return [t.clone() for t in self._source["params"]]
+
+    def take_source_from(self, other: Method) -> None:
+        """Start from ``other``'s source weights (without optimiser state), whatever the model's
+        adapted values are now: a second method on the same model resets to the same source."""
+        self._source = {"params": other.source_weights(), "optim": {}}
+
+    def restore_source(self) -> None:
+        """The source weights and a fresh optimiser back (nothing counted; see :meth:`reset`)."""
+        self.restore(self._source)
+
+    @torch.no_grad()
+    def blend_with_source(self, alpha: float) -> None:
+        """``theta <- alpha * theta + (1 - alpha) * theta_source`` (ROID's weight ensembling)."""
+        for (_, p), src in zip(self.named_params, self._source["params"]):
+            p.mul_(alpha).add_(src, alpha=1.0 - alpha)
+
     @torch.no_grad()
     def restore(self, snap: dict) -> None:
         for (_, p), saved in zip(self.named_params, snap["params"]):
@@ -316,7 +210,7 @@ class Method:
 
     def reset(self, reason: str = "manual") -> None:
         """Back to the source weights and a fresh optimiser; ``reason`` is counted."""
-        self.restore(self._source)
+        self.restore_source()
         self.frames = 0
         self.resets += 1
         self.reset_reasons[reason] = self.reset_reasons.get(reason, 0) + 1
@@ -329,7 +223,8 @@ class Method:
         return bool(torch.stack([p.detach().isfinite().all() for _, p in self.named_params]).all())
 
     # ------------------------------------------------------------ running
-    def prepare(self, x: torch.Tensor) -> Batch:
+    def make_batch(self, x: torch.Tensor) -> Batch:
+        """The adaptation batch of normalised windows ``x`` (the frozen embeddings' tokens cached)."""
         batch = Batch(x=x)
         if self.embeddings_frozen:
             with torch.no_grad(), self.precision.autocast():
@@ -393,7 +288,7 @@ class Method:
         return out
 
     def _run(self, x: torch.Tensor) -> MethodOutput:
-        batch = self.prepare(x)
+        batch = self.make_batch(x)
         status, losses = self.adapt_frame(batch)
         window_logits, weights = self.predict(batch)
         if self.control is not None:
@@ -407,7 +302,7 @@ class Method:
         control = self.control
         if self.mode != "off" and self.steps > 0 and self.adapts and (control is None or control.begin_frame(batch)):
             if self.mode == "episodic":
-                self.restore(self._source)
+                self.restore_source()
             elif self.adaptation.reset_every and self.frames >= self.adaptation.reset_every:
                 self.reset("periodic")
             elif control is not None and (reason := control.reset_reason()):
@@ -418,93 +313,20 @@ class Method:
         return status, losses
 
     def _guarded_adapt(self, batch: Batch, before: dict) -> tuple[str, list[float]]:
-        reason = ""
-        losses: list[float] = []
+        """Adapt on ``batch``; a failed adaptation puts ``before`` back (see core/methods/guards.py)."""
+        cuda = self.encoder.visual.conv1.weight.is_cuda
         try:
-            loss_tensors = self.adapt(batch)
-            if loss_tensors:
-                losses = torch.stack([t.float() for t in loss_tensors]).tolist()
-            if not all(map(_finite, losses)):
-                reason = "non-finite loss"
-            elif not self.parameters_finite():
-                reason = "non-finite weights"
+            losses, reason = checked_adapt(lambda: self.adapt(batch), self.parameters_finite, cuda=cuda)
         except AdaptationCancelled:
             self.restore(before)  # no half-adapted weights
             raise
-        except Exception as exc:
-            if not is_out_of_memory(exc):
-                raise
-            reason = "out of memory"
-            if self.encoder.visual.conv1.weight.is_cuda:
-                torch.cuda.empty_cache()
         if not reason:
             return "ok", losses
         self.restore(before)
         self.failures += 1
         self.last_failure = reason
-        now = time.monotonic()
-        if now - self._warned_at >= WARN_THROTTLE:
-            more = f" ({self._unwarned} more failures since the last warning)" if self._unwarned else ""
-            LOG.warning("adaptation failed (%s); the last good weights are back%s", reason, more)
-            self._warned_at, self._unwarned = now, 0
-        else:
-            self._unwarned += 1
+        self._failure_warning.warn(reason)
         return f"restored: {reason}", losses
 
     def parameter_count(self) -> int:
         return sum(p.numel() for _, p in self.named_params)
-
-
-def _finite(value: float) -> bool:
-    return value == value and value not in (float("inf"), float("-inf"))
-
-
-def fuse_and_score(
-    encoder: DenseCLIP, feats: DenseFeatures, text: torch.Tensor, fusion: str
-) -> tuple[torch.Tensor, torch.Tensor | None]:
-    """Patch logits (N, Q, h, w) against ``text`` (Q, D) after fusing the layers.
-
-    ``mean``: the mean of the raw layer features.  ``entropy_weighted``: each layer's
-    mean patch entropy H_b gives the weight softmax_b(-H_b) per image; the raw features
-    are summed with these weights.  One encoder pass serves both.
-    """
-    scale = encoder.logit_scale
-    raw = torch.stack(feats.raw, 0)  # (S, N, L, D)
-    weights = None
-    if fusion == "entropy_weighted" and raw.shape[0] > 1:
-        per_layer = patch_logits(encoder.project(raw[:, :, 1:]), text, scale)  # (S, N, P, Q)
-        weights = torch.softmax(-entropy(per_layer, -1).mean(-1), dim=0)  # (S, N)
-        fused = (raw * weights[:, :, None, None].to(raw.dtype)).sum(0)
-    else:
-        fused = raw.mean(0) if raw.shape[0] > 1 else raw[0]
-    logits = patch_logits(encoder.project(fused[:, 1:]), text, scale)
-    return to_grid(logits, feats.grid), weights
-
-
-def mean_patch_embeddings(encoder: DenseCLIP, feats: DenseFeatures) -> torch.Tensor:
-    """The patch tokens' embeddings (N, P, D) of the mean of the selected layers' raw features."""
-    fused = torch.stack(feats.raw, 0).mean(0) if len(feats.raw) > 1 else feats.raw[0]
-    return encoder.project(fused[:, 1:])
-
-
-def token_entropy_loss(
-    encoder: DenseCLIP, feats: DenseFeatures, per_template: torch.Tensor, reliable_e0: float = 0.0
-) -> torch.Tensor:
-    """Mean over templates, images and patches of the entropy of the fused features' logits.
-
-    ``reliable_e0 > 0`` (EATA's reliable-sample filter, per token): only tokens whose
-    entropy is below ``reliable_e0 * ln(Q)`` count (Q text queries); none -> loss 0.
-    """
-    emb = mean_patch_embeddings(encoder, feats)  # (N, P, D)
-    logits = encoder.logit_scale * torch.einsum("npd,tqd->tnpq", emb, per_template)
-    ent = entropy(logits, -1)
-    if reliable_e0 <= 0:
-        return ent.mean()
-    keep = (ent.detach() < reliable_e0 * math.log(logits.shape[-1])).to(ent.dtype)
-    return (ent * keep).sum() / keep.sum().clamp(min=1.0)
-
-
-def iter_chunks(total: int, size: int) -> Iterator[tuple[int, int]]:
-    for start in range(0, total, size):
-        yield start, min(total, start + size)
-

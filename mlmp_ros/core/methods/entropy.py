@@ -11,7 +11,8 @@ from __future__ import annotations
 import torch
 
 from ..dense import entropy
-from .base import Batch, Method, token_entropy_loss
+from .base import Batch, Method
+from .losses import token_entropy_loss
 from .registry import register
 
 

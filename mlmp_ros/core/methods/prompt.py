@@ -14,7 +14,8 @@ from torch import nn
 
 from ..dense import entropy, patch_logits, to_grid
 from ..text import encode_tokens
-from .base import Batch, Method, mean_patch_embeddings
+from .base import Batch, Method
+from .losses import mean_patch_embeddings
 from .registry import register
 
 
@@ -53,8 +54,8 @@ class TPT(Method):
     def text_features(self) -> torch.Tensor:
         return encode_tokens(self.encoder.clip, self.tokens, self.ctx)
 
-    def prepare(self, x: torch.Tensor) -> Batch:
-        batch = super().prepare(x)
+    def make_batch(self, x: torch.Tensor) -> Batch:
+        batch = super().make_batch(x)
         with torch.no_grad(), self.precision.autocast():
             feats = self.features(batch)
             batch.extras["patches"] = mean_patch_embeddings(self.encoder, feats)

@@ -21,7 +21,8 @@ from collections import OrderedDict
 import torch
 from torch.utils.checkpoint import checkpoint
 
-from .base import Batch, Method, iter_chunks, mean_patch_embeddings
+from .base import Batch, Method
+from .losses import iter_chunks, mean_patch_embeddings
 from .registry import register
 
 

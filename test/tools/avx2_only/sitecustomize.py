@@ -1,8 +1,9 @@
 # Emulate an AVX2-only CPU for a test run: with ATEN_CPU_CAPABILITY=avx2 torch uses its
-# AVX2 kernels; this makes torch report no native bf16 (no AVX-512-BF16, no AMX), patched
-# when torch.cpu is first imported (torch itself is not imported here).
+# AVX2 kernels; this makes torch report no native bf16 (torch.cpu.get_capabilities without
+# AVX-512-BF16 or AMX), patched when torch.cpu is first imported (torch itself is not imported here).
 import importlib.abc
 import sys
+from types import MappingProxyType
 
 
 class _Patch(importlib.abc.MetaPathFinder):
@@ -21,8 +22,12 @@ class _Patch(importlib.abc.MetaPathFinder):
 
         def patched(module):
             exec_module(module)
-            module._is_avx512_bf16_supported = lambda: False
-            module._is_amx_tile_supported = lambda: False
+            detected = module.get_capabilities
+
+            def get_capabilities():
+                return MappingProxyType({**detected(), "avx512_bf16": False, "amx_bf16": False, "amx_tile": False})
+
+            module.get_capabilities = get_capabilities
 
         spec.loader.exec_module = patched
         return spec
