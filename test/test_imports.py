@@ -55,6 +55,9 @@ ALLOWED_PRIVATE = {
         "rclpy's handler that lists the transitions available now (no public method)",
     ("mlmp_ros.ros.lifecycle", "_state_machine"): "rclpy's current lifecycle state (no public accessor)",
     ("mlmp_ros.ros.cli", "_exit"): "os._exit: Python's documented exit when a thread cannot be stopped",
+    ("mlmp_ros.core.dense", "_version"): "torch's count of in-place changes to a tensor, the one key that "
+        "invalidates the cached resized position embedding and bf16 weight casts when an optimiser step changes "
+        "a weight in place (its id and data_ptr stay the same); no public accessor",
 }
 
 

@@ -154,17 +154,17 @@ def test_a_frame_is_checked_once_on_its_way_through(make_config, monkeypatch, sc
     # prepares the same frame again, without checking it again.
     import time
 
-    from mlmp_ros.core.schedule import StreamSegmenter
+    from mlmp_ros.core.schedule import ScheduledSegmenter
 
     checked = []
     original = Segmenter.check_size
     monkeypatch.setattr(Segmenter, "check_size", lambda self, h, w: (checked.append((h, w)), original(self, h, w))[1])
     seg = Segmenter(make_config(adaptation__steps=1, adaptation__schedule=schedule, adaptation__mode="episodic"))
-    with StreamSegmenter(seg) as stream:
+    with ScheduledSegmenter(seg) as scheduled:
         for i in range(3):
-            stream.segment([np.full((48 + i, 64, 3), 40 * i, np.uint8)])
+            scheduled.segment([np.full((48 + i, 64, 3), 40 * i, np.uint8)])
             deadline = time.monotonic() + 60
-            while stream.control.steps_total < i + 1 and time.monotonic() < deadline:
+            while scheduled.control.steps_total < i + 1 and time.monotonic() < deadline:
                 time.sleep(0.01)  # under async: the adaptation thread has prepared this frame too
-        assert stream.control.steps_total == 3
+        assert scheduled.control.steps_total == 3
     assert checked == [(48 + i, 64) for i in range(3)]
