@@ -36,7 +36,7 @@ from typing import Any
 import cv2
 import numpy as np
 
-from .bench.checks import counted
+from .bench.argument_checks import counted
 from .demo_args import check_node_parameters, node_parameters, parse_args, usage_error
 from .demo_common import node_diagnostics, prepare_out
 from .resources import config_path

@@ -1,7 +1,7 @@
 """The benchmark, by concern: ``data`` (data sets, corruptions, bags), ``scoring`` (metrics),
 ``offline`` (one bag replayed offline), ``suite`` (suite files, the store, the trial loop, executors),
-``report`` (tables and plots), ``camera`` (camera-rate and live replays: the only rclpy users) and
-``cli`` (``mlmp-bench``)."""
+``report`` (tables and plots), ``camera`` (camera-rate and live replays: the only rclpy users),
+``study`` (the bundled world model measured) and ``cli`` (``mlmp-bench``)."""
 
 from typing import TYPE_CHECKING
 

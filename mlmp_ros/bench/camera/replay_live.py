@@ -42,7 +42,7 @@ from ...core.config import Config
 from ...core.windows import resize_labels
 from ...resources import config_path
 from ...ros import stay_on_loopback
-from ..checks import UsageError, check_number
+from ..argument_checks import UsageError, check_number
 from ..data.bags import open_bag
 from ..data.recorded import recorded, write_recorded_images
 from ..offline.options import scoring_size, segmenter_config

@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from ...world.shifts import SHIFTS
-from ..checks import UsageError, positive_int
+from ..argument_checks import UsageError, positive_int
 from .entry import DataSet
 
 DEFAULT_SIZE = "640x480"
