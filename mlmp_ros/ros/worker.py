@@ -23,7 +23,7 @@ from ..core.segmenter import FrameLimitError
 from .conversions import BadFrame
 from .diagnostics import stamp_age
 from .gate import LABEL_SETTINGS, LabelGate
-from .inbox import Frame, Inbox, ResetRequest, Work
+from .inbox import Inbox, ReceivedFrame, ResetRequest, Work
 from .pipeline import WARN_THROTTLE, CameraPipeline
 
 
@@ -145,7 +145,7 @@ class Worker:
             request.answer(False, f"reset failed: {type(exc).__name__}: {exc}")
 
     # ---------------------------------------------------------------- frames
-    def _process(self, frames: list[tuple[str, Frame]]) -> None:
+    def _process(self, frames: list[tuple[str, ReceivedFrame]]) -> None:
         """Check and convert every frame taken, segment them (one pass for same-size frames when
         batchable), publish each through the gate."""
         taken = time.perf_counter()
@@ -196,7 +196,7 @@ class Worker:
         # Each frame waited for the whole pass: its model time is the pass's (model_ms, not a share of it).
         return [(out, timings, (0, None, f"batched x{len(group)}")) for out in outs]
 
-    def _finish(self, pipe: CameraPipeline, frame: Frame, rgb: Any, run: tuple | None, marks: tuple) -> None:
+    def _finish(self, pipe: CameraPipeline, frame: ReceivedFrame, rgb: Any, run: tuple | None, marks: tuple) -> None:
         if run is None or self._stopping.is_set():
             return  # refused (counted), or stopping: the context may be gone
         out, timings, adaptation = run
