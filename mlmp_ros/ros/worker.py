@@ -209,7 +209,7 @@ class Worker:
         taken, converted = marks
         ready = max(frame.received, self._idle_since)
         # What the node adds to the segmenter: waking the worker, converting, publishing.
-        overhead = {"schedule": taken - ready, "convert": converted - taken, "publish": published - segmented,
+        overhead = {"wake": taken - ready, "convert": converted - taken, "publish": published - segmented,
                     "total": max(0.0, published - ready - timings["total"])}
         pipe.counters.frame_done(latency=published - frame.received, stamp_age=stamp_age(frame.msg.header),
                                  took=published - taken, model=timings["total"], overhead=overhead,
