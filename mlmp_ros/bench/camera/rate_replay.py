@@ -49,6 +49,8 @@ from .chain import SEQUENCES, check_chain, segment_name
 
 @dataclass
 class StreamFrame:
+    """One camera frame of a ``stream`` replay (:func:`build_stream`), at the scoring size, with its segment."""
+
     image: np.ndarray
     labels: np.ndarray
     segment: str
