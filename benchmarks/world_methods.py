@@ -9,7 +9,7 @@
 
 Episodic, batch 1, each method's paper settings (10 steps), lr 1e-3, 640x480 scenes (the
 protocol's 320x240, windows of 160), conditions clean + the 15 ImageNet-C corruptions at
-severity 5 + the 5 world stream shifts at full strength.  See mlmp_ros/bench/world_table.py.
+severity 5 + the 5 world stream shifts at full strength.  See mlmp_ros/bench/study/method_table.py.
 """
 
 from __future__ import annotations
@@ -21,7 +21,7 @@ import sys
 import time
 from pathlib import Path
 
-from mlmp_ros.bench.world_table import ALL_CONDITIONS, FRESH_SEED, Plan, RecordFile, measure, scene_seeds
+from mlmp_ros.bench.study.method_table import ALL_CONDITIONS, FRESH_SEED, Plan, RecordFile, measure, scene_seeds
 
 
 def _parse(argv: list[str] | None) -> argparse.Namespace:
@@ -71,7 +71,7 @@ def main(argv: list[str] | None = None) -> int:
     methods = [m for m in args.methods.split(",") if m]
     conditions = [c for c in args.conditions.split(",") if c]
     if args.what == "markdown":
-        from mlmp_ros.bench.world_summary import markdown
+        from mlmp_ros.bench.study.table_summary import markdown
 
         try:
             print(markdown(json.loads(Path(args.records).read_text())), end="")
@@ -80,13 +80,13 @@ def main(argv: list[str] | None = None) -> int:
             return 2
         return 0
     if args.what == "summary":
-        from mlmp_ros.bench.world_summary import summarise_files
+        from mlmp_ros.bench.study.table_summary import summarise_files
 
         files = sorted(glob.glob(args.records))
         if not files:
             print(f"error: --records {args.records}: no such file", file=sys.stderr)
             return 2
-        from mlmp_ros.bench.world_why_summary import OPTIONS
+        from mlmp_ros.bench.study.why_summary import OPTIONS
 
         OPTIONS["resamples"] = args.resamples
         try:

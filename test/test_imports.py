@@ -495,8 +495,8 @@ def test_bench_help_does_not_load_torch_or_open_clip():
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=120, cwd=REPO)
     assert out.returncode == 0, out.stderr
     assert "usage: mlmp-bench" in out.stdout
-    loaded = json.loads(out.stderr.strip().splitlines()[-1])
-    assert loaded == {"torch": False, "open_clip": False, "rclpy": False}, loaded
+    imported = json.loads(out.stderr.strip().splitlines()[-1])
+    assert loaded == {"torch": False, "open_clip": False, "rclpy": False}, imported
 
 
 def test_core_config_and_the_bench_files_import_without_torch():

@@ -1,7 +1,7 @@
 """The benchmark, by concern: ``data`` (data sets, corruptions, bags), ``scoring`` (metrics),
 ``offline`` (one bag replayed offline), ``suite`` (suite files, the store, the trial loop, executors),
-``report`` (tables and plots), ``camera`` (camera-rate and live replays: the only rclpy users) and
-``cli`` (``mlmp-bench``)."""
+``report`` (tables and plots), ``camera`` (camera-rate and live replays: the only rclpy users),
+``study`` (the bundled world model measured) and ``cli`` (``mlmp-bench``)."""
 
 from typing import TYPE_CHECKING
 
@@ -10,7 +10,7 @@ from ..lazy import lazy_exports
 # Submodules load on first use (PEP 562): ``mlmp-bench --help`` and ``import mlmp_ros.bench.data.bags``
 # do not pull in torch and open_clip.
 _EXPORTS = {
-    "data.bags": ("BagError", "BagFile", "BagWriter", "Frame", "open_bag"),
+    "data.bags": ("BagError", "BagFile", "BagFrame", "BagWriter", "open_bag"),
     "data.messages": ("image_to_msg", "msg_to_image"),
     "data.corruptions": ("CORRUPTIONS", "ORIGINAL", "SCENARIOS", "corrupt_image"),
     "data.datasets": ("DATASETS", "Sample", "SegmentationDataset"),
@@ -22,7 +22,7 @@ _EXPORTS = {
 __getattr__, __dir__ = lazy_exports(__name__, _EXPORTS)
 
 if TYPE_CHECKING:
-    from .data.bags import BagError, BagFile, BagWriter, Frame, open_bag
+    from .data.bags import BagError, BagFile, BagFrame, BagWriter, open_bag
     from .data.corruptions import CORRUPTIONS, ORIGINAL, SCENARIOS, corrupt_image
     from .data.datasets import DATASETS, Sample, SegmentationDataset
     from .data.entry import DataSet, DatasetError
@@ -39,10 +39,10 @@ __all__ = [
     "SCENARIOS",
     "BagError",
     "BagFile",
+    "BagFrame",
     "BagWriter",
     "DataSet",
     "DatasetError",
-    "Frame",
     "Sample",
     "SegmentationDataset",
     "SegmentationMetrics",

@@ -13,7 +13,7 @@ import sys
 from pathlib import Path
 from typing import Any, NoReturn
 
-from ..bench.checks import OneLineParser, positive_int, positive_number
+from ..bench.argument_checks import OneLineParser, positive_int, positive_number
 from ..catalog import METHOD_NAMES
 from ..world.shifts import SHIFTS
 

@@ -36,7 +36,7 @@ from typing import Any
 import cv2
 import numpy as np
 
-from ..bench.checks import counted
+from ..bench.argument_checks import counted
 from ..resources import config_path
 from ..ros import stay_on_loopback
 from .arguments import check_node_parameters, node_parameters, parse_args, usage_error

@@ -22,7 +22,7 @@ from typing import Any
 import cv2
 import numpy as np
 
-from ..bench.checks import counted
+from ..bench.argument_checks import counted
 from .common import node_diagnostics, prepare_out
 
 WORLD_PERIOD_NS = 100_000_000  # the stream's stamps: 10 Hz

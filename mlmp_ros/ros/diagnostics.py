@@ -152,7 +152,7 @@ def _frame_values(s: dict[str, Any], view: NodeView) -> dict[str, Any]:
         "model_ms": _ms(_mean(s["p_model"])),
         "overhead_ms": _ms(_mean([o["total"] for o in overhead])),
         "overhead_max_ms": _ms(max((o["total"] for o in overhead), default=None)),
-        "overhead_schedule_ms": _ms(_mean([o["schedule"] for o in overhead])),
+        "overhead_schedule_ms": _ms(_mean([o["wake"] for o in overhead])),  # the key predates the name "wake"
         "overhead_convert_ms": _ms(_mean([o["convert"] for o in overhead])),
         "overhead_publish_ms": _ms(_mean([o["publish"] for o in overhead])),
     }

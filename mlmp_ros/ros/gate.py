@@ -41,7 +41,7 @@ class LabelGate:
         with self._lock:
             self._applied = {**self._applied, **label_meaning(changes)}
 
-    def loaded(self, values: dict[str, Any]) -> None:
+    def model_loaded(self, values: dict[str, Any]) -> None:
         """A model was (re)loaded with flat ``values``: what it labels with is applied."""
         with self._lock:
             self._applied = label_meaning(values)

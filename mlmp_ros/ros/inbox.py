@@ -23,7 +23,9 @@ STOP_TIMEOUT = 10.0  # seconds a stop waits for the worker (it stops between ada
 
 
 @dataclass
-class Frame:
+class ReceivedFrame:
+    """A camera message as the node received it, from its callback until the worker accounts for it."""
+
     msg: Any  # sensor_msgs Image or CompressedImage, as it came
     received: float  # perf_counter when the callback got it
     finished: bool = False  # the worker accounted for it (published, or counted under a drop reason)
@@ -43,7 +45,7 @@ class ResetRequest:
 
 @dataclass
 class Work:
-    frames: list[tuple[str, Frame]] = field(default_factory=list)  # (camera, frame), round-robin order
+    frames: list[tuple[str, ReceivedFrame]] = field(default_factory=list)  # (camera, frame), round-robin order
     changes: dict[str, Any] = field(default_factory=dict)
     resets: list[ResetRequest] = field(default_factory=list)
     calls: list[Callable[[], None]] = field(default_factory=list)
@@ -57,7 +59,7 @@ class Inbox:
             raise ValueError("the inbox needs at least one camera")
         self.cameras = tuple(cameras)
         self._cond = threading.Condition()
-        self._frames: dict[str, Frame | None] = dict.fromkeys(self.cameras)
+        self._frames: dict[str, ReceivedFrame | None] = dict.fromkeys(self.cameras)
         self._next = 0  # index of the camera served first next time
         self._changes: dict[str, Any] = {}
         self._resets: list[ResetRequest] = []
@@ -66,7 +68,7 @@ class Inbox:
         self.holding = False  # the worker waits for input.max_rate_hz: a replaced frame counts as rate_cap
 
     # --------------------------------------------------------------- frames
-    def put_frame(self, camera: str, frame: Frame) -> str | None:
+    def put_frame(self, camera: str, frame: ReceivedFrame) -> str | None:
         """Store ``camera``'s newest frame; the drop reason of the frame it replaced, or None."""
         with self._cond:
             if self._closed:
@@ -78,7 +80,7 @@ class Inbox:
             self._cond.notify()
         return replaced
 
-    def take_frame(self, camera: str) -> Frame | None:
+    def take_frame(self, camera: str) -> ReceivedFrame | None:
         """``camera``'s waiting frame, if any (it is no longer waiting)."""
         with self._cond:
             frame, self._frames[camera] = self._frames[camera], None
@@ -130,7 +132,7 @@ class Inbox:
                 return work
             return Work(frames=self._take_round(max(1, max_frames)))
 
-    def _take_round(self, limit: int) -> list[tuple[str, Frame]]:
+    def _take_round(self, limit: int) -> list[tuple[str, ReceivedFrame]]:
         n = len(self.cameras)
         taken = []
         for name in (self.cameras[(self._next + i) % n] for i in range(n)):

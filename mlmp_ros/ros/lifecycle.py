@@ -42,12 +42,12 @@ class ManagedSegmentNode(LifecycleNodeMixin, SegmentNode):
         SegmentNode.__init__(self, **kwargs)
         LifecycleNodeMixin.__init__(self, enable_communication_interface=True)
         self.failure: BaseException | None = None  # why the last transition failed
-        self._given: Segmenter | None = None  # a model handed to start() (tests): configure uses it
+        self._given_segmenter: Segmenter | None = None  # handed to start() (tests): configure uses it
 
     # ------------------------------------------------------------ start-up
     def start(self, segmenter: Segmenter | None = None) -> None:
         """``autostart``: configure and activate now (a failure raises its reason, as the plain node does)."""
-        self._given = segmenter
+        self._given_segmenter = segmenter
         if not self.settings.autostart:
             self.get_logger().info("autostart is false: waiting for a lifecycle manager (~/change_state)")
             return
@@ -60,12 +60,12 @@ class ManagedSegmentNode(LifecycleNodeMixin, SegmentNode):
         if self.segmenter is None:
             self.get_logger().info("configuring")
             try:
-                self.load(self._given)
+                self.load(self._given_segmenter)
             except STARTUP_ERRORS as exc:
                 self.failure = exc
                 self.get_logger().error(f"configure failed: {' '.join(str(exc).split())}")
                 return TransitionCallbackReturn.FAILURE
-            self._given = None
+            self._given_segmenter = None
         self.failure = None
         return TransitionCallbackReturn.SUCCESS
 

@@ -150,7 +150,7 @@ class SegmentNode(Node):
             self.get_logger().info(f"loading {cfg.model} (weights: {cfg.weights}, device: {cfg.device})")
             segmenter = in_passing_thread(Segmenter, cfg)
         self.segmenter = segmenter
-        self.gate.loaded(segmenter.config.flat())
+        self.gate.model_loaded(segmenter.config.flat())
 
     def open(self) -> None:
         """Every camera's topics, the services and timers, the adaptation states and the worker."""

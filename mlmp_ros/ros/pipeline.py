@@ -34,7 +34,7 @@ from .conversions import (
     palette,
 )
 from .counters import Counters, SequenceGaps
-from .inbox import Frame, Inbox
+from .inbox import Inbox, ReceivedFrame
 from .qos import (
     SubscriptionEventCallbacks,
     input_qos,
@@ -166,7 +166,7 @@ class CameraPipeline:
         if priority is not None:
             priority.frame_arrived(self.name)  # adaptation steps back while a frame waits
         # The reason the frame it replaced is gone ("inactive": the inbox closed, this frame is dropped).
-        replaced = inbox.put_frame(self.name, Frame(msg, received))
+        replaced = inbox.put_frame(self.name, ReceivedFrame(msg, received))
         self.counters.frame_in(replaced)
         if replaced and priority is not None:
             priority.frame_left(self.name)  # one frame fewer waits: the replaced one (or this one, refused)

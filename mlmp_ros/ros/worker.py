@@ -23,7 +23,7 @@ from ..core.segmenter import FrameLimitError
 from .conversions import BadFrame
 from .diagnostics import stamp_age
 from .gate import LABEL_SETTINGS, LabelGate
-from .inbox import Frame, Inbox, ResetRequest, Work
+from .inbox import Inbox, ReceivedFrame, ResetRequest, Work
 from .pipeline import WARN_THROTTLE, CameraPipeline
 
 
@@ -145,7 +145,7 @@ class Worker:
             request.answer(False, f"reset failed: {type(exc).__name__}: {exc}")
 
     # ---------------------------------------------------------------- frames
-    def _process(self, frames: list[tuple[str, Frame]]) -> None:
+    def _process(self, frames: list[tuple[str, ReceivedFrame]]) -> None:
         """Check and convert every frame taken, segment them (one pass for same-size frames when
         batchable), publish each through the gate."""
         taken = time.perf_counter()
@@ -199,7 +199,7 @@ class Worker:
                                  "prediction of the last good weights", throttle_duration_sec=WARN_THROTTLE)
         return [(r.frames[0], r.timings, (len(r.losses), r.losses[-1] if r.losses else None, r.status))]
 
-    def _finish(self, pipe: CameraPipeline, frame: Frame, rgb: Any, run: tuple | None, marks: tuple) -> None:
+    def _finish(self, pipe: CameraPipeline, frame: ReceivedFrame, rgb: Any, run: tuple | None, marks: tuple) -> None:
         if run is None or self._stopping.is_set():
             return  # refused (counted), or stopping: the context may be gone
         out, timings, adaptation = run
@@ -212,7 +212,7 @@ class Worker:
         taken, converted = marks
         ready = max(frame.received, self._idle_since)
         # What the node adds to the segmenter: waking the worker, converting, publishing.
-        overhead = {"schedule": taken - ready, "convert": converted - taken, "publish": published - segmented,
+        overhead = {"wake": taken - ready, "convert": converted - taken, "publish": published - segmented,
                     "total": max(0.0, published - ready - timings["total"])}
         pipe.counters.frame_done(latency=published - frame.received, stamp_age=stamp_age(frame.msg.header),
                                  took=published - taken, model=timings["total"], overhead=overhead,

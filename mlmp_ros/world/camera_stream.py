@@ -22,7 +22,9 @@ from .shifts import SHIFTS, apply_shift, ramp
 
 
 @dataclass
-class Frame:
+class WorldFrame:
+    """One rendered frame of a :class:`WorldStream`, with its ground truth and the shift's strength."""
+
     index: int
     image: np.ndarray  # (H, W, 3) uint8 RGB
     labels: np.ndarray  # (H, W) uint8
@@ -80,7 +82,7 @@ class WorldStream:
             return 0.0
         return ramp(i / max(self.n_frames - 1, 1), self.onset, self.full)
 
-    def frame(self, i: int, state: dict | None = None) -> Frame:
+    def frame(self, i: int, state: dict | None = None) -> WorldFrame:
         if not 0 <= i < self.n_frames:
             raise IndexError(f"frame {i} is out of range for a stream of {self.n_frames}")
         y0, x0, ch, cw = self.camera(i)
@@ -96,9 +98,9 @@ class WorldStream:
         if self.shift in ("fog", "dirt") and self.shift not in state:
             apply_shift(image, self.shift, 1.0, fixed, state)  # builds the pattern once
         image = apply_shift(image, self.shift, s, np.random.default_rng([self.seed, 11, i]), state)
-        return Frame(i, image, labels, s)
+        return WorldFrame(i, image, labels, s)
 
-    def __iter__(self) -> Iterator[Frame]:
+    def __iter__(self) -> Iterator[WorldFrame]:
         state: dict = {}
         for i in range(self.n_frames):
             yield self.frame(i, state)

@@ -234,7 +234,8 @@ def _parse_args(argv: list[str] | None) -> argparse.Namespace:
     ap.add_argument("--checkpoint", default="", help="checkpoint file for resuming (default: <out>.ckpt)")
     ap.add_argument("--checkpoint-every", type=int, default=25)
     ap.add_argument("--stop-after", type=int, default=0,
-                    help="stop after this many steps (the schedule still spans --steps) and export the weights")
+                    help="stop after this many steps (the learning rate still decays over --steps) "
+                    "and export the weights")
     return ap.parse_args(argv)
 
 

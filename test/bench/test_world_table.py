@@ -13,10 +13,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from mlmp_ros.bench import world_why_summary
 from mlmp_ros.bench.scoring.intervals import paired_pooled_difference, pooled_miou, pooled_miou_interval
-from mlmp_ros.bench.world_summary import load, summarise
-from mlmp_ros.bench.world_table import FRESH_SEED, Plan, RecordFile, measure, read_records, scene_seeds
+from mlmp_ros.bench.study import why_summary
+from mlmp_ros.bench.study.method_table import FRESH_SEED, Plan, RecordFile, measure, read_records, scene_seeds
+from mlmp_ros.bench.study.table_summary import load, summarise
 from mlmp_ros.world.textures import CLASSES
 from mlmp_ros.world.train import HELD_OUT_SEED
 
@@ -26,7 +26,7 @@ PLAN = dict(conditions=("gaussian_noise",), methods=("noadapt", "mlmp"), steps=1
 
 @pytest.fixture(scope="module")
 def measured(tmp_path_factory):
-    path = tmp_path_factory.mktemp("world_table") / "cells.jsonl"
+    path = tmp_path_factory.mktemp("method_table") / "cells.jsonl"
     plan = Plan(scenes=scene_seeds(2), **PLAN)
     added = measure(plan, RecordFile(path), log=lambda _: None)
     return plan, path, added
@@ -72,7 +72,7 @@ def test_a_rerun_skips_done_cells_and_redoes_a_torn_one(measured):
 
 
 def test_summary_intervals_come_from_the_records(measured, monkeypatch):
-    monkeypatch.setitem(world_why_summary.OPTIONS, "resamples", 199)
+    monkeypatch.setitem(why_summary.OPTIONS, "resamples", 199)
     _, path, _ = measured
     records = load([str(path)])
     out = summarise(records, ["gaussian_noise"], ["noadapt", "mlmp"])
@@ -119,7 +119,7 @@ def test_the_command_refuses_bad_arguments_in_one_line(tmp_path):
 
 
 def test_the_mean_over_conditions_is_the_mean_of_each_conditions_pooled_miou():
-    from mlmp_ros.bench.world_summary import mean_over_conditions
+    from mlmp_ros.bench.study.table_summary import mean_over_conditions
 
     rng = np.random.default_rng(0)
     areas = []

@@ -8,12 +8,12 @@ import threading
 from sensor_msgs.msg import Image
 
 from mlmp_ros.ros.counters import DROP_REASONS, Counters, SequenceGaps
-from mlmp_ros.ros.inbox import Frame, Inbox
+from mlmp_ros.ros.inbox import Inbox, ReceivedFrame
 
 
 def test_the_newest_frame_replaces_the_waiting_one_and_says_why():
     inbox = Inbox([""])
-    frames = [Frame(Image(), float(i)) for i in range(3)]
+    frames = [ReceivedFrame(Image(), float(i)) for i in range(3)]
     assert [inbox.put_frame("", f) for f in frames] == [None, "replaced", "replaced"]
     assert inbox.get().frames == [("", frames[2])]
     inbox.holding = True  # the worker waits for input.max_rate_hz
@@ -22,7 +22,7 @@ def test_the_newest_frame_replaces_the_waiting_one_and_says_why():
 
 def test_changes_merge_and_come_before_the_frames():
     inbox = Inbox(["a", "b"])
-    inbox.put_frame("a", Frame(Image(), 0.0))
+    inbox.put_frame("a", ReceivedFrame(Image(), 0.0))
     inbox.put_changes({"adaptation.steps": 2})
     inbox.put_changes({"adaptation.steps": 3, "adaptation.lr": 0.1})
     request = inbox.put_reset("b")
@@ -35,15 +35,15 @@ def test_changes_merge_and_come_before_the_frames():
 def test_the_round_robin_serves_every_camera_before_any_twice():
     inbox = Inbox(["a", "b", "c"])
     for _ in range(3):  # a publishes far faster than the others: its slot keeps only the newest
-        inbox.put_frame("a", Frame("a", 0.0))
-    inbox.put_frame("b", Frame("b", 0.0))
-    inbox.put_frame("c", Frame("c", 0.0))
+        inbox.put_frame("a", ReceivedFrame("a", 0.0))
+    inbox.put_frame("b", ReceivedFrame("b", 0.0))
+    inbox.put_frame("c", ReceivedFrame("c", 0.0))
     served = [inbox.get(1).frames[0][0]]
-    inbox.put_frame("a", Frame("a", 1.0))
+    inbox.put_frame("a", ReceivedFrame("a", 1.0))
     served += [inbox.get(1).frames[0][0] for _ in range(3)]
     assert served == ["a", "b", "c", "a"]
-    inbox.put_frame("b", Frame("b", 2.0))
-    inbox.put_frame("a", Frame("a", 2.0))
+    inbox.put_frame("b", ReceivedFrame("b", 2.0))
+    inbox.put_frame("a", ReceivedFrame("a", 2.0))
     assert [name for name, _ in inbox.get(3).frames] == ["b", "a"]  # b is next after a
 
 
@@ -55,12 +55,12 @@ def test_closing_wakes_the_worker_answers_resets_and_hands_back_waiting_frames()
     request = inbox.put_reset()
     worker.join(5)
     pending = inbox.put_reset()
-    inbox.put_frame("b", Frame(Image(), 0.0))
+    inbox.put_frame("b", ReceivedFrame(Image(), 0.0))
     assert inbox.close() == {"a": 0, "b": 1}
     assert got and got[0].resets == [request]
     assert pending.done.is_set() and not pending.ok and "shutting down" in pending.message
     assert inbox.get() is None
-    assert inbox.put_frame("a", Frame(Image(), 1.0)) == "inactive"  # arrives after the close: dropped
+    assert inbox.put_frame("a", ReceivedFrame(Image(), 1.0)) == "inactive"  # arrives after the close: dropped
     late = inbox.put_reset()
     assert late.done.is_set() and not late.ok
 

@@ -170,13 +170,13 @@ def test_a_burst_of_reset_calls_is_answered_in_full():
     from std_srvs.srv import Trigger
 
     from mlmp_ros.ros.conversions import array_to_image
-    from mlmp_ros.ros.inbox import Frame
+    from mlmp_ros.ros.inbox import ReceivedFrame
 
     burst = 30
     with in_process_node("mlmp_test_service_burst", {"dev.step_delay": 2 * DELAY}) as n:
         # a frame adapting for >= 2 DELAY: the first ~/reset waits for it, the others queue behind it
         counters = n.node.pipelines[""].counters
-        n.node.inbox.put_frame("", Frame(array_to_image(make_image(48, 64), "rgb8"), time.perf_counter()))
+        n.node.inbox.put_frame("", ReceivedFrame(array_to_image(make_image(48, 64), "rgb8"), time.perf_counter()))
         deadline = time.monotonic() + TIMEOUT
         while counters.busy_since is None:
             assert time.monotonic() < deadline, "the worker did not take the frame"

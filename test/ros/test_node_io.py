@@ -78,8 +78,8 @@ def test_play_follows_the_recorded_rate_times_speed(live):
     result = live.play(frames, speed=4.0)
     assert [f.stamp_ns for f in result.frames] == [stamp for stamp, _ in frames]
     # 1 s recorded, played at x4: frame i is due 0.25 * i s after the start and never sent before
-    # (the schedule is absolute, so a late frame does not delay the next ones). Played at x1 the
-    # last frame would be sent after 3 s; the upper bound leaves 1.75 s for scheduling noise.
+    # (the send times are absolute, so a late frame does not delay the next ones). Played at x1 the
+    # last frame would be sent after 3 s; the upper bound leaves 1.75 s for timing noise.
     sent = np.array([f.published for f in result.frames]) - result.started
     assert np.all(sent >= 0.25 * np.arange(4)), sent
     assert sent[-1] < 2.5, sent

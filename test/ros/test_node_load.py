@@ -47,7 +47,7 @@ def test_a_flood_keeps_one_frame_in_flight_and_memory_flat(live):
 
     result = live.play(((0, frame) for _ in range(FLOOD_FRAMES)), rate_hz=30.0, restamp=True, timeout=120.0)
     assert result.published == FLOOD_FRAMES
-    # Never faster than asked (a busy machine may publish slower: the schedule moves, it does not burst).
+    # Never faster than asked (a busy machine may publish slower: the send times move, the play does not burst).
     assert result.input_rate_hz <= 30.0 * 1.05
     assert result.frames[-1].labels is not None, "the last frame was never processed"
     # One frame in flight: the model keeps its own pace (at most one frame per MIN_FRAME) and the rest is

@@ -11,7 +11,7 @@ from rclpy.parameter import Parameter
 
 from mlmp_ros.core import Segmenter
 from mlmp_ros.ros.conversions import array_to_image
-from mlmp_ros.ros.inbox import Frame
+from mlmp_ros.ros.inbox import ReceivedFrame
 from mlmp_ros.ros.node import SegmentNode
 
 from .ros_helpers import CLASSES, TINY, make_image, paper_parameters
@@ -54,10 +54,10 @@ def test_an_exception_in_a_frame_is_counted_and_the_next_frame_served(node):
     node.start(segmenter=segmenter)
     msg = array_to_image(make_image(64, 80), "rgb8")
     counters = node.pipelines[""].counters
-    node.inbox.put_frame("", Frame(msg, time.perf_counter()))
+    node.inbox.put_frame("", ReceivedFrame(msg, time.perf_counter()))
     wait_for(lambda: counters.drops["error"] == 1)
     assert "simulated failure" in counters.last_error
-    node.inbox.put_frame("", Frame(msg, time.perf_counter()))
+    node.inbox.put_frame("", ReceivedFrame(msg, time.perf_counter()))
     wait_for(lambda: counters.processed == 1)
     assert node.worker.thread.is_alive() and len(calls) == 2
     assert np.isfinite(counters.last_loss)

@@ -15,7 +15,7 @@ import numpy as np
 import pytest
 
 from mlmp_ros.bench.scoring.metrics import SegmentationMetrics
-from mlmp_ros.bench.world_checks import block_readout
+from mlmp_ros.bench.study.model_card import block_readout
 from mlmp_ros.world import CLASSES, render_scene
 from mlmp_ros.world.model import bundled_weights, world_config
 from mlmp_ros.world.train import HELD_OUT_SEED

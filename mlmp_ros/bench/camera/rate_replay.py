@@ -49,6 +49,8 @@ from .chain import SEQUENCES, check_chain, segment_name
 
 @dataclass
 class StreamFrame:
+    """One camera frame of a ``stream`` replay (:func:`build_stream`), at the scoring size, with its segment."""
+
     image: np.ndarray
     labels: np.ndarray
     segment: str
@@ -74,19 +76,19 @@ def build_stream(
     """The frames of a stream (see module docs); images and labels at the scoring size."""
     if sequence not in SEQUENCES:
         raise RunError(f"--sequence must be one of {', '.join(SEQUENCES)}, not '{sequence}'")
-    loaded = [load_frames(b, limit=limit) for b in bags]
-    info = loaded[0].info
-    check_chain([(f.bag_path, f.info) for f in loaded])
+    per_bag = [load_frames(b, limit=limit) for b in bags]
+    info = per_bag[0].info
+    check_chain([(f.bag_path, f.info) for f in per_bag])
     frames: list[StreamFrame] = []
     segments: list[str] = []
     if sequence == "chain":
-        for f in loaded:
+        for f in per_bag:
             name = segment_name(f.info)
             n = frames_per_segment or len(f)
             segments.append(name)
             frames += [StreamFrame(f.images[i % len(f)], f.labels[i % len(f)], name) for i in range(n)]
         return StreamData(frames, segments, dict(info))
-    base = loaded[0]
+    base = per_bag[0]
     n = frames_per_segment or len(base)
     if sequence == "corruptions":
         plan = [(c, 5) for c in CORRUPTIONS]

@@ -42,7 +42,7 @@ from ...core.config import Config
 from ...core.windows import resize_labels
 from ...resources import config_path
 from ...ros import stay_on_loopback
-from ..checks import UsageError, check_number
+from ..argument_checks import UsageError, check_number
 from ..data.bags import open_bag
 from ..data.recorded import recorded, write_recorded_images
 from ..offline.options import scoring_size, segmenter_config
@@ -107,7 +107,7 @@ def replay_live(
     ``diagnostics.period``).  After the play, waits up to ``diagnostics_timeout`` seconds
     for the node's /diagnostics to read its resets and adaptation steps.
     """
-    schedule = _schedule(speed, rate_hz, paced)  # the numbers are checked before anything starts
+    pacing = _pacing(speed, rate_hz, paced)  # the numbers are checked before anything starts
     _check_numbers(limit=limit, timeout=timeout, diagnostics_timeout=diagnostics_timeout)
     paths = [bag_path] if isinstance(bag_path, (str, os.PathLike)) else list(bag_path)
     bags = [open_bag(p) for p in paths]
@@ -118,7 +118,7 @@ def replay_live(
     frames = [f for _, f in chained]
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    played = _play_through_node(frames, cfg, info, out, schedule, params_file=params_file, start_node=start_node,
+    played = _play_through_node(frames, cfg, info, out, pacing, params_file=params_file, start_node=start_node,
                                 namespace=namespace, timeout=timeout, node_parameters=node_parameters,
                                 diagnostics_timeout=diagnostics_timeout)  # fmt: skip
     names = _checked_class_names(info, played.class_map)
@@ -128,12 +128,12 @@ def replay_live(
     if outputs_bag.exists():
         shutil.rmtree(outputs_bag)
     write_recorded_images(outputs_bag, recorded(played.outputs))
-    report = _live_report(bags, cfg, schedule, scores, processed, played, out)
+    report = _live_report(bags, cfg, pacing, scores, processed, played, out)
     (out / "replay_live.json").write_text(json.dumps(report, indent=2, default=json_default) + "\n")
     return report
 
 
-def _schedule(speed: float | None, rate_hz: float | None, paced: bool) -> dict[str, Any]:
+def _pacing(speed: float | None, rate_hz: float | None, paced: bool) -> dict[str, Any]:
     """How the frames are played: ``paced``, else ``rate_hz`` when given, else ``speed`` (default 1)."""
     if paced:
         if rate_hz is not None:
@@ -170,7 +170,7 @@ def _play_through_node(
     cfg: Config,
     info: Mapping[str, Any],
     out: Path,
-    schedule: Mapping[str, Any],
+    pacing: Mapping[str, Any],
     *,
     params_file: str | os.PathLike[str] | None,
     start_node: bool,
@@ -196,7 +196,7 @@ def _play_through_node(
                 before = live.wait_for_diagnostics(timeout=diagnostics_timeout)
             except SessionTimeout:
                 pass
-        result = live.play(((f.stamp_ns, f.image) for f in frames), timeout=timeout, **schedule)
+        result = live.play(((f.stamp_ns, f.image) for f in frames), timeout=timeout, **pacing)
         try:  # a /diagnostics sent after the last output, for the node's counters
             after = live.wait_for_diagnostics(timeout=diagnostics_timeout, after=result.finished)
         except SessionTimeout:
@@ -240,7 +240,7 @@ def _score_live(
 def _live_report(
     bags: Sequence[Any],
     cfg: Config,
-    schedule: Mapping[str, Any],
+    pacing: Mapping[str, Any],
     scores: Mapping[str, Any],
     processed: list[dict[str, Any]],
     played: _Played,
@@ -259,7 +259,7 @@ def _live_report(
         "adaptation_schedule": cfg.adaptation.schedule,
         "settings": {k: v for k, v in cfg.flat().items() if k.startswith("adaptation.")},
         "model": cfg.model,
-        "schedule": schedule,
+        "schedule": pacing,  # the key of the recorded format: how the frames were played
         # the processed frames, each with its own labels (what ``run`` scores)
         "metrics": scores["metrics_processed"],
         "frames_scored": scores["frames_scored_processed"],

@@ -1,7 +1,7 @@
 """The ``mlmp-bench`` command line: :func:`main` (the console entry point), the shared argument
 builders (:mod:`.arguments`) and one module per group of sub-commands."""
 
-from ..checks import UsageError
+from ..argument_checks import UsageError
 from .arguments import parse_sets
 from .main import main
 

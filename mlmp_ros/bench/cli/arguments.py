@@ -19,7 +19,7 @@ from ...catalog import METHOD_NAMES
 from ...core import schema
 from ...core.config import Config
 from ...resources import config_path
-from ..checks import UsageError, non_negative_int, non_negative_number, positive_int, positive_number
+from ..argument_checks import UsageError, non_negative_int, non_negative_number, positive_int, positive_number
 from ..data.corruptions import SCENARIOS
 from ..offline.options import RunOptions
 from ..suite.file import SuiteFile

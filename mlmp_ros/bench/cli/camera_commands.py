@@ -12,8 +12,8 @@ import math
 from pathlib import Path
 from typing import Any
 
+from ..argument_checks import UsageError, counted, positive_int, positive_number
 from ..camera.chain import SEQUENCES
-from ..checks import UsageError, counted, positive_int, positive_number
 from ..data.corruptions import CORRUPTIONS
 from ..suite.store import json_default
 from .arguments import add_core_arguments, config_from_args, parse_sets

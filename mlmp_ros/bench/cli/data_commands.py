@@ -9,7 +9,7 @@ from typing import Any
 from ...core.config import Config
 from ...core.schema import settings as schema_settings
 from ...core.schema import settings_table
-from ..checks import UsageError, positive_int
+from ..argument_checks import UsageError, positive_int
 from ..data import registry
 from .arguments import add_bag_options, parse_corruptions
 

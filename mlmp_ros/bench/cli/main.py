@@ -20,7 +20,7 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 from ...core.config import ConfigError
-from ..checks import OneLineParser, UsageError
+from ..argument_checks import OneLineParser, UsageError
 from ..data.bags import BagError
 from ..data.entry import DatasetError
 from ..offline.options import RunError

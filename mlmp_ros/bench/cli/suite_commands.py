@@ -6,7 +6,7 @@ import argparse
 from pathlib import Path
 from typing import Any
 
-from ..checks import counted, positive_int
+from ..argument_checks import counted, positive_int
 from ..offline.options import RunOptions
 from ..report.files import make_report
 from ..report.tables import build_tables

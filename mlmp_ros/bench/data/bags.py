@@ -196,7 +196,7 @@ class BagWriter:
 
 
 @dataclass(frozen=True)
-class Frame:
+class BagFrame:
     """One image of a bench bag with its ground truth."""
 
     index: int
@@ -228,7 +228,7 @@ class BagFile:
     def __repr__(self) -> str:
         return f"BagFile({str(self.path)!r}, {self.info.get('dataset')}/{self.info.get('corruption')}, frames={len(self)})"
 
-    def __iter__(self) -> Iterator[Frame]:
+    def __iter__(self) -> Iterator[BagFrame]:
         ids = self.info.get("image_ids") or []
         store = typestore()
         pending_images: dict[int, np.ndarray] = {}
@@ -251,7 +251,7 @@ class BagFile:
                     if stamp in pending_images and stamp in pending_labels:
                         image_id = ids[index] if index < len(ids) else None
                         self._verify(index, stamp, image_id, digests.pop(("image", stamp)), digests.pop(("label", stamp)))
-                        yield Frame(index, stamp, pending_images.pop(stamp), pending_labels.pop(stamp), image_id)
+                        yield BagFrame(index, stamp, pending_images.pop(stamp), pending_labels.pop(stamp), image_id)
                         index += 1
                     self._check_unpaired(pending_images, pending_labels, stamp)
         except BagError:

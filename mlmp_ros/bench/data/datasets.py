@@ -42,7 +42,7 @@ CITYSCAPES_ID_TO_TRAIN_ID = {
 
 
 @dataclass(frozen=True)
-class _Layout:
+class _FolderLayout:
     """Where a data set keeps its validation images and labels, and how labels map."""
 
     class_key: str
@@ -60,40 +60,40 @@ class _Layout:
 _SMALL = (224, 224)
 _CITY = (1120, 560)
 
-_LAYOUTS: dict[str, _Layout] = {
-    "voc20": _Layout(
+_LAYOUTS: dict[str, _FolderLayout] = {
+    "voc20": _FolderLayout(
         "voc20", "JPEGImages", "SegmentationClass", ".jpg", ".png", _SMALL,
         "VOCdevkit/VOC2012", "ImageSets/Segmentation/val.txt", "reduce_zero_label",
     ),
-    "voc21": _Layout(
+    "voc21": _FolderLayout(
         "voc21", "JPEGImages", "SegmentationClass", ".jpg", ".png", _SMALL,
         "VOCdevkit/VOC2012", "ImageSets/Segmentation/val.txt",
     ),
-    "context59": _Layout(
+    "context59": _FolderLayout(
         "context59", "JPEGImages", "SegmentationClassContext", ".jpg", ".png", _SMALL,
         "VOCdevkit/VOC2010", "ImageSets/SegmentationContext/val.txt", "reduce_zero_label",
     ),
-    "context60": _Layout(
+    "context60": _FolderLayout(
         "context60", "JPEGImages", "SegmentationClassContext", ".jpg", ".png", _SMALL,
         "VOCdevkit/VOC2010", "ImageSets/SegmentationContext/val.txt",
     ),
-    "coco_object": _Layout(
+    "coco_object": _FolderLayout(
         "coco_object", "images/val2017", "annotations/val2017", ".jpg", "_instanceTrainIds.png",
         _SMALL, "coco_stuff164k",
     ),
-    "coco_stuff": _Layout(
+    "coco_stuff": _FolderLayout(
         "coco_stuff", "images/val2017", "annotations/val2017", ".jpg", "_labelTrainIds.png",
         _SMALL, "coco_stuff164k",
     ),
-    "cityscapes": _Layout(
+    "cityscapes": _FolderLayout(
         "cityscapes", "leftImg8bit/val", "gtFine/val", "_leftImg8bit.png", "_gtFine_labelTrainIds.png",
         _CITY, "cityscapes", nested="<city>/",
     ),
-    "acdc": _Layout(
+    "acdc": _FolderLayout(
         "cityscapes", "rgb_anon/{condition}/val", "gt/{condition}/val", "_rgb_anon.png",
         "_gt_labelTrainIds.png", _CITY, "acdc", nested="<sequence>/",
     ),
-    "gta5": _Layout(
+    "gta5": _FolderLayout(
         "cityscapes", "images", "labels", ".png", ".png", _CITY, "gta5", None, "cityscapes_ids",
     ),
 }  # fmt: skip
@@ -138,7 +138,7 @@ def _label_lut(rule: str) -> np.ndarray | None:
     raise ValueError(f"unknown label rule {rule!r}")
 
 
-def _layout_text(layout: _Layout, condition: str | None) -> str:
+def _layout_text(layout: _FolderLayout, condition: str | None) -> str:
     image_dir = layout.image_dir.format(condition=condition or "<condition>")
     label_dir = layout.label_dir.format(condition=condition or "<condition>")
     stem = f"{layout.nested}<name>" if layout.nested else "<id>"
@@ -278,7 +278,9 @@ class SegmentationDataset:
         return labels
 
 
-def _check_folders(key: str, layout: _Layout, root: Path, condition: str | None, expected: str) -> tuple[Path, Path]:
+def _check_folders(
+    key: str, layout: _FolderLayout, root: Path, condition: str | None, expected: str
+) -> tuple[Path, Path]:
     """(image folder, label folder) of the split, refusing a root without them."""
     image_dir = root / layout.image_dir.format(condition=condition)
     label_dir = root / layout.label_dir.format(condition=condition)
@@ -292,7 +294,7 @@ def _check_folders(key: str, layout: _Layout, root: Path, condition: str | None,
     return image_dir, label_dir
 
 
-def _split_entries(key: str, layout: _Layout, root: Path, image_dir: Path, label_dir: Path,
+def _split_entries(key: str, layout: _FolderLayout, root: Path, image_dir: Path, label_dir: Path,
                    expected: str) -> tuple[list[_Pair], str]:  # fmt: skip
     """The split's (image, label) entries, from its split file or by listing the images; and where they came from."""
     entries: list[_Pair] = []

@@ -21,12 +21,19 @@ class DatasetError(ValueError):
     """A data set name is unknown, or its folder does not hold the layout its reader expects."""
 
 
+class ArgumentGroup(Protocol):
+    """What :meth:`BagOptions.add_arguments` is given: ``parser.add_argument_group(title)`` (argparse
+    names no public type for it); only ``add_argument`` is used."""
+
+    def add_argument(self, *name_or_flags: str, **kwargs: Any) -> argparse.Action: ...
+
+
 class BagOptions(Protocol):
     """Options a data set adds to ``mlmp-bench make-bags`` (e.g. the world's generated streams)."""
 
     title: str
 
-    def add_arguments(self, group: argparse._ArgumentGroup) -> None:
+    def add_arguments(self, group: ArgumentGroup) -> None:
         """Add the options (each with a default of None or '' so that "not given" is visible)."""
 
     def given(self, args: argparse.Namespace) -> list[str]:

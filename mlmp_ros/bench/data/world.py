@@ -10,8 +10,8 @@ from pathlib import Path
 from typing import Any
 
 from ...world.shifts import SHIFTS
-from ..checks import UsageError, positive_int
-from .entry import DataSet
+from ..argument_checks import UsageError, positive_int
+from .entry import ArgumentGroup, DataSet
 
 DEFAULT_SIZE = "640x480"
 
@@ -47,7 +47,7 @@ class WorldBagOptions:
     title = "world (generated scenes and streams)"
     flags = {"streams": "--streams", "count": "--count", "size": "--size", "seed": "--seed"}
 
-    def add_arguments(self, group: argparse._ArgumentGroup) -> None:
+    def add_arguments(self, group: ArgumentGroup) -> None:
         group.add_argument("--streams", default="", help="also write world streams: 'all' or shifts separated by "
                            f"commas ({', '.join(SHIFTS)}) as <out>/world_stream_<shift>/original")  # fmt: skip
         group.add_argument("--count", type=positive_int, help="scenes (default 40) or frames per stream (default 60)")

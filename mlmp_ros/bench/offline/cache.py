@@ -22,25 +22,25 @@ class TrialCache:
     frame limit and the bag files' size and time, so a bag written again is read again)."""
 
     def __init__(self) -> None:
-        self._model_key: tuple | None = None
-        self._model: LoadedCLIP | None = None
+        self._clip_key: tuple | None = None
+        self._clip: LoadedCLIP | None = None
         self._frames_key: tuple | None = None
         self._frames: BenchFrames | None = None
 
-    def model(self, config: Config) -> LoadedCLIP:
+    def loaded_clip(self, config: Config) -> LoadedCLIP:
         key = (config.model, config.weights, config.cache_dir, config.offline, config.device)
-        if key != self._model_key or self._model is None:
-            self._model, self._model_key = None, None
+        if key != self._clip_key or self._clip is None:
+            self._clip, self._clip_key = None, None
             torch.manual_seed(0)  # random test weights are the same in every process
-            self._model = load_clip(
+            self._clip = load_clip(
                 config.model,
                 config.weights,
                 cache_dir=config.cache_dir or None,
                 offline=config.offline,
                 device=resolve_device(config.device),
             )
-            self._model_key = key
-        return self._model
+            self._clip_key = key
+        return self._clip
 
     def frames(self, bag: str | os.PathLike[str], limit: int | None, *, progress: bool = False) -> BenchFrames:
         key = (str(bag), limit, _stamp(bag))

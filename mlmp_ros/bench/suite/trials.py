@@ -82,7 +82,7 @@ def run_trials(jobs: Sequence[TrialJob], cache: Any, *, device: str | None = Non
     config = first.config if device is None else first.config.replace(device=device)
     try:
         frames = cache.frames(first.bag, first.options.limit, progress=progress)
-        segmenter = Segmenter(config, loaded=cache.model(config))
+        segmenter = Segmenter(config, loaded=cache.loaded_clip(config))
     except Exception as err:  # noqa: BLE001 - recorded, the suite goes on
         yield from (TrialDone(job, reason=reason(err)) for job in jobs)
         return

@@ -1,4 +1,4 @@
-"""Playing a sequence of frames into the node at a schedule (a part of :class:`~mlmp_ros.ros.live.LiveSession`)."""
+"""Playing a sequence of frames into the node at a chosen pace (a part of :class:`~mlmp_ros.ros.live.LiveSession`)."""
 
 from __future__ import annotations
 
@@ -13,8 +13,8 @@ from .calls import SessionTimeout
 from .records import FrameRecord, PlayResult
 
 
-def _check_schedule(rate_hz: float | None, speed: float | None, paced: bool) -> None:
-    """Refuse (``ValueError``) anything but exactly one positive schedule of :meth:`LiveSession.play`."""
+def _check_pacing(rate_hz: float | None, speed: float | None, paced: bool) -> None:
+    """Refuse (``ValueError``) anything but exactly one positive pacing of :meth:`LiveSession.play`."""
     if sum(x is not None and x is not False for x in (rate_hz, speed, paced)) != 1:
         raise ValueError("give exactly one of rate_hz, speed or paced")
     if any(x is not None and not (math.isfinite(x) and x > 0) for x in (rate_hz, speed)):
@@ -37,13 +37,13 @@ class Player:
     ) -> PlayResult:
         """Publish ``(stamp_ns, frame)`` items and collect the outputs.
 
-        Exactly one schedule: ``rate_hz`` (fixed rate), ``speed`` (x N the recorded
+        Exactly one pacing: ``rate_hz`` (fixed rate), ``speed`` (x N the recorded
         rate, from the stamps) or ``paced`` (send the next frame when the previous
         one's labels arrived, or after ``timeout`` seconds).  ``restamp`` stamps each
         frame with the wall clock at sending (the node's latency then reads true).
         With ``drain``, waits up to ``timeout`` for the last frame's labels.
         """
-        _check_schedule(rate_hz, speed, paced)
+        _check_pacing(rate_hz, speed, paced)
         records: list[FrameRecord] = []
         started = time.monotonic()
         next_at = started
@@ -55,7 +55,7 @@ class Player:
             self._sleep_until(next_at)
             now = time.monotonic()
             if rate_hz is not None:
-                # Fixed rate without bursts: a late frame moves the schedule instead of catching up.
+                # Fixed rate without bursts: a late frame moves the next send times instead of catching up.
                 next_at = max(next_at, now - 1.0 / rate_hz) + 1.0 / rate_hz
             stamp = self.publish(frame, source_stamp if isinstance(frame, np.ndarray) else None, restamp=restamp)
             records.append(FrameRecord(index, stamp, int(source_stamp), self._published[stamp]))

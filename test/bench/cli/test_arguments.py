@@ -109,12 +109,12 @@ def test_replay_live_in_python_checks_the_same_numbers_before_reading_a_bag(bad,
 
 
 def test_replay_live_plays_at_the_rate_or_the_speed_it_was_told():
-    from mlmp_ros.bench.camera.replay_live import _schedule
+    from mlmp_ros.bench.camera.replay_live import _pacing
 
-    assert _schedule(1.0, 0.5, False) == {"rate_hz": 0.5}  # a rate wins over the default speed
-    assert _schedule(2.5, None, False) == {"speed": 2.5}
-    assert _schedule(None, None, False) == {"speed": 1.0}
-    assert _schedule(1.0, None, True) == {"paced": True}
+    assert _pacing(1.0, 0.5, False) == {"rate_hz": 0.5}  # a rate wins over the default speed
+    assert _pacing(2.5, None, False) == {"speed": 2.5}
+    assert _pacing(None, None, False) == {"speed": 1.0}
+    assert _pacing(1.0, None, True) == {"paced": True}
 
 
 # ----------------------------------------------------------------------------- Ray

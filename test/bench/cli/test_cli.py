@@ -151,7 +151,7 @@ def test_every_subcommand_is_there_without_rclpy_and_a_broken_one_is_an_error() 
 @pytest.mark.parametrize("error", [ValueError("an internal value"), OSError("an internal file")])
 def test_internal_errors_show_their_traceback_user_errors_one_line(error, monkeypatch, capsys) -> None:
     import mlmp_ros.bench.cli.data_commands as data_commands
-    from mlmp_ros.bench.checks import UsageError
+    from mlmp_ros.bench.argument_checks import UsageError
 
     def fails(args):
         raise error

@@ -217,7 +217,7 @@ def test_continual_keeps_state_over_batches_but_not_over_trials(voc_bags, cache)
 def test_shared_model_is_back_to_source_weights_after_a_run(voc_bags, cache) -> None:
     bag, _ = voc_bags
     run_method(bag, bench_config(adaptation__lr=0.1), "mlmp", RunOptions(seeds=(0,)), cache)
-    loaded = cache.model(bench_config())  # the model the cache shares between methods
+    loaded = cache.loaded_clip(bench_config())  # the backbone the cache shares between methods
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         fresh = tiny_clip(0).model.state_dict()

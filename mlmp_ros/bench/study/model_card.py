@@ -1,7 +1,7 @@
 """Measure the world model on held-out world scenes: its properties, then every method.
 
-    python -m mlmp_ros.bench.world_checks properties --out benchmarks/results/world_model.json [--scenes 16]
-    python -m mlmp_ros.bench.world_checks methods --out benchmarks/results/world_methods.json \
+    python -m mlmp_ros.bench.study.model_card properties --out benchmarks/results/world_model.json [--scenes 16]
+    python -m mlmp_ros.bench.study.model_card methods --out benchmarks/results/world_methods.json \
         [--methods noadapt,tent,mlmp] [--conditions original,fog,...,shift:fog] [--lrs 1e-4,3e-4,1e-3]
 
 ``properties`` measures what the model card promises, before any method is scored:
@@ -34,14 +34,14 @@ from typing import Any
 import numpy as np
 import torch
 
-from ..core.segmenter import Segmenter, default_layers
-from ..world.model import bundled_weights, world_config
-from ..world.scenes import render_scene
-from ..world.shifts import SHIFTS, apply_shift
-from ..world.textures import CLASSES
-from ..world.train import HELD_OUT_SEED
-from .data.corruptions import CORRUPTIONS, corrupt_image
-from .scoring.metrics import SegmentationMetrics
+from ...core.segmenter import Segmenter, default_layers
+from ...world.model import bundled_weights, world_config
+from ...world.scenes import render_scene
+from ...world.shifts import SHIFTS, apply_shift
+from ...world.textures import CLASSES
+from ...world.train import HELD_OUT_SEED
+from ..data.corruptions import CORRUPTIONS, corrupt_image
+from ..scoring.metrics import SegmentationMetrics
 
 EVAL_SEED = HELD_OUT_SEED + 200_000
 STREAM_SHIFTS = tuple(s for s in SHIFTS if s != "none")
@@ -190,7 +190,7 @@ def host_info() -> dict[str, Any]:
 
 def _parse(argv: list[str] | None) -> argparse.Namespace:
     ap = argparse.ArgumentParser(
-        prog="python -m mlmp_ros.bench.world_checks",
+        prog="python -m mlmp_ros.bench.study.model_card",
         description="Measure the world model on held-out world scenes: its properties, then every method.",
     )
     ap.add_argument("what", choices=("properties", "methods"), help="properties of the model, or methods scored on it")

@@ -1,6 +1,6 @@
 """What MLMP's steps do to one image: the instrument behind "why MLMP loses where it loses".
 
-For an MLMP cell of the world table (:mod:`mlmp_ros.bench.world_table`) this records,
+For an MLMP cell of the world table (:mod:`mlmp_ros.bench.study.method_table`) this records,
 next to the scene's per-class areas after the steps:
 
 - the same areas for MLMP's fused prediction at 0 steps (``inter0``/``union0``), so the
@@ -30,10 +30,10 @@ from typing import Any
 import numpy as np
 import torch
 
-from ..core.dense import patch_logits
-from ..core.methods.losses import fuse_and_score
-from ..world.textures import CLASSES
-from .scoring.metrics import SegmentationMetrics
+from ...core.dense import patch_logits
+from ...core.methods.losses import fuse_and_score
+from ...world.textures import CLASSES
+from ..scoring.metrics import SegmentationMetrics
 
 
 def areas_record(pred: np.ndarray, labels: np.ndarray, losses: Sequence[float], seconds: float) -> dict[str, Any]:

@@ -3,7 +3,7 @@
 A *cell* is one scene under one condition.  Its MLMP - NoAdapt difference is the scene's
 own mIoU after MLMP's steps minus NoAdapt's; cells are split into those where MLMP gains
 (> +1 point), loses (< -1) and the rest.  For each diagnostic recorded by
-:mod:`mlmp_ros.bench.world_why` this gives its mean in the losing and the gaining cells,
+:mod:`mlmp_ros.bench.study.why` this gives its mean in the losing and the gaining cells,
 the difference with a 95% interval (scenes resampled, all of a scene's cells together),
 and its Spearman correlation with the cell's difference and with what the steps alone
 did (MLMP after minus MLMP at 0 steps; intervals likewise).  Per
@@ -18,8 +18,8 @@ from typing import Any
 
 import numpy as np
 
-from ..world.textures import CLASSES
-from .scoring.intervals import RESAMPLES, bootstrap, pooled_miou
+from ...world.textures import CLASSES
+from ..scoring.intervals import RESAMPLES, bootstrap, pooled_miou
 
 OPTIONS = {"resamples": RESAMPLES}  # bootstrap settings of every interval of the world summary (tests lower them)
 MARGIN = 1.0  # mIoU points: a cell gains / loses beyond this

@@ -3,7 +3,9 @@
 Numeric arguments: one check for every command (run, suite, stream, replay-live).  On the command
 line the checks are argparse types, so a bad value ends the command with status 2 and the
 argument's name before anything starts (no bag read, no node launched).  Rates, speeds and time
-limits are finite and > 0; counts of frames, images, trials and batches are integers >= 1.
+limits are finite and > 0; counts of frames, images, trials and batches are integers >= 1.  The
+module sits below ``cli`` because the Python functions (``data.world``, ``camera.replay_live``)
+and ``mlmp-demo`` use it too.
 """
 
 from __future__ import annotations

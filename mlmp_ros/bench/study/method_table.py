@@ -14,7 +14,7 @@ Scenes are taken scene by scene (every condition and method of a scene before th
 scene), so a run stopped early leaves whole scenes.
 
 MLMP cells also record, before and after the steps, how much the blocks MLMP fuses agree
-(:mod:`mlmp_ros.bench.world_why`), the entropy of its prediction, and which classes the
+(:mod:`mlmp_ros.bench.study.why`), the entropy of its prediction, and which classes the
 steps moved pixels from and into (against MLMP's own 0-step prediction of the same image).
 
 Scenes use seeds from :data:`FRESH_SEED` up: apart from training (below
@@ -35,12 +35,12 @@ from typing import Any
 
 import numpy as np
 
-from ..world.scenes import render_scene
-from ..world.shifts import SHIFTS, apply_shift
-from ..world.textures import CLASSES
-from ..world.train import HELD_OUT_SEED
-from .data.corruptions import CORRUPTIONS, corrupt_image
-from .world_why import areas_record, mlmp_cell
+from ...world.scenes import render_scene
+from ...world.shifts import SHIFTS, apply_shift
+from ...world.textures import CLASSES
+from ...world.train import HELD_OUT_SEED
+from ..data.corruptions import CORRUPTIONS, corrupt_image
+from .why import areas_record, mlmp_cell
 
 FRESH_SEED = HELD_OUT_SEED + 600_000
 STREAM_SHIFTS = tuple(s for s in SHIFTS if s != "none")
@@ -120,15 +120,15 @@ class Scorer:
     """One loaded world model; a fresh segmenter per cell over it, reset after adapting."""
 
     def __init__(self, plan: Plan):
-        from ..core.segmenter import Segmenter
-        from ..world.model import world_config
+        from ...core.segmenter import Segmenter
+        from ...world.model import world_config
 
         self.plan = plan
         self._config = lambda **s: world_config(weights=plan.weights, **{**plan.extra, **s})
         self.base = Segmenter(self._config(**{"adaptation.method": "noadapt"}))
 
     def segmenter(self, method: str, steps: int | None = None):
-        from ..core.segmenter import Segmenter
+        from ...core.segmenter import Segmenter
 
         settings: dict[str, Any] = {"adaptation.method": method, "adaptation.mode": "episodic"}
         if method != "noadapt":

@@ -1,7 +1,7 @@
 """The world table's summary, from its records alone: pooled mIoU with 95% intervals over scenes.
 
 Every number here is computed from the per-scene, per-class areas of
-:mod:`mlmp_ros.bench.world_table`'s records, by the bootstrap helpers of
+:mod:`mlmp_ros.bench.study.method_table`'s records, by the bootstrap helpers of
 :mod:`mlmp_ros.bench.scoring.intervals` (scenes resampled; a difference resamples the same
 scenes on both sides).  Only scenes with every (condition, method) cell count.  A
 difference is worded by :meth:`Interval.verdict`: "gains" / "loses" only when its interval
@@ -17,9 +17,9 @@ from typing import Any
 
 import numpy as np
 
-from .scoring.intervals import bootstrap, paired_pooled_difference, pooled_miou_interval
-from .world_table import area_arrays, cell_key, complete_scenes, read_records
-from .world_why_summary import OPTIONS, why
+from ..scoring.intervals import bootstrap, paired_pooled_difference, pooled_miou_interval
+from .method_table import area_arrays, cell_key, complete_scenes, read_records
+from .why_summary import OPTIONS, why
 
 ZERO_STEP = "mlmp@0"
 
@@ -140,7 +140,7 @@ def summarise(records: list[dict[str, Any]], conditions: Sequence[str], methods:
 
 
 def summarise_files(files: Sequence[str], conditions: Sequence[str], methods: Sequence[str]) -> dict[str, Any]:
-    from .world_checks import host_info
+    from .model_card import host_info
 
     report = summarise(load(files), conditions, methods)
     report["host"] = {k: v for k, v in host_info().items() if k != "torch_threads"}  # the summary's, not the run's
