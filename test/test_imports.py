@@ -302,6 +302,15 @@ def defined_names(tree: ast.Module) -> set[str]:
     return names
 
 
+def misplaced_test_folders(root: Path) -> list[str]:
+    """Folders of ``root/test`` holding tests (``test_*.py``) with no package folder of the same path
+    under ``root/mlmp_ros``: test/bench/data/ must match mlmp_ros/bench/data/."""
+    tests, package = root / "test", root / "mlmp_ros"
+    folders = sorted({path.parent for path in tests.rglob("test_*.py")})
+    return [f"{folder.relative_to(root)}/: no mlmp_ros/{folder.relative_to(tests)}/ to mirror"
+            for folder in folders if folder != tests and not (package / folder.relative_to(tests)).is_dir()]
+
+
 def strongly_connected(graph: dict[str, set[str]]) -> list[list[str]]:
     """The strongly connected components of ``graph`` (Tarjan's algorithm, without recursion)."""
     index: dict[str, int] = {}
@@ -437,6 +446,16 @@ def test_the_limits_and_member_checks_find_what_they_look_for(tmp_path):
     assert package.member_reaches({("mlmp_ros.reach", "_exit"): "why"})[-1].startswith("mlmp_ros/reach.py:17:")
 
 
+def test_the_test_folders_mirror_the_package(tmp_path):
+    for folder in ("mlmp_ros/bench/data", "test/bench/data", "test/bench/stray", "test/helpers"):
+        (tmp_path / folder).mkdir(parents=True)
+    for file in ("test/test_root.py", "test/bench/data/test_bags.py", "test/bench/stray/test_x.py", "test/helpers/util.py"):
+        (tmp_path / file).write_text("")
+    assert misplaced_test_folders(tmp_path) == ["test/bench/stray/: no mlmp_ros/bench/stray/ to mirror"]
+    wrong = misplaced_test_folders(REPO)
+    assert not wrong, "a test lives in the folder of the package module it tests:\n" + "\n".join(wrong)
+
+
 def test_no_module_over_400_lines_and_no_function_over_50():
     wrong = MLMP.oversized()
     assert not wrong, "split these by role (a module) or by step (a function):\n" + "\n".join(wrong)
@@ -496,7 +515,7 @@ def test_bench_help_does_not_load_torch_or_open_clip():
     assert out.returncode == 0, out.stderr
     assert "usage: mlmp-bench" in out.stdout
     imported = json.loads(out.stderr.strip().splitlines()[-1])
-    assert loaded == {"torch": False, "open_clip": False, "rclpy": False}, imported
+    assert imported == {"torch": False, "open_clip": False, "rclpy": False}, imported
 
 
 def test_core_config_and_the_bench_files_import_without_torch():

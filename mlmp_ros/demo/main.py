@@ -125,8 +125,8 @@ def _input_stream(loops: int) -> tuple[list, dict]:
 
 def _play(live, stream: list, args: argparse.Namespace):
     """Play the stream into the node; wait for the confidence maps of the frames with labels."""
-    schedule = {"paced": True} if args.paced else {"rate_hz": args.rate}
-    result = live.play(stream, restamp=True, timeout=args.timeout, **schedule)
+    pacing = {"paced": True} if args.paced else {"rate_hz": args.rate}
+    result = live.play(stream, restamp=True, timeout=args.timeout, **pacing)
     done = [rec.stamp_ns for rec in result.frames if rec.labels is not None]
     try:  # confidence is published right after the labels
         live.wait_until(lambda: all(s in live.outputs["confidence"] for s in done), 5.0, "confidence maps")

@@ -245,14 +245,14 @@ def _start_sessions(params_file: Path, runs: list[tuple[str, dict[str, Any]]], o
 
 def _play_all(sessions: dict[str, Any], scores: dict[str, RunScore], stream: list, args: argparse.Namespace) -> dict[str, Any]:
     """Play the same stream into every node at once, printing each frame's mIoU as its labels arrive."""
-    schedule = {"paced": True} if args.paced else {"rate_hz": args.rate}
+    pacing = {"paced": True} if args.paced else {"rate_hz": args.rate}
     stop = threading.Event()
     watchers = [threading.Thread(target=scores[t].watch, args=(s, stop), daemon=True) for t, s in sessions.items()]
     for w in watchers:
         w.start()
     try:
         with ThreadPoolExecutor(len(sessions)) as pool:
-            futures = {t: pool.submit(s.play, stream, restamp=True, timeout=args.timeout, **schedule) for t, s in sessions.items()}
+            futures = {t: pool.submit(s.play, stream, restamp=True, timeout=args.timeout, **pacing) for t, s in sessions.items()}
             results = {t: f.result() for t, f in futures.items()}
     finally:
         stop.set()

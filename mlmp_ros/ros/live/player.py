@@ -10,7 +10,7 @@ from typing import Any
 import numpy as np
 
 from .calls import SessionTimeout
-from .records import FrameRecord, PlayResult
+from .records import FrameRecord
 
 
 def _check_pacing(rate_hz: float | None, speed: float | None, paced: bool) -> None:
@@ -22,7 +22,7 @@ def _check_pacing(rate_hz: float | None, speed: float | None, paced: bool) -> No
 
 
 class Player:
-    """``play`` and its pacing; mixed into LiveSession (uses its publish, outputs and node)."""
+    """``play`` and its pacing; mixed into LiveSession (uses its publish, sent_at, play_result and node)."""
 
     def play(
         self,
@@ -58,14 +58,14 @@ class Player:
                 # Fixed rate without bursts: a late frame moves the next send times instead of catching up.
                 next_at = max(next_at, now - 1.0 / rate_hz) + 1.0 / rate_hz
             stamp = self.publish(frame, source_stamp if isinstance(frame, np.ndarray) else None, restamp=restamp)
-            records.append(FrameRecord(index, stamp, int(source_stamp), self._published[stamp]))
+            records.append(FrameRecord(index, stamp, int(source_stamp), self.sent_at(stamp)))
             if paced:
                 self._wait_for_output_quietly(stamp, timeout)
             elif self.node is not None:
                 self.node.check()
         if drain and records:
             self._wait_for_output_quietly(records[-1].stamp_ns, timeout)
-        return self._play_result(records, started, time.monotonic())
+        return self.play_result(records, started, time.monotonic())
 
     def _wait_for_output_quietly(self, stamp_ns: int, timeout: float) -> None:
         """Wait up to ``timeout`` for the labels of ``stamp_ns``; no error when they do not come."""
@@ -73,16 +73,6 @@ class Player:
             self.wait_for_output(stamp_ns, timeout)
         except SessionTimeout:
             pass
-
-    def _play_result(self, records: list[FrameRecord], started: float, finished: float) -> PlayResult:
-        """The play's records with the outputs received, the node's memory samples and last diagnostics."""
-        with self._cond:
-            for rec in records:
-                rec.labels = self.outputs["labels"].get(rec.stamp_ns)
-                rec.confidence = self.outputs.get("confidence", {}).get(rec.stamp_ns)
-            rss = [(t - started, b) for t, b in self.rss if started <= t <= finished]
-            diag = self.diagnostics[-1] if self.diagnostics else None
-        return PlayResult(records, started, finished, rss, diag)
 
     def _sleep_until(self, when: float) -> None:
         while True:

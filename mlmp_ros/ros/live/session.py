@@ -31,7 +31,7 @@ from ..qos import label_info_qos, output_qos, reliability_policy
 from .calls import NodeCalls, SessionTimeout
 from .player import Player
 from .process import NodeProcess
-from .records import Diagnostics, Output
+from .records import Diagnostics, FrameRecord, Output, PlayResult
 from .stamps import cdr_stamp, cdr_with_stamp, set_stamp, stamp_of
 
 _session_ids = itertools.count()
@@ -293,6 +293,21 @@ class LiveSession(Player, NodeCalls):
         read together, so that a received output's frame is among the stamps."""
         with self._cond:
             return sorted(self._published), dict(self.outputs[kind])
+
+    def sent_at(self, stamp_ns: int) -> float:
+        """When the frame stamped ``stamp_ns`` was published (``time.monotonic()``)."""
+        with self._cond:
+            return self._published[stamp_ns]
+
+    def play_result(self, records: list[FrameRecord], started: float, finished: float) -> PlayResult:
+        """The play's records with the outputs received, the node's memory samples and last diagnostics."""
+        with self._cond:
+            for rec in records:
+                rec.labels = self.outputs["labels"].get(rec.stamp_ns)
+                rec.confidence = self.outputs.get("confidence", {}).get(rec.stamp_ns)
+            rss = [(t - started, b) for t, b in self.rss if started <= t <= finished]
+            diag = self.diagnostics[-1] if self.diagnostics else None
+        return PlayResult(records, started, finished, rss, diag)
 
     def wait_for_output(self, stamp_ns: int, timeout: float = 30.0, kind: str = "labels") -> Output:
         self.wait_until(lambda: stamp_ns in self.outputs[kind], timeout, f"{kind} for stamp {stamp_ns}")

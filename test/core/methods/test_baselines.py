@@ -10,8 +10,8 @@ import torch
 from mlmp_ros.core import METHODS, Segmenter
 from mlmp_ros.core.methods.pseudo import token_distillation_loss
 
-from ..conftest import tiny_clip, tiny_config
-from .stepwise import embed, stepwise_features
+from ...conftest import tiny_clip, tiny_config
+from ..stepwise import embed, stepwise_features
 
 
 def _seg(method, seed=0, **overrides):

@@ -20,7 +20,7 @@ from mlmp_ros.bench.study.table_summary import load, summarise
 from mlmp_ros.world.textures import CLASSES
 from mlmp_ros.world.train import HELD_OUT_SEED
 
-REPO = Path(__file__).resolve().parents[2]
+REPO = Path(__file__).resolve().parents[3]
 PLAN = dict(conditions=("gaussian_noise",), methods=("noadapt", "mlmp"), steps=1, height=120, width=160)
 
 

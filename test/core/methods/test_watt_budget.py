@@ -11,7 +11,7 @@ import torch
 
 from mlmp_ros.core import Segmenter
 
-from ..conftest import tiny_clip, tiny_config, torch_threads
+from ...conftest import tiny_clip, tiny_config, torch_threads
 
 SMALL = {"window": [32], "stride": [32], "adaptation__method": "watt", "adaptation__watt__l": 2}
 TEMPLATES = 7  # WATT's default template set

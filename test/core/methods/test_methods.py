@@ -13,8 +13,8 @@ import torch
 from mlmp_ros.core import Segmenter
 from mlmp_ros.core.methods.losses import fuse_and_score
 
-from ..conftest import tiny_clip, tiny_config
-from .stepwise import stepwise_mlmp, stepwise_predict, text_embeddings
+from ...conftest import tiny_clip, tiny_config
+from ..stepwise import stepwise_mlmp, stepwise_predict, text_embeddings
 
 QUERIES = ["cat", "dog", "puppy", "sky", "grass"]
 
