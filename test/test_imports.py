@@ -503,6 +503,14 @@ def test_no_private_name_crosses_a_module():
     )
 
 
+def run_python(code: str) -> subprocess.CompletedProcess:
+    """``code`` in a fresh interpreter on this checkout (what it imports is not yet imported); it must succeed."""
+    env = {**os.environ, "PYTHONPATH": str(REPO) + os.pathsep + os.environ.get("PYTHONPATH", "")}
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=120, cwd=REPO)
+    assert out.returncode == 0, out.stderr
+    return out
+
+
 def test_bench_help_does_not_load_torch_or_open_clip():
     code = (
         "import json, sys\n"
@@ -510,9 +518,7 @@ def test_bench_help_does_not_load_torch_or_open_clip():
         "try:\n    main(['--help'])\nexcept SystemExit:\n    pass\n"
         "print(json.dumps({m: m in sys.modules for m in ('torch', 'open_clip', 'rclpy')}), file=sys.stderr)\n"
     )
-    env = {**os.environ, "PYTHONPATH": str(REPO) + os.pathsep + os.environ.get("PYTHONPATH", "")}
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=120, cwd=REPO)
-    assert out.returncode == 0, out.stderr
+    out = run_python(code)
     assert "usage: mlmp-bench" in out.stdout
     imported = json.loads(out.stderr.strip().splitlines()[-1])
     assert imported == {"torch": False, "open_clip": False, "rclpy": False}, imported
@@ -530,7 +536,5 @@ def test_core_config_and_the_bench_files_import_without_torch():
         "from mlmp_ros.core import Segmenter\n"  # a lazy export still works, and loads torch
         "print(json.dumps([before, 'torch' in sys.modules, Segmenter.__name__]))\n"
     )
-    env = {**os.environ, "PYTHONPATH": str(REPO) + os.pathsep + os.environ.get("PYTHONPATH", "")}
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=120, cwd=REPO)
-    assert out.returncode == 0, out.stderr
+    out = run_python(code)
     assert json.loads(out.stdout.strip().splitlines()[-1]) == [False, True, "Segmenter"]

@@ -78,7 +78,7 @@ class MultiCameraSegmenter:
                 view = segmenter_view(seg)
                 scheduled = ScheduledSegmenter(view, threaded=threaded, priority=self.priority)
                 self.states[name] = AdaptationState(view, scheduled, [t.clone() for t in source])
-        self._owner: AdaptationState | None = None
+        self._in_model: AdaptationState | None = None
 
     # ------------------------------------------------------------- weights
     @staticmethod
@@ -89,9 +89,9 @@ class MultiCameraSegmenter:
 
     def _enter(self, state: AdaptationState) -> None:
         """Put ``state``'s adapted values into the model (unless they are there already)."""
-        if self._owner is not state:
+        if self._in_model is not state:
             self._load_values(state.view, state.values)
-            self._owner = state
+            self._in_model = state
 
     def _leave(self, state: AdaptationState) -> None:
         state.values = [p.detach().clone() for _, p in state.view.method.named_params]

@@ -158,34 +158,35 @@ def _frame_values(s: dict[str, Any], view: NodeView) -> dict[str, Any]:
     }
 
 
-def _adaptation_values(s: dict[str, Any], seg: Any, sched: dict[str, Any], steps_per_s: float) -> dict[str, Any]:
+def _adaptation_values(s: dict[str, Any], seg: Any, schedule_stats: dict[str, Any],
+                       steps_per_s: float) -> dict[str, Any]:
     """The method, its schedule, budgets, losses, failures and resets.  Steps, loss and status are the
     adaptation side's own (under async: the adaptation thread's last job, not the predicted frame's)."""
     adaptation = seg.config.adaptation
-    steps = sched.get("adapt_last_steps", s["steps"])
-    loss = sched.get("adapt_last_loss", s["last_loss"])
-    status = sched.get("adapt_last_status", s["last_status"])
+    steps = schedule_stats.get("adapt_last_steps", s["steps"])
+    loss = schedule_stats.get("adapt_last_loss", s["last_loss"])
+    status = schedule_stats.get("adapt_last_status", s["last_status"])
     return {
         "adaptation_method": adaptation.method,
         "adaptation_mode": adaptation.mode,
         "adaptation_steps": steps,
-        "adaptation_schedule": sched["schedule"],
-        "adaptation_steps_total": sched["steps"],
+        "adaptation_schedule": schedule_stats["schedule"],
+        "adaptation_steps_total": schedule_stats["steps"],
         "adaptation_steps_per_s": f"{steps_per_s:.2f}",
-        "adaptation_steps_per_frame": _blank_float(sched.get("steps_per_frame")),
-        "adaptation_wait_s": _blank_float(sched.get("adapt_wait_s")),
-        "adaptation_step_ms": _ms(None if sched["step_ms"] is None else sched["step_ms"] / 1000.0),
-        "adaptation_lag_frames": _blank(sched["lag_frames"]),
-        "adaptation_lag_frames_median": _blank(sched["lag_frames_median"]),
-        "adaptation_budget_stops": sched["stops"]["budget"],
-        "adaptation_plateau_stops": sched["stops"]["plateau"],
-        "resets_by_reason": ", ".join(f"{k}={v}" for k, v in sorted(sched["resets"].items())),
+        "adaptation_steps_per_frame": _blank_float(schedule_stats.get("steps_per_frame")),
+        "adaptation_wait_s": _blank_float(schedule_stats.get("adapt_wait_s")),
+        "adaptation_step_ms": _ms(None if schedule_stats["step_ms"] is None else schedule_stats["step_ms"] / 1000.0),
+        "adaptation_lag_frames": _blank(schedule_stats["lag_frames"]),
+        "adaptation_lag_frames_median": _blank(schedule_stats["lag_frames_median"]),
+        "adaptation_budget_stops": schedule_stats["stops"]["budget"],
+        "adaptation_plateau_stops": schedule_stats["stops"]["plateau"],
+        "resets_by_reason": ", ".join(f"{k}={v}" for k, v in sorted(schedule_stats["resets"].items())),
         "last_loss": "" if loss is None else f"{loss:.6g}",
         "adaptation_status": status,
         "last_frame_status": s["last_status"],  # the last published frame's (e.g. "batched x2", "restored ...")
-        "adaptation_failures": sched["failures"],
-        "last_adaptation_failure": sched["last_failure"],
-        "resets": sched["resets_total"],
+        "adaptation_failures": schedule_stats["failures"],
+        "last_adaptation_failure": schedule_stats["last_failure"],
+        "resets": schedule_stats["resets_total"],
     }
 
 
@@ -193,12 +194,12 @@ def _blank_float(value: float | None) -> str:
     return "" if value is None else f"{value:.3g}"
 
 
-def diagnostic_values(s: dict[str, Any], view: NodeView, *, seg: Any, weights: str, sched: dict[str, Any],
+def diagnostic_values(s: dict[str, Any], view: NodeView, *, seg: Any, weights: str, schedule_stats: dict[str, Any],
                       steps_per_s: float) -> dict[str, Any]:
     """Every key-value of the status, in the order they are published."""
     rss = rss_bytes()
     values = _frame_values(s, view)
-    values.update(_adaptation_values(s, seg, sched, steps_per_s))
+    values.update(_adaptation_values(s, seg, schedule_stats, steps_per_s))
     values.update({
         "incompatible_qos_events": s["incompatible_qos"],
         "last_incompatible_qos_policy": s["last_qos_policy"],
@@ -272,14 +273,17 @@ def camera_status(pipe: Any, multicamera: Any, view: NodeView, node_fqn: str, *,
     camera names (the status is then ``<node>: <camera>/segmentation`` and says which camera)."""
     s = pipe.counters.take_period()
     seg = multicamera.view(pipe.name)
-    sched = multicamera.scheduled(pipe.name).stats()
+    schedule_stats = multicamera.scheduled(pipe.name).stats()
     now = time.monotonic()
-    mark, pipe.steps_mark = pipe.steps_mark, (now, sched["steps"])
-    steps_per_s = (sched["steps"] - mark[1]) / max(now - mark[0], 1e-9) if mark else sched["steps_per_s"]
+    mark, pipe.steps_mark = pipe.steps_mark, (now, schedule_stats["steps"])
+    if mark:
+        steps_per_s = (schedule_stats["steps"] - mark[1]) / max(now - mark[0], 1e-9)
+    else:
+        steps_per_s = schedule_stats["steps_per_s"]
     status = seg.status()
-    level, message = health(s, view, random_weights=seg.random_weights, last_failure=sched["last_failure"])
+    level, message = health(s, view, random_weights=seg.random_weights, last_failure=schedule_stats["last_failure"])
     values = {"camera": pipe.name} if cameras else {}
-    values.update(diagnostic_values(s, view, seg=seg, weights=status.weights, sched=sched,
+    values.update(diagnostic_values(s, view, seg=seg, weights=status.weights, schedule_stats=schedule_stats,
                                     steps_per_s=steps_per_s))
     if cameras:
         values["adaptation_shared"] = multicamera.shared

@@ -28,6 +28,7 @@ from .guards import AdaptationCancelled, FailureWarning, checked_adapt
 from .losses import fuse_and_score
 from .precision import Precision
 
+
 @dataclass
 class Batch:
     """One adaptation batch: all windows of the batch's images, normalised."""
