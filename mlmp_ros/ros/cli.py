@@ -8,6 +8,7 @@ start-up errors and signals, and the run of a node class from start to exit.
 from __future__ import annotations
 
 import ctypes
+import faulthandler
 import itertools
 import logging
 import os
@@ -285,10 +286,19 @@ def limit_heap_arenas(arenas: int = HEAP_ARENAS) -> None:
 M_ARENA_MAX = -8  # glibc's mallopt parameter number
 
 
+def report_crashes() -> None:
+    """On a crash in native code (the DDS layer, torch), Python's stacks go to the log, not nothing."""
+    try:
+        faulthandler.enable()
+    except (AttributeError, ValueError, OSError):  # a standard error without a file descriptor
+        pass
+
+
 def run(node_class: Callable[[], Any], args: list[str] | None = None) -> int:
     """Start ``node_class()`` (a SegmentNode: ``start``/``stop``) from the command line ``args``
     (``sys.argv`` when None), spin it until a signal or shutdown; returns the exit code."""
     argv = list(sys.argv if args is None else args)
+    report_crashes()
     limit_heap_arenas()
     before_ros = argv[1:argv.index("--ros-args")] if "--ros-args" in argv else argv[1:]
     if any(a in ("-h", "--help") for a in before_ros):

@@ -74,9 +74,9 @@ def test_start_up_errors_say_what_to_fix(tmp_path):
             node.stop()
         log = node.log()
         assert code != 0, f"{name}: exit code 0\n{log}"
-        assert "Traceback" not in log, f"{name}: printed a traceback\n{log}"
+        assert "Traceback" not in log, f"{name}: printed a traceback (exit code {code})\n{log}"
         errors = [line for line in log.splitlines() if line.startswith(PREFIX)]
-        assert len(errors) == 1, f"{name}: expected one error line\n{log}"
+        assert len(errors) == 1, f"{name}: expected one error line, exit code {code}\n{log or '(nothing printed)'}"
         for text in expected:
             assert text in errors[0], f"{name}: '{text}' not in {errors[0]!r}"
 
@@ -97,3 +97,18 @@ def test_help_prints_usage_without_starting_the_node():
     assert done.returncode == 0, done.stderr
     assert done.stdout.startswith("usage: mlmp-segment") and "--params-file" in done.stdout
     assert "loading" not in done.stdout + done.stderr and "ready" not in done.stdout + done.stderr
+
+
+def test_a_crash_in_native_code_leaves_python_stacks_in_the_log():
+    """A node that dies of a fatal signal (as in the DDS layer or torch) says where; not an empty log."""
+    crash = ("import ctypes, sys\n"
+             "from mlmp_ros.ros.cli import run\n"
+             "class Crashing:\n"
+             "    def __init__(self):\n"
+             "        ctypes.string_at(0)  # a read of address 0: SIGSEGV\n"
+             "sys.exit(run(Crashing, ['mlmp-segment']))\n")  # fmt: skip
+    done = subprocess.run([sys.executable, "-c", crash], capture_output=True, text=True, timeout=120,
+                          env={**os.environ, **NODE_ENV})
+    assert done.returncode < 0, (done.returncode, done.stderr)
+    assert "Fatal Python error: Segmentation fault" in done.stderr, done.stderr
+    assert "in __init__" in done.stderr and "in _start" in done.stderr, done.stderr

@@ -49,8 +49,11 @@ def _stream(sessions: list[LiveSession], rates: list[float], seconds: float, ima
     while time.monotonic() - start < seconds and not (stop is not None and stop.is_set()):
         i = min(range(len(sessions)), key=lambda k: due[k])
         time.sleep(max(0.0, due[i] - time.monotonic()))
-        sent[i].append((time.monotonic(), sessions[i].publish(image)))
-        due[i] += 1.0 / rates[i]
+        now = time.monotonic()
+        sent[i].append((now, sessions[i].publish(image)))
+        # The next frame one period after this one (not after when this one was due): a sender held up by a
+        # loaded machine does not catch up in a burst that would replace a slow camera's frames itself.
+        due[i] = max(due[i], now) + 1.0 / rates[i]
     return sent
 
 

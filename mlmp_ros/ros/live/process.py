@@ -97,6 +97,7 @@ class NodeProcess:
             RCUTILS_LOGGING_BUFFERED_STREAM="0",  # log lines reach the file as they happen
             RCUTILS_COLORIZED_OUTPUT="0",
             PYTHONUNBUFFERED="1",
+            PYTHONFAULTHANDLER="1",  # a crash in native code (DDS, torch) leaves Python's stacks in the log
         )
         env.update(self.env)
         return env
