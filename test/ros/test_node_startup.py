@@ -99,7 +99,7 @@ def test_help_prints_usage_without_starting_the_node():
     assert "loading" not in done.stdout + done.stderr and "ready" not in done.stdout + done.stderr
 
 
-def test_a_crash_in_native_code_leaves_python_stacks_in_the_log():
+def test_a_crash_in_native_code_leaves_python_stacks_in_the_log(tmp_path):
     """A node that dies of a fatal signal (as in the DDS layer or torch) says where; not an empty log."""
     crash = ("import ctypes, sys\n"
              "from mlmp_ros.ros.cli import run\n"
@@ -108,7 +108,7 @@ def test_a_crash_in_native_code_leaves_python_stacks_in_the_log():
              "        ctypes.string_at(0)  # a read of address 0: SIGSEGV\n"
              "sys.exit(run(Crashing, ['mlmp-segment']))\n")  # fmt: skip
     done = subprocess.run([sys.executable, "-c", crash], capture_output=True, text=True, timeout=120,
-                          env={**os.environ, **NODE_ENV})
+                          env={**os.environ, **NODE_ENV}, cwd=tmp_path)  # a core file, if any, lands there
     assert done.returncode < 0, (done.returncode, done.stderr)
     assert "Fatal Python error: Segmentation fault" in done.stderr, done.stderr
     assert "in __init__" in done.stderr and "in _start" in done.stderr, done.stderr
